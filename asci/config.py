@@ -1,0 +1,231 @@
+"""One settings object, read from defaults, a TOML file and ``ASCI_*`` variables.
+
+Precedence, lowest first: the embedded defaults, the TOML file named by
+``ASCI_CONFIG``, then environment variables ``ASCI_<FIELD>`` (upper case).
+Every value is checked; a bad one raises :class:`ConfigError` naming the
+setting and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from asci.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "asci"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the platform, with its embedded default."""
+
+    data_dir: Path = field(default_factory=_default_data_dir)
+    database_url: str = ""  # empty: SQLite under data_dir
+    registry: str = "127.0.0.1:5000"
+    docker_hosts: tuple[str, ...] = ("unix:///var/run/docker.sock",)
+    recipes_dir: Path = PROJECT_ROOT / "recipes"
+    web_host: str = "127.0.0.1"
+    web_port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"
+    secret_key: str = ""  # empty: generated once and kept under data_dir
+    repo_allowed_arches: tuple[str, ...] = ("noarch", "x86_64")
+    repo_max_rpm_bytes: int = 512 * 1024 * 1024
+    repo_require_signature: bool = False
+    repo_gpg_keys: tuple[Path, ...] = ()
+    default_repo: str = "beamline"
+    log_format: str = "json"
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL, defaulting to SQLite under the data directory."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'asci.db'}"
+
+    @property
+    def repos_dir(self) -> Path:
+        """Folder holding one sub-folder per named RPM repository."""
+        return self.data_dir / "repos"
+
+    @property
+    def registry_storage_dir(self) -> Path:
+        """Where the local registry keeps its blobs."""
+        return self.data_dir / "registry"
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with some settings changed (values are checked again)."""
+        raw = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        raw.update(changes)
+        return _build(raw, source="argument")
+
+
+# ---------------------------------------------------------------- parsing ---
+
+_HOST_PORT = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$")
+_DOCKER_URL = re.compile(r"^(unix:///\S+|tcp://[A-Za-z0-9.\-\[\]:]+:\d{1,5}|ssh://\S+)$")
+
+
+def _as_path(name: str, value: Any) -> Path:
+    if isinstance(value, Path):
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{name}: expected a path, got {value!r}")
+    return Path(value).expanduser()
+
+
+def _as_str(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{name}: expected a string, got {value!r}")
+    return value
+
+
+def _as_int(name: str, value: Any, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: expected an integer between {low} and {high}, got {value!r}") from None
+    if isinstance(value, bool) or not low <= number <= high:
+        raise ConfigError(f"{name}: expected an integer between {low} and {high}, got {value!r}")
+    return number
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name}: expected true or false, got {value!r}")
+
+
+def _as_list(name: str, value: Any) -> list[str]:
+    if isinstance(value, str):
+        items = [item.strip() for item in value.split(",")]
+    elif isinstance(value, (list, tuple)):
+        items = [str(item).strip() for item in value]
+    else:
+        raise ConfigError(f"{name}: expected a comma-separated list, got {value!r}")
+    return [item for item in items if item]
+
+
+def _registry(name: str, value: Any) -> str:
+    text = _as_str(name, value)
+    if not _HOST_PORT.match(text):
+        raise ConfigError(f"{name}: expected host:port such as 127.0.0.1:5000, got {value!r}")
+    return text
+
+
+def _docker_hosts(name: str, value: Any) -> tuple[str, ...]:
+    hosts = _as_list(name, value)
+    if not hosts:
+        raise ConfigError(f"{name}: expected at least one Docker host URL")
+    for host in hosts:
+        if not _DOCKER_URL.match(host):
+            raise ConfigError(
+                f"{name}: expected Docker host URLs (unix:///path, tcp://host:port or ssh://...), got {host!r}"
+            )
+    return tuple(hosts)
+
+
+def _database_url(name: str, value: Any) -> str:
+    text = _as_str(name, value)
+    if not text:
+        return ""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        raise ConfigError(f"{name}: expected a SQLAlchemy URL such as postgresql://user:pw@127.0.0.1/db, got {value!r}") from None
+    if url.get_backend_name() not in {"sqlite", "postgresql"}:
+        raise ConfigError(f"{name}: expected a sqlite:// or postgresql:// URL, got {url.get_backend_name()!r}")
+    return text
+
+
+def _arches(name: str, value: Any) -> tuple[str, ...]:
+    arches = _as_list(name, value)
+    if not arches or any(not re.fullmatch(r"[a-z0-9_]+", a) for a in arches):
+        raise ConfigError(f"{name}: expected a list of RPM architectures such as noarch,x86_64, got {value!r}")
+    return tuple(arches)
+
+
+def _repo_name(name: str, value: Any) -> str:
+    text = _as_str(name, value)
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_\-]{0,62}", text):
+        raise ConfigError(f"{name}: expected a repository name of lower-case letters, digits, '-' and '_', got {value!r}")
+    return text
+
+
+def _log_format(name: str, value: Any) -> str:
+    text = _as_str(name, value)
+    if text not in {"json", "text"}:
+        raise ConfigError(f"{name}: expected 'json' or 'text', got {value!r}")
+    return text
+
+
+_PARSERS = {
+    "data_dir": _as_path,
+    "database_url": _database_url,
+    "registry": _registry,
+    "docker_hosts": _docker_hosts,
+    "recipes_dir": _as_path,
+    "web_host": _as_str,
+    "web_port": lambda n, v: _as_int(n, v, 1, 65535),
+    "public_url": _as_str,
+    "secret_key": _as_str,
+    "repo_allowed_arches": _arches,
+    "repo_max_rpm_bytes": lambda n, v: _as_int(n, v, 1, 1 << 40),
+    "repo_require_signature": _as_bool,
+    "repo_gpg_keys": lambda n, v: tuple(_as_path(n, p) for p in _as_list(n, v)),
+    "default_repo": _repo_name,
+    "log_format": _log_format,
+}
+
+
+def _build(raw: Mapping[str, Any], source: str) -> Settings:
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        parser = _PARSERS.get(key)
+        if parser is None:
+            raise ConfigError(f"{source}: unknown setting {key!r}")
+        label = f"ASCI_{key.upper()}" if source == "environment" else f"{source}: {key}"
+        values[key] = parser(label, value)
+    return Settings(**values)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from ``ASCI_CONFIG`` (TOML) and ``ASCI_*`` variables."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    config_file = environ.get("ASCI_CONFIG")
+    if config_file:
+        path = Path(config_file)
+        try:
+            with path.open("rb") as handle:
+                from_file = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError(f"ASCI_CONFIG: file {config_file} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"ASCI_CONFIG: {config_file} is not valid TOML: {exc}") from None
+        _build(from_file, source=str(path))  # validate with the file's name in messages
+        raw.update(from_file)
+    env_values: dict[str, Any] = {}
+    for key in _PARSERS:
+        env_name = f"ASCI_{key.upper()}"
+        if env_name in environ:
+            env_values[key] = environ[env_name]
+    _build(env_values, source="environment")
+    raw.update(env_values)
+    return _build(raw, source="settings")

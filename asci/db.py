@@ -1,0 +1,168 @@
+"""Database engine, sessions and the declarative base shared by every package.
+
+The same models run on SQLite (the embedded default) and PostgreSQL. The
+schema is owned by Alembic migrations in ``asci/migrations``; ``upgrade``
+brings a database to the newest revision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import DateTime, MetaData, create_engine, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+from asci.config import Settings
+from asci.errors import DatabaseError
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base for every ASCI model."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware UTC datetime on every backend (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to a UTCDateTime column")
+            value = value.astimezone(dt.timezone.utc)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware, in UTC."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` with the settings ASCI relies on (FKs, WAL, pool checks)."""
+    if url.startswith("sqlite"):
+        database = url.split("///", 1)[-1]
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+@lru_cache(maxsize=16)
+def engine_for(url: str) -> Engine:
+    """One shared engine per URL within a process."""
+    return make_engine(url)
+
+
+def session_factory(settings: Settings) -> sessionmaker[Session]:
+    """A session factory bound to the configured database."""
+    return sessionmaker(engine_for(settings.effective_database_url), expire_on_commit=False)
+
+
+@contextlib.contextmanager
+def session_scope(settings: Settings) -> Iterator[Session]:
+    """A session that commits on success and rolls back on any error."""
+    session = session_factory(settings)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def alembic_config(url: str):
+    """The Alembic configuration for ``url``, pointing at our migrations."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(settings: Settings, revision: str = "head") -> str:
+    """Migrate the configured database to ``revision``; returns the new revision."""
+    from alembic import command
+
+    url = settings.effective_database_url
+    try:
+        command.upgrade(alembic_config(url), revision)
+    except OperationalError as exc:
+        raise DatabaseError(f"cannot migrate {_redacted(url)}: {exc.orig}") from None
+    return current_revision(settings) or ""
+
+
+def current_revision(settings: Settings) -> str | None:
+    """The revision the configured database is at (None before the first upgrade)."""
+    from alembic.runtime.migration import MigrationContext
+
+    try:
+        with engine_for(settings.effective_database_url).connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except OperationalError as exc:
+        raise DatabaseError(f"cannot reach {_redacted(settings.effective_database_url)}: {exc.orig}") from None
+
+
+def ping(settings: Settings) -> None:
+    """Raise :class:`DatabaseError` unless the database answers a query."""
+    try:
+        with engine_for(settings.effective_database_url).connect() as connection:
+            connection.execute(select(1))
+    except OperationalError as exc:
+        raise DatabaseError(f"database unreachable: {exc.orig}") from None
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def import_all_models() -> None:
+    """Import every package's models so that ``Base.metadata`` is complete."""
+    import importlib
+
+    for module in ("asci.accounts", "rpmrepo.models", "builder.models", "ci.models", "broker.models"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise

@@ -1,0 +1,66 @@
+"""The ASCI web application: pages, login and the JSON API, built by ``create_app``."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from flask import Flask
+
+from asci.config import Settings, load_settings
+from asci.errors import AsciError
+
+
+class WebError(AsciError):
+    """Root of the web package's errors."""
+
+
+def _secret_key(settings: Settings) -> str:
+    if settings.secret_key:
+        return settings.secret_key
+    path: Path = settings.data_dir / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def create_app(settings: Settings | None = None, test_config: dict | None = None) -> Flask:
+    """Build the Flask application for ``settings`` (read from the environment when omitted)."""
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=_secret_key(settings),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
+        MAX_CONTENT_LENGTH=settings.repo_max_rpm_bytes + 1024 * 1024,
+    )
+    if test_config:
+        app.config.update(test_config)
+    app.extensions["asci_settings"] = settings
+
+    from web import health
+
+    app.register_blueprint(health.bp)
+    for module_name, attribute in (("rpmrepo.http", "bp"), ("broker.api", "bp"), ("web.pages", "bp")):
+        _register_optional(app, module_name, attribute)
+    return app
+
+
+def _register_optional(app: Flask, module_name: str, attribute: str) -> None:
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return
+        raise
+    app.register_blueprint(getattr(module, attribute))
+
+
+def settings_of(app: Flask) -> Settings:
+    """The settings the application was built with."""
+    return app.extensions["asci_settings"]

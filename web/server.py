@@ -1,0 +1,16 @@
+"""Run the web application with waitress on the configured loopback address."""
+
+from __future__ import annotations
+
+from asci.config import Settings
+
+
+def run_server(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    """Serve ``create_app(settings)`` until interrupted."""
+    import waitress
+
+    from web import create_app
+
+    app = create_app(settings)
+    waitress.serve(app, host=host or settings.web_host, port=port or settings.web_port, threads=16,
+                   ident="asci")
