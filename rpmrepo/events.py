@@ -1,0 +1,41 @@
+"""Change events of the repositories, consumed by ``ci/``.
+
+Every publish and retract records a :class:`~rpmrepo.models.RepoEvent` (repository, NEVRAs,
+metadata revision) in the same transaction as the index change; the watcher records ``external``
+events. Ids only increase, so a consumer remembers the last id it handled and asks for newer ones::
+
+    for event in events_after(session, last_id):
+        ...; last_id = event.id
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from rpmrepo.models import RepoEvent
+
+KINDS = ("publish", "retract", "external")
+
+
+def record_event(session: Session, repo: str, kind: str, packages: list[str], revision: str | int) -> RepoEvent:
+    """Add an event (flushed, so its id is known; committed with the caller's transaction)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown event kind {kind!r}")
+    event = RepoEvent(repo=repo, kind=kind, packages=list(packages), revision=str(revision))
+    session.add(event)
+    session.flush()
+    return event
+
+
+def events_after(session: Session, last_id: int = 0, limit: int = 100, repo: str | None = None) -> list[RepoEvent]:
+    """Events with ``id > last_id``, oldest first, at most ``limit`` (optionally of one repository)."""
+    query = select(RepoEvent).where(RepoEvent.id > last_id)
+    if repo is not None:
+        query = query.where(RepoEvent.repo == repo)
+    return list(session.scalars(query.order_by(RepoEvent.id).limit(limit)))
+
+
+def last_event(session: Session, repo: str) -> RepoEvent | None:
+    """The newest event of ``repo``, or None."""
+    return session.scalar(select(RepoEvent).where(RepoEvent.repo == repo).order_by(RepoEvent.id.desc()).limit(1))
