@@ -44,6 +44,7 @@ class Settings:
     repo_require_signature: bool = False
     repo_gpg_keys: tuple[Path, ...] = ()
     default_repo: str = "beamline"
+    repo_lock_timeout_s: int = 600  # how long a publish waits for the repository lock
     log_format: str = "json"
 
     @property
@@ -190,6 +191,7 @@ _PARSERS = {
     "repo_require_signature": _as_bool,
     "repo_gpg_keys": lambda n, v: tuple(_as_path(n, p) for p in _as_list(n, v)),
     "default_repo": _repo_name,
+    "repo_lock_timeout_s": lambda n, v: _as_int(n, v, 1, 86400),
     "log_format": _log_format,
 }
 
