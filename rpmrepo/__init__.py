@@ -22,33 +22,5 @@ Served at ``<public_url>/repos/<repo>/<view>/`` and described by ``<public_url>/
 Errors derive from :class:`rpmrepo.errors.RepoError`.
 """
 
-from __future__ import annotations
-
-from pathlib import Path
-
-from asci.config import Settings
-from rpmrepo.errors import ConflictError, InvalidPackage, NotFound, RepoError
-from rpmrepo.events import events_after
-from rpmrepo.index import Nevra, find_package, list_packages, parse_nevra
-from rpmrepo.models import RepoEvent, RpmPackage
-from rpmrepo.publish import PublishResult, ReindexResult, RetractResult, publish, reindex, retract
-from rpmrepo.store import RepoLayout, check_view, list_repos
-from rpmrepo.watch import detect_external_changes
-
-
-def repo_path(settings: Settings, repo: str | None = None, view: str = "all") -> Path:
-    """The local folder of a repository view (holds ``repodata/`` and the packages)."""
-    return RepoLayout.of(settings, repo).view_dir(view)
-
-
-def repo_url(settings: Settings, repo: str | None = None, view: str = "current") -> str:
-    """The HTTP base URL of a repository view, ending with ``/``."""
-    layout = RepoLayout.of(settings, repo)
-    return f"{settings.public_url.rstrip('/')}/repos/{layout.name}/{check_view(view)}/"
-
-
-__all__ = [
-    "publish", "retract", "reindex", "list_packages", "find_package", "repo_path", "repo_url", "events_after",
-    "detect_external_changes", "list_repos", "parse_nevra", "Nevra", "PublishResult", "RetractResult",
-    "ReindexResult", "RpmPackage", "RepoEvent", "RepoError", "InvalidPackage", "ConflictError", "NotFound",
-]
+from rpmrepo.api import *  # noqa: F401,F403  (the public API lives in rpmrepo.api)
+from rpmrepo.api import __all__  # noqa: F401

@@ -1,0 +1,184 @@
+"""A minimal RFB (VNC) client: handshake with VNC authentication and one framebuffer grab.
+
+Used to prove a desktop is really up (tests, the CI smoke gate, the broker's
+readiness check): it speaks RFB 3.8 to the server, authenticates with the
+session's password (DES challenge-response), asks for the whole screen in
+Raw encoding and reports how many distinct colours it holds.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+import zlib
+from dataclasses import dataclass
+
+from Crypto.Cipher import DES
+
+from asci.errors import AsciError
+
+RAW_ENCODING = 0
+VNC_AUTH = 2
+
+
+class RFBError(AsciError):
+    """The VNC server could not be reached, refused us, or spoke something else."""
+
+
+@dataclass
+class Framebuffer:
+    """One full-screen capture: size, server name and 32-bit pixels (BGRX)."""
+
+    width: int
+    height: int
+    name: str
+    pixels: bytes
+
+    def distinct_colours(self, limit: int = 4096) -> int:
+        """How many different pixel values appear (stops counting at ``limit``)."""
+        seen: set[bytes] = set()
+        view = memoryview(self.pixels)
+        for offset in range(0, len(view), 4 * 7):  # sample every 7th pixel
+            seen.add(bytes(view[offset:offset + 3]))
+            if len(seen) >= limit:
+                break
+        return len(seen)
+
+    def is_drawn(self, minimum_colours: int = 8) -> bool:
+        """True when the screen is more than a blank or single-colour surface."""
+        return self.distinct_colours() >= minimum_colours
+
+    def to_png(self) -> bytes:
+        """The capture as a PNG image (for keeping as a test artefact)."""
+        rows = bytearray()
+        stride = self.width * 4
+        for row in range(self.height):
+            line = self.pixels[row * stride:(row + 1) * stride]
+            rgb = bytearray(self.width * 3)
+            rgb[0::3], rgb[1::3], rgb[2::3] = line[2::4], line[1::4], line[0::4]
+            rows += b"\x00" + rgb
+
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            return struct.pack("!I", len(data)) + kind + data + struct.pack("!I", zlib.crc32(kind + data))
+
+        header = struct.pack("!IIBBBBB", self.width, self.height, 8, 2, 0, 0, 0)
+        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(rows), 6))
+                + chunk(b"IEND", b""))
+
+
+def _recv_exact(sock: socket.socket, count: int) -> bytes:
+    chunks = bytearray()
+    while len(chunks) < count:
+        chunk = sock.recv(min(count - len(chunks), 1 << 20))
+        if not chunk:
+            raise RFBError("VNC server closed the connection")
+        chunks += chunk
+    return bytes(chunks)
+
+
+def _des_key(password: str) -> bytes:
+    key = password.encode("latin-1")[:8].ljust(8, b"\0")
+    # VNC uses each key byte with its bits reversed.
+    return bytes(int(f"{byte:08b}"[::-1], 2) for byte in key)
+
+
+def vnc_response(password: str, challenge: bytes) -> bytes:
+    """The VNC authentication response to a 16-byte challenge."""
+    return DES.new(_des_key(password), DES.MODE_ECB).encrypt(challenge)
+
+
+def _handshake(sock: socket.socket, password: str) -> None:
+    version = _recv_exact(sock, 12)
+    if not version.startswith(b"RFB "):
+        raise RFBError(f"not a VNC server (greeting {version!r})")
+    sock.sendall(b"RFB 003.008\n")
+    (count,) = struct.unpack("!B", _recv_exact(sock, 1))
+    if count == 0:
+        (length,) = struct.unpack("!I", _recv_exact(sock, 4))
+        raise RFBError(f"VNC server refused: {_recv_exact(sock, length).decode(errors='replace')}")
+    types = _recv_exact(sock, count)
+    if VNC_AUTH not in types:
+        raise RFBError(f"VNC server does not offer password authentication (offers {list(types)})")
+    sock.sendall(struct.pack("!B", VNC_AUTH))
+    sock.sendall(vnc_response(password, _recv_exact(sock, 16)))
+    (result,) = struct.unpack("!I", _recv_exact(sock, 4))
+    if result != 0:
+        try:
+            (length,) = struct.unpack("!I", _recv_exact(sock, 4))
+            reason = _recv_exact(sock, length).decode(errors="replace")
+        except RFBError:
+            reason = "authentication failed"
+        raise RFBError(f"VNC authentication failed: {reason}")
+
+
+def _read_update(sock: socket.socket, width: int, height: int, pixels: bytearray) -> None:
+    while True:
+        (message_type,) = struct.unpack("!B", _recv_exact(sock, 1))
+        if message_type == 0:
+            break
+        if message_type == 2:  # bell
+            continue
+        if message_type == 3:  # server cut text
+            _recv_exact(sock, 3)
+            (length,) = struct.unpack("!I", _recv_exact(sock, 4))
+            _recv_exact(sock, length)
+            continue
+        raise RFBError(f"unexpected server message type {message_type}")
+    _pad, rectangles = struct.unpack("!BH", _recv_exact(sock, 3))
+    for _ in range(rectangles):
+        x, y, w, h, encoding = struct.unpack("!HHHHi", _recv_exact(sock, 12))
+        if encoding != RAW_ENCODING:
+            raise RFBError(f"server sent encoding {encoding} we did not ask for")
+        data = _recv_exact(sock, w * h * 4)
+        for row in range(h):
+            start = ((y + row) * width + x) * 4
+            pixels[start:start + w * 4] = data[row * w * 4:(row + 1) * w * 4]
+
+
+def capture(host: str, port: int, password: str, timeout: float = 10.0) -> Framebuffer:
+    """Authenticate and grab the whole framebuffer once."""
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        raise RFBError(f"cannot connect to VNC server {host}:{port}: {exc}") from None
+    with sock:
+        sock.settimeout(timeout)
+        try:
+            _handshake(sock, password)
+            sock.sendall(b"\x01")  # shared session
+            width, height = struct.unpack("!HH", _recv_exact(sock, 4))
+            _recv_exact(sock, 16)  # server pixel format: we set our own below
+            (name_length,) = struct.unpack("!I", _recv_exact(sock, 4))
+            name = _recv_exact(sock, name_length).decode(errors="replace")
+            # 32 bpp, depth 24, little endian, true colour, RGB max 255, shifts 16/8/0
+            pixel_format = struct.pack("!BBBBHHHBBB3x", 32, 24, 0, 1, 255, 255, 255, 16, 8, 0)
+            sock.sendall(struct.pack("!B3x", 0) + pixel_format)
+            sock.sendall(struct.pack("!BxHi", 2, 1, RAW_ENCODING))
+            sock.sendall(struct.pack("!BBHHHH", 3, 0, 0, 0, width, height))
+            pixels = bytearray(width * height * 4)
+            _read_update(sock, width, height, pixels)
+        except socket.timeout:
+            raise RFBError(f"VNC server {host}:{port} did not answer within {timeout:.0f} s") from None
+        except OSError as exc:
+            raise RFBError(f"VNC connection to {host}:{port} failed: {exc}") from None
+    return Framebuffer(width, height, name, bytes(pixels))
+
+
+def wait_for_desktop(host: str, port: int, password: str, timeout: float = 60.0,
+                     minimum_colours: int = 8) -> Framebuffer:
+    """Poll until the server answers and shows a drawn desktop; raise RFBError at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_error = "no attempt made"
+    while time.monotonic() < deadline:
+        try:
+            frame = capture(host, port, password, timeout=min(10.0, max(1.0, deadline - time.monotonic())))
+            if frame.is_drawn(minimum_colours):
+                return frame
+            last_error = f"screen still blank ({frame.distinct_colours()} colours)"
+        except RFBError as exc:
+            if "authentication failed" in str(exc):
+                raise
+            last_error = str(exc)
+        time.sleep(0.5)
+    raise RFBError(f"no drawn desktop on {host}:{port} after {timeout:.0f} s: {last_error}")

@@ -1,0 +1,104 @@
+"""``asci rpm``: publish, list, retract and re-index the beamline repositories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from asci.cli import AsciContext, pass_ctx
+from asci.db import session_scope
+from rpmrepo.index import list_packages
+from rpmrepo.publish import publish, reindex, retract
+from rpmrepo.store import RepoLayout, list_repos
+
+_repo_option = click.option("--repo", "repo", default=None, metavar="NAME",
+                            help="Repository name (default: the default_repo setting).")
+
+
+@click.group("rpm")
+def rpm() -> None:
+    """Publish beamline RPMs and manage the YUM repositories."""
+
+
+@rpm.command("publish")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@_repo_option
+@click.option("--user", "username", default=None, help="Record this user as the publisher.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_ctx
+def publish_cmd(ctx: AsciContext, files: tuple[Path, ...], repo: str | None, username: str | None, as_json: bool) -> None:
+    """Validate FILE... and publish them (all or nothing; metadata regenerated once)."""
+    user_id = None
+    if username:
+        from asci.accounts import get_user
+
+        with session_scope(ctx.settings) as session:
+            user_id = get_user(session, username).id
+    result = publish(ctx.settings, files, repo=repo, user=user_id)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    for package in result.packages:
+        click.echo(f"{package.status}: {package.nevra} ({package.filename}, sha256 {package.sha256[:16]})")
+    if result.revision:
+        click.echo(f"repository {result.repo!r}: metadata revision {result.revision}")
+
+
+@rpm.command("list")
+@_repo_option
+@click.option("--all", "include_retracted", is_flag=True, help="Include retracted packages.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def list_cmd(ctx: AsciContext, repo: str | None, include_retracted: bool, as_json: bool) -> None:
+    """List the packages of a repository."""
+    layout = RepoLayout.of(ctx.settings, repo)
+    with session_scope(ctx.settings) as session:
+        rows = list_packages(session, layout.name, include_retracted=include_retracted)
+        if as_json:
+            click.echo(json.dumps([row.as_dict() for row in rows], indent=2))
+            return
+        for row in rows:
+            flag = "  (retracted)" if row.retracted else ""
+            click.echo(f"{row.nevra}\t{row.sha256[:16]}\t{row.summary}{flag}")
+
+
+@rpm.command("retract")
+@click.argument("nevra")
+@_repo_option
+@pass_ctx
+def retract_cmd(ctx: AsciContext, nevra: str, repo: str | None) -> None:
+    """Hide NEVRA from new builds (it stays installable from the 'all' view)."""
+    result = retract(ctx.settings, nevra, repo=repo)
+    if result.event_id is None:
+        click.echo(f"already retracted: {result.nevra}")
+    else:
+        click.echo(f"retracted: {result.nevra} (metadata revision {result.revision})")
+
+
+@rpm.command("reindex")
+@_repo_option
+@click.option("--metadata", "regenerate_metadata", is_flag=True, help="Also rebuild the metadata in full.")
+@pass_ctx
+def reindex_cmd(ctx: AsciContext, repo: str | None, regenerate_metadata: bool) -> None:
+    """Rebuild the database index of a repository from its folder."""
+    result = reindex(ctx.settings, repo=repo, regenerate_metadata=regenerate_metadata)
+    click.echo(f"repository {result.repo!r}: {len(result.added)} added, {len(result.updated)} updated, "
+               f"{len(result.removed)} removed")
+    for line in result.skipped:
+        click.echo(f"skipped: {line}", err=True)
+    if result.revision:
+        click.echo(f"metadata revision {result.revision}")
+
+
+@rpm.command("repos")
+@pass_ctx
+def repos_cmd(ctx: AsciContext) -> None:
+    """List the repositories with their package counts."""
+    from rpmrepo.api import repo_url
+
+    with session_scope(ctx.settings) as session:
+        for name in list_repos(ctx.settings):
+            count = len(list_packages(session, name))
+            click.echo(f"{name}\t{count} packages\t{repo_url(ctx.settings, name, 'current')}")

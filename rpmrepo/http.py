@@ -1,0 +1,122 @@
+"""HTTP routes of the repositories (blueprint ``bp``, registered by :func:`web.create_app`).
+
+* ``GET  /repos/<repo>/<view>/<path>`` - the repository files (``repodata/*`` and ``*.rpm``) for
+  ``view`` in ``all`` / ``current``: a dnf/yum ``baseurl``;
+* ``GET  /repos/<repo>.repo`` - a .repo file for clients (both views; ``current`` enabled);
+* ``GET  /api/repos/<repo>/packages`` - the index as JSON (``?all=1`` includes retracted);
+* ``POST /api/repos/<repo>/packages`` - multipart upload (field ``file``, repeatable) with
+  ``Authorization: Bearer <token>``; 201 when something was published, 200 when all were
+  already there, 400/413 invalid, 401 no valid token, 409 conflicting NEVRA.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, current_app, jsonify, request, send_from_directory
+
+from asci.accounts import user_for_token
+from asci.db import session_scope
+from rpmrepo.errors import InvalidPackage, RepoError
+from rpmrepo.index import list_packages
+from rpmrepo.publish import publish_staged
+from rpmrepo.store import RepoLayout, check_view
+from rpmrepo.validate import discard, incoming_dir, stage_stream
+
+bp = Blueprint("rpmrepo", __name__)
+
+
+def _settings():
+    from web import settings_of
+
+    return settings_of(current_app)
+
+
+@bp.errorhandler(RepoError)
+def _repo_error(exc: RepoError):
+    return jsonify(error=str(exc), kind=type(exc).__name__), exc.http_status
+
+
+@bp.get("/repos/<repo>/<view>/<path:filename>")
+def repo_file(repo: str, view: str, filename: str):
+    """A file of a repository view (send_from_directory refuses paths leaving the folder)."""
+    layout = RepoLayout.of(_settings(), repo)
+    if not layout.exists():
+        abort(404)
+    folder = layout.view_dir(check_view(view))
+    response = send_from_directory(folder, filename, max_age=0 if filename.endswith("repomd.xml") else 3600)
+    if filename.endswith("repomd.xml"):
+        response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.get("/repos/<repo>.repo")
+def repo_file_definition(repo: str):
+    """A dnf/yum .repo file pointing at this server's ``public_url``."""
+    settings = _settings()
+    layout = RepoLayout.of(settings, repo).require()
+    base = settings.public_url.rstrip("/")
+    lines = []
+    for view, enabled in (("current", 1), ("all", 0)):
+        suffix = "" if view == "current" else "-all"
+        lines += [
+            f"[asci-{layout.name}{suffix}]",
+            f"name=ASCI {layout.name} ({'current packages' if view == 'current' else 'all packages, retracted included'})",
+            f"baseurl={base}/repos/{layout.name}/{view}/",
+            f"enabled={enabled}",
+            f"gpgcheck={1 if settings.repo_require_signature else 0}",
+            "metadata_expire=60",
+            "",
+        ]
+    return Response("\n".join(lines), mimetype="text/plain",
+                    headers={"Content-Disposition": f'attachment; filename="asci-{layout.name}.repo"'})
+
+
+@bp.get("/api/repos/<repo>/packages")
+def api_list(repo: str):
+    """The repository's packages as JSON."""
+    settings = _settings()
+    layout = RepoLayout.of(settings, repo)
+    include = request.args.get("all", "").lower() in {"1", "true", "yes"}
+    with session_scope(settings) as session:
+        rows = [row.as_dict() for row in list_packages(session, layout.name, include_retracted=include)]
+    return jsonify(repo=layout.name, packages=rows)
+
+
+def _bearer_user_id(settings) -> int | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    with session_scope(settings) as session:
+        user = user_for_token(session, token.strip())
+        return user.id if user is not None else None
+
+
+@bp.post("/api/repos/<repo>/packages")
+def api_upload(repo: str):
+    """Publish uploaded RPMs (the client's file names are used in messages only)."""
+    settings = _settings()
+    user_id = _bearer_user_id(settings)
+    if user_id is None:
+        return jsonify(error="a valid API token is required (Authorization: Bearer <token>)"), 401, \
+            {"WWW-Authenticate": 'Bearer realm="asci"'}
+    RepoLayout.of(settings, repo)
+    uploads = request.files.getlist("file")
+    if not uploads:
+        raise InvalidPackage("no file uploaded (multipart field 'file')")
+    folder = incoming_dir(settings)
+    try:
+        staged = []
+        for number, upload in enumerate(uploads, 1):
+            label = _label(upload.filename, number)
+            staged.append((stage_stream(settings, upload.stream, folder, label), label))
+        result = publish_staged(settings, staged, folder, repo=repo, user=user_id)
+    finally:
+        discard(folder)
+    return jsonify(result.as_dict()), 201 if result.published else 200
+
+
+def _label(filename: str | None, number: int) -> str:
+    """A printable name for messages: the last component of the client's name, or ``upload-N``."""
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable())[:200]
+    return name if name not in {"", ".", ".."} else f"upload-{number}"

@@ -1,0 +1,79 @@
+"""Shared fixtures: settings on a fresh data directory, on SQLite and PostgreSQL.
+
+Markers (registered in pyproject/tox via pytest.ini options here):
+``integration`` real services, ``docker`` a Docker daemon, ``postgres`` the
+PostgreSQL server named by ``ASCI_TEST_POSTGRES_URL``, ``browser`` Chromium,
+``slow`` more than a few seconds.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from sqlalchemy import text
+
+from asci import db
+from asci.config import Settings
+
+POSTGRES_URL_VAR = "ASCI_TEST_POSTGRES_URL"
+
+MARKERS = {
+    "integration": "uses real services (createrepo_c, dnf, registry, ...)",
+    "docker": "needs a Docker daemon",
+    "postgres": f"needs the PostgreSQL server named by {POSTGRES_URL_VAR}",
+    "browser": "drives Debian's Chromium through Playwright",
+    "slow": "takes more than a few seconds",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, description in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {description}")
+
+
+def _reset_postgres(url: str) -> None:
+    engine = db.make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    db.engine_for.cache_clear()
+
+
+def _sqlite_settings(tmp_path) -> Settings:
+    settings = Settings(data_dir=tmp_path / "data")
+    db.upgrade(settings)
+    return settings
+
+
+def _postgres_settings(tmp_path) -> Settings:
+    url = os.environ.get(POSTGRES_URL_VAR)
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail(f"{POSTGRES_URL_VAR} is not set: the test command must start PostgreSQL")
+        pytest.skip(f"{POSTGRES_URL_VAR} is not set")
+    _reset_postgres(url)
+    settings = Settings(data_dir=tmp_path / "data", database_url=url)
+    db.upgrade(settings)
+    return settings
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    """Settings on a fresh data directory with a migrated SQLite database."""
+    return _sqlite_settings(tmp_path)
+
+
+@pytest.fixture
+def pg_settings(tmp_path) -> Settings:
+    """Settings on a fresh data directory with a freshly migrated PostgreSQL schema."""
+    return _postgres_settings(tmp_path)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_settings(request, tmp_path) -> Settings:
+    """The same test on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return _sqlite_settings(tmp_path)
+    return _postgres_settings(tmp_path)
