@@ -77,3 +77,54 @@ def db_settings(request, tmp_path) -> Settings:
     if request.param == "sqlite":
         return _sqlite_settings(tmp_path)
     return _postgres_settings(tmp_path)
+
+
+# ------------------------------------------------------------ shared helpers
+
+ARTIFACTS = __import__("pathlib").Path(__file__).resolve().parent.parent / "test-artifacts"
+TEST_LABEL = "asci.test"
+
+
+def free_port(start: int = 5900, end: int = 6900) -> int:
+    """A TCP port on 127.0.0.1 nobody listens on, chosen in [start, end)."""
+    import random
+    import socket
+
+    for port in random.sample(range(start, end), end - start):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {start}-{end}")
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A client for the local Docker daemon (the test command starts it)."""
+    from builder.docker_engine import client_for
+
+    client = client_for("unix:///var/run/docker.sock")
+    yield client
+    for container in client.containers.list(all=True, filters={"label": TEST_LABEL}):
+        container.remove(force=True)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client) -> str:
+    """The debian12-mate base image tag, built when missing (set-up normally built it)."""
+    from asci.config import PROJECT_ROOT
+    from builder.base_images import build_base_image, load_definition
+
+    return build_base_image(load_definition(PROJECT_ROOT / "recipes", "debian12-mate"), docker_client,
+                            log=lambda line: None)
+
+
+@pytest.fixture
+def artifacts_dir(request):
+    """A folder under test-artifacts/ named after the test, kept after the run."""
+    folder = ARTIFACTS / request.node.name.replace("/", "_").replace("[", "-").replace("]", "")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

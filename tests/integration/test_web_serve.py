@@ -1,0 +1,57 @@
+"""``asci serve`` answers /healthz on loopback with the state of each service."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def served(tmp_path):
+    port = free_port(18000, 19000)
+    environment = dict(os.environ, ASCI_DATA_DIR=str(tmp_path / "data"), ASCI_WEB_PORT=str(port))
+    subprocess.run([sys.executable, "-m", "asci", "db", "upgrade"], env=environment, check=True,
+                   capture_output=True)
+    process = subprocess.Popen([sys.executable, "-m", "asci", "serve"], env=environment,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                requests.get(url + "/healthz", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_healthz_reports_database_docker_and_registry(served):
+    response = requests.get(served + "/healthz", timeout=10)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"]["database"]["ok"] is True
+    assert body["checks"]["database"]["revision"]
+    assert set(body["checks"]) >= {"docker", "registry"}
+    assert body["checks"]["docker"]["hosts"]["unix:///var/run/docker.sock"]["ok"] is True
+    assert body["checks"]["registry"]["ok"] is True
+
+
+def test_healthz_fails_when_the_database_is_unreachable(tmp_path):
+    from web import create_app
+    from asci.config import Settings
+
+    app = create_app(Settings(data_dir=tmp_path, database_url="postgresql://x:y@127.0.0.1:1/none"))
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.json["checks"]["database"]["ok"] is False

@@ -1,0 +1,48 @@
+"""The asci entry point: grouped help and one-line errors without tracebacks."""
+
+import pytest
+
+from asci.cli import cli, main
+
+
+def test_help_lists_the_package_groups(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for group in ("db", "user", "serve", "demo", "base", "rpm"):
+        assert f"  {group} " in out
+
+
+@pytest.mark.parametrize("group", sorted(cli.commands))
+def test_every_command_has_help(group, capsys):
+    assert main([group, "--help"]) == 0
+    assert "Usage: asci " + group in capsys.readouterr().out
+
+
+def test_expected_errors_are_one_line_and_non_zero(monkeypatch, capsys):
+    monkeypatch.setenv("ASCI_REGISTRY", "not-a-registry")
+    code = main(["db", "current"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().count("\n") == 0
+    assert err.startswith("error: ASCI_REGISTRY: expected host:port")
+    assert "Traceback" not in err
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    assert main(["no-such-command"]) == 2
+    assert "No such command" in capsys.readouterr().err
+
+
+def test_db_upgrade_and_user_commands(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ASCI_DATA_DIR", str(tmp_path))
+    assert main(["db", "current"]) == 0
+    assert "empty" in capsys.readouterr().out
+    assert main(["db", "upgrade"]) == 0
+    assert "database at revision" in capsys.readouterr().out
+    assert main(["user", "add", "alice", "--password", "correct horse"]) == 0
+    assert main(["user", "add", "alice", "--password", "correct horse"]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main(["user", "add", "bob", "--password", "short"]) == 1
+    assert "at least 8 characters" in capsys.readouterr().err
+    assert main(["user", "token", "alice"]) == 0
+    assert capsys.readouterr().out.startswith("asci_")

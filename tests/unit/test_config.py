@@ -1,0 +1,72 @@
+"""Settings: defaults, TOML file, environment overrides and named errors."""
+
+from pathlib import Path
+
+import pytest
+
+from asci.config import Settings, load_settings
+from asci.errors import ConfigError
+
+
+def test_embedded_defaults_use_sqlite_under_the_data_dir(tmp_path):
+    settings = load_settings({"ASCI_DATA_DIR": str(tmp_path)})
+    assert settings.data_dir == tmp_path
+    assert settings.effective_database_url == f"sqlite:///{tmp_path / 'asci.db'}"
+    assert settings.repos_dir == tmp_path / "repos"
+    assert settings.registry == "127.0.0.1:5000"
+    assert settings.docker_hosts == ("unix:///var/run/docker.sock",)
+
+
+def test_environment_overrides_the_toml_file(tmp_path):
+    config = tmp_path / "asci.toml"
+    config.write_text('registry = "127.0.0.1:5001"\nweb_port = 9000\ndocker_hosts = ["unix:///a.sock", "tcp://127.0.0.1:2376"]\n')
+    settings = load_settings({"ASCI_CONFIG": str(config), "ASCI_REGISTRY": "127.0.0.1:5002"})
+    assert settings.registry == "127.0.0.1:5002"
+    assert settings.web_port == 9000
+    assert settings.docker_hosts == ("unix:///a.sock", "tcp://127.0.0.1:2376")
+
+
+def test_docker_hosts_from_environment_are_comma_separated():
+    settings = load_settings({"ASCI_DOCKER_HOSTS": "unix:///var/run/d1.sock, unix:///var/run/d2.sock"})
+    assert settings.docker_hosts == ("unix:///var/run/d1.sock", "unix:///var/run/d2.sock")
+
+
+@pytest.mark.parametrize("name,value,expected", [
+    ("ASCI_REGISTRY", "no-port", "ASCI_REGISTRY: expected host:port"),
+    ("ASCI_DOCKER_HOSTS", "http://x", "ASCI_DOCKER_HOSTS: expected Docker host URLs"),
+    ("ASCI_DATABASE_URL", "mysql://u@h/db", "ASCI_DATABASE_URL: expected a sqlite:// or postgresql://"),
+    ("ASCI_DATABASE_URL", "::not a url::", "ASCI_DATABASE_URL: expected a SQLAlchemy URL"),
+    ("ASCI_WEB_PORT", "eighty", "ASCI_WEB_PORT: expected an integer between 1 and 65535"),
+    ("ASCI_WEB_PORT", "70000", "ASCI_WEB_PORT: expected an integer"),
+    ("ASCI_REPO_REQUIRE_SIGNATURE", "maybe", "ASCI_REPO_REQUIRE_SIGNATURE: expected true or false"),
+])
+def test_a_bad_environment_value_is_named_with_what_was_expected(name, value, expected):
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings({name: value})
+    assert str(excinfo.value).startswith(expected)
+
+
+def test_a_bad_value_in_the_file_names_the_file_and_key(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('web_port = "x"\n')
+    with pytest.raises(ConfigError, match=r"bad.toml: web_port: expected an integer"):
+        load_settings({"ASCI_CONFIG": str(config)})
+
+
+def test_unknown_keys_and_missing_files_are_reported(tmp_path):
+    config = tmp_path / "typo.toml"
+    config.write_text('registy = "127.0.0.1:5000"\n')
+    with pytest.raises(ConfigError, match="unknown setting 'registy'"):
+        load_settings({"ASCI_CONFIG": str(config)})
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings({"ASCI_CONFIG": str(tmp_path / "missing.toml")})
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        config.write_text("= broken")
+        load_settings({"ASCI_CONFIG": str(config)})
+
+
+def test_replace_checks_values_again():
+    settings = Settings(data_dir=Path("/tmp/x"))
+    assert settings.replace(web_port="8081").web_port == 8081
+    with pytest.raises(ConfigError):
+        settings.replace(registry="nope")
