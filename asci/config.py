@@ -46,6 +46,23 @@ class Settings:
     default_repo: str = "beamline"
     repo_lock_timeout_s: int = 600  # how long a publish waits for the repository lock
     log_format: str = "json"
+    # session broker (broker/)
+    broker_backend: str = "docker"  # docker | swarm
+    broker_instance: str = "asci"  # label value telling this broker's containers apart from others'
+    session_ports: tuple[int, int] = (5901, 5999)  # default VNC port range of a node
+    session_max_per_user: int = 3
+    session_idle_timeout_s: int = 4 * 3600  # no VNC client for this long: stopped
+    session_idle_warning_s: int = 15 * 60  # warned this long before the idle stop
+    session_max_lifetime_s: int = 7 * 86400
+    session_start_timeout_s: int = 120
+    session_uid_base: int = 100000  # uid/gid = base + user id when the user has no uid/gid
+    session_default_cpus: float = 2.0
+    session_default_memory_mb: int = 4096
+    session_max_cpus: float = 32.0
+    session_max_memory_mb: int = 256 * 1024
+    session_pids_limit: int = 2048
+    session_data_read_only: bool = True
+    gpu_share_count: int = 1  # sessions sharing one GPU (VirtualGL)
 
     @property
     def effective_database_url(self) -> str:
@@ -169,6 +186,40 @@ def _repo_name(name: str, value: Any) -> str:
     return text
 
 
+def _as_float(name: str, value: Any, low: float, high: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: expected a number between {low} and {high}, got {value!r}") from None
+    if isinstance(value, bool) or not low <= number <= high:
+        raise ConfigError(f"{name}: expected a number between {low} and {high}, got {value!r}")
+    return number
+
+
+def _port_range(name: str, value: Any) -> tuple[int, int]:
+    if isinstance(value, str):
+        parts = value.replace(" ", "").split("-")
+    elif isinstance(value, (list, tuple)):
+        parts = list(value)
+    else:
+        parts = []
+    if len(parts) != 2:
+        raise ConfigError(f"{name}: expected a port range such as 5901-5999, got {value!r}")
+    low, high = (_as_int(name, part, 1024, 65535) for part in parts)
+    if low > high:
+        raise ConfigError(f"{name}: expected a port range such as 5901-5999, got {value!r}")
+    return (low, high)
+
+
+def _choice(*allowed: str):
+    def parse(name: str, value: Any) -> str:
+        text = _as_str(name, value)
+        if text not in allowed:
+            raise ConfigError(f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
+        return text
+    return parse
+
+
 def _log_format(name: str, value: Any) -> str:
     text = _as_str(name, value)
     if text not in {"json", "text"}:
@@ -193,6 +244,22 @@ _PARSERS = {
     "default_repo": _repo_name,
     "repo_lock_timeout_s": lambda n, v: _as_int(n, v, 1, 86400),
     "log_format": _log_format,
+    "broker_backend": _choice("docker", "swarm"),
+    "broker_instance": _repo_name,
+    "session_ports": _port_range,
+    "session_max_per_user": lambda n, v: _as_int(n, v, 1, 1000),
+    "session_idle_timeout_s": lambda n, v: _as_int(n, v, 60, 365 * 86400),
+    "session_idle_warning_s": lambda n, v: _as_int(n, v, 0, 86400),
+    "session_max_lifetime_s": lambda n, v: _as_int(n, v, 60, 365 * 86400),
+    "session_start_timeout_s": lambda n, v: _as_int(n, v, 1, 3600),
+    "session_uid_base": lambda n, v: _as_int(n, v, 1000, 2**31 - 2**20),
+    "session_default_cpus": lambda n, v: _as_float(n, v, 0.1, 1024),
+    "session_default_memory_mb": lambda n, v: _as_int(n, v, 64, 1 << 24),
+    "session_max_cpus": lambda n, v: _as_float(n, v, 0.1, 1024),
+    "session_max_memory_mb": lambda n, v: _as_int(n, v, 64, 1 << 24),
+    "session_pids_limit": lambda n, v: _as_int(n, v, 64, 1 << 22),
+    "session_data_read_only": _as_bool,
+    "gpu_share_count": lambda n, v: _as_int(n, v, 1, 64),
 }
 
 

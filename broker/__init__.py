@@ -1,0 +1,1 @@
+"""Session broker: sessions, nodes, placement, ports, GPUs, culling, reconciliation and the JSON API."""

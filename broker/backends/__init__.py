@@ -1,0 +1,1 @@
+"""Session backends behind one interface (``base.Backend``): Docker and Docker Swarm."""

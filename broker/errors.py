@@ -1,0 +1,51 @@
+"""The broker's exceptions: one root, each with the HTTP status the API answers with."""
+
+from asci.errors import AsciError
+
+
+class BrokerError(AsciError):
+    """Root of every broker error; ``status`` is the HTTP status for the API."""
+
+    status = 400
+
+
+class BadRequest(BrokerError):
+    """The request is malformed or asks for something absurd."""
+
+
+class NotFound(BrokerError):
+    """No such thing, or not one the caller may see."""
+
+    status = 404
+
+
+class Forbidden(BrokerError):
+    """The caller is known but not allowed to do this."""
+
+    status = 403
+
+
+class QuotaExceeded(BrokerError):
+    """The user already runs as many sessions as allowed."""
+
+    status = 429
+
+
+class NoCapacity(BrokerError):
+    """No node that is up has room (or a free GPU) for the session."""
+
+    status = 503
+
+
+class BackendError(BrokerError):
+    """A backend (Docker, Swarm) refused or failed an operation."""
+
+    status = 502
+
+
+class NodeUnreachable(BackendError):
+    """A node's daemon does not answer."""
+
+
+class ImportError_(BrokerError):
+    """An experiment import file has a bad row; nothing was imported."""

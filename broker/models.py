@@ -1,0 +1,157 @@
+"""Broker tables: experiments and their members/environments, nodes, sessions, port and GPU leases.
+
+Port and GPU collisions are prevented by the database: a lease row exists for
+every active session's port (unique per node) and GPU slot (unique per node,
+GPU index and slot). The lease rows are deleted when a session ends.
+
+The VNC password is stored in ``sessions.vnc_password`` (the web viewer needs
+it); it is random per session, never logged and never returned by the list
+API, and only useful together with the websockify token route.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import JSON, BigInteger, Boolean, Date, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from asci.accounts import User
+from asci.db import Base, UTCDateTime, utcnow
+
+# Session states.
+PENDING, STARTING, RUNNING, STOPPING, STOPPED, FAILED, LOST = (
+    "pending", "starting", "running", "stopping", "stopped", "failed", "lost")
+ACTIVE_STATES = (PENDING, STARTING, RUNNING, STOPPING)
+FINAL_STATES = (STOPPED, FAILED, LOST)
+ALL_STATES = ACTIVE_STATES + FINAL_STATES
+NODE_UP, NODE_DOWN = "up", "down"
+
+
+class Experiment(Base):
+    """A beamline experiment: who may use which environments on which data."""
+
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(300), default="")
+    data_path: Mapped[str] = mapped_column(String(1000), default="")
+    starts_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    ends_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    members: Mapped[list["ExperimentMember"]] = relationship(cascade="all, delete-orphan")
+    environments: Mapped[list["ExperimentEnvironment"]] = relationship(cascade="all, delete-orphan")
+
+
+class ExperimentMember(Base):
+    """A user taking part in an experiment."""
+
+    __tablename__ = "experiment_members"
+    __table_args__ = (UniqueConstraint("experiment_id", "user_id", name="uq_experiment_members_experiment_user"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+
+    user: Mapped[User] = relationship()
+
+
+class ExperimentEnvironment(Base):
+    """An environment an experiment may launch (any of its versions)."""
+
+    __tablename__ = "experiment_environments"
+    __table_args__ = (UniqueConstraint("experiment_id", "environment_id",
+                                       name="uq_experiment_environments_experiment_environment"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), index=True)
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"), index=True)
+
+
+class Node(Base):
+    """A Docker host (or Swarm node) sessions run on, with its capacity."""
+
+    __tablename__ = "nodes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    docker_url: Mapped[str] = mapped_column(String(255))
+    vnc_host: Mapped[str] = mapped_column(String(255), default="127.0.0.1")  # where websockify reaches VNC
+    tls_ca: Mapped[str] = mapped_column(String(500), default="")
+    tls_cert: Mapped[str] = mapped_column(String(500), default="")
+    tls_key: Mapped[str] = mapped_column(String(500), default="")
+    tls_verify: Mapped[bool] = mapped_column(Boolean, default=True)
+    cpus: Mapped[float] = mapped_column(Float, default=8.0)
+    memory_bytes: Mapped[int] = mapped_column(BigInteger, default=16 << 30)
+    max_sessions: Mapped[int] = mapped_column(Integer, default=20)
+    port_min: Mapped[int] = mapped_column(Integer, default=5901)
+    port_max: Mapped[int] = mapped_column(Integer, default=5999)
+    gpus: Mapped[list] = mapped_column(JSON, default=list)  # [{"index", "uuid", "name", "memory_mib"}]
+    state: Mapped[str] = mapped_column(String(16), default=NODE_UP)
+    last_seen: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DesktopSession(Base):
+    """One desktop container of one environment version for one user."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), index=True)
+    environment_version_id: Mapped[int] = mapped_column(
+        ForeignKey("environment_versions.id", ondelete="RESTRICT"), index=True)
+    image: Mapped[str] = mapped_column(String(400), default="")  # registry/name@sha256:...
+    image_digest: Mapped[str] = mapped_column(String(80), default="")
+    node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id", ondelete="SET NULL"), nullable=True, index=True)
+    container_id: Mapped[str] = mapped_column(String(80), default="")
+    container_name: Mapped[str] = mapped_column(String(128), default="")
+    vnc_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    display: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    vnc_password: Mapped[str] = mapped_column(String(64), default="")
+    state: Mapped[str] = mapped_column(String(16), default=PENDING, index=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    cpus: Mapped[float] = mapped_column(Float, default=2.0)
+    memory_bytes: Mapped[int] = mapped_column(BigInteger, default=4 << 30)
+    gpu: Mapped[bool] = mapped_column(Boolean, default=False)
+    gpu_uuid: Mapped[str] = mapped_column(String(80), default="")
+    backend_state: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_activity: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    warned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    user: Mapped[User] = relationship()
+    experiment: Mapped[Experiment] = relationship()
+    node: Mapped[Node | None] = relationship()
+    environment_version = relationship("EnvironmentVersion")
+
+
+class PortLease(Base):
+    """A VNC port held by an active session: unique per node, so two sessions never share one."""
+
+    __tablename__ = "port_leases"
+    __table_args__ = (UniqueConstraint("node_id", "port", name="uq_port_leases_node_port"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
+    port: Mapped[int] = mapped_column(Integer)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), unique=True)
+
+
+class GpuLease(Base):
+    """One of a GPU's sharing slots held by an active session."""
+
+    __tablename__ = "gpu_leases"
+    __table_args__ = (UniqueConstraint("node_id", "gpu_index", "slot", name="uq_gpu_leases_node_gpu_slot"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
+    gpu_index: Mapped[int] = mapped_column(Integer)
+    slot: Mapped[int] = mapped_column(Integer)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), unique=True)
