@@ -46,6 +46,16 @@ class Settings:
     default_repo: str = "beamline"
     repo_lock_timeout_s: int = 600  # how long a publish waits for the repository lock
     log_format: str = "json"
+    # web UI (web/)
+    oidc_issuer: str = ""  # OpenID Connect issuer URL; empty: OIDC login off
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_scopes: str = "openid email profile"
+    websockify_port: int = 6080  # the noVNC WebSocket proxy, bound to 127.0.0.1
+    websockify_url: str = ""  # public ws(s):// URL of that proxy; empty: same host as the page, websockify_port
+    vnc_token_ttl_s: int = 60  # lifetime of the signed token that opens one session's VNC WebSocket
+    login_max_attempts: int = 5  # failed logins per user name and address ...
+    login_window_s: int = 300  # ... within this many seconds before further attempts are refused
     # session broker (broker/)
     broker_backend: str = "docker"  # docker | swarm
     broker_instance: str = "asci"  # label value telling this broker's containers apart from others'
@@ -63,6 +73,14 @@ class Settings:
     session_pids_limit: int = 2048
     session_data_read_only: bool = True
     gpu_share_count: int = 1  # sessions sharing one GPU (VirtualGL)
+    # ci/: rebuilds and the smoke gate
+    ci_debounce_s: float = 5.0  # changes within this window fold into one build per environment
+    ci_poll_s: float = 2.0  # how often an idle worker looks for changes and jobs
+    ci_lease_s: float = 60.0  # a running job's lease; renewed every third of it
+    ci_max_attempts: int = 3
+    ci_retry_base_s: float = 10.0  # back-off: base * 2^(attempt-1)
+    ci_gate_timeout_s: float = 120.0  # how long the smoke test waits for a drawn desktop
+    ci_webhook_urls: tuple[str, ...] = ()
 
     @property
     def effective_database_url(self) -> str:
@@ -227,6 +245,14 @@ def _log_format(name: str, value: Any) -> str:
     return text
 
 
+def _webhook_urls(name: str, value: Any) -> tuple[str, ...]:
+    urls = _as_list(name, value)
+    for url in urls:
+        if not re.match(r"^https?://[^\s/]+(/\S*)?$", url):
+            raise ConfigError(f"{name}: expected http(s) URLs, got {url!r}")
+    return tuple(urls)
+
+
 _PARSERS = {
     "data_dir": _as_path,
     "database_url": _database_url,
@@ -244,6 +270,15 @@ _PARSERS = {
     "default_repo": _repo_name,
     "repo_lock_timeout_s": lambda n, v: _as_int(n, v, 1, 86400),
     "log_format": _log_format,
+    "oidc_issuer": _as_str,
+    "oidc_client_id": _as_str,
+    "oidc_client_secret": _as_str,
+    "oidc_scopes": _as_str,
+    "websockify_port": lambda n, v: _as_int(n, v, 1, 65535),
+    "websockify_url": _as_str,
+    "vnc_token_ttl_s": lambda n, v: _as_int(n, v, 5, 86400),
+    "login_max_attempts": lambda n, v: _as_int(n, v, 1, 1000),
+    "login_window_s": lambda n, v: _as_int(n, v, 1, 86400),
     "broker_backend": _choice("docker", "swarm"),
     "broker_instance": _repo_name,
     "session_ports": _port_range,
@@ -260,6 +295,13 @@ _PARSERS = {
     "session_pids_limit": lambda n, v: _as_int(n, v, 64, 1 << 22),
     "session_data_read_only": _as_bool,
     "gpu_share_count": lambda n, v: _as_int(n, v, 1, 64),
+    "ci_debounce_s": lambda n, v: _as_float(n, v, 0, 3600),
+    "ci_poll_s": lambda n, v: _as_float(n, v, 0.05, 3600),
+    "ci_lease_s": lambda n, v: _as_float(n, v, 1, 86400),
+    "ci_max_attempts": lambda n, v: _as_int(n, v, 1, 100),
+    "ci_retry_base_s": lambda n, v: _as_float(n, v, 0, 86400),
+    "ci_gate_timeout_s": lambda n, v: _as_float(n, v, 1, 3600),
+    "ci_webhook_urls": _webhook_urls,
 }
 
 

@@ -1,0 +1,15 @@
+"""Exceptions of the ci package."""
+
+from asci.errors import AsciError
+
+
+class CiError(AsciError):
+    """Root of the ci package's errors."""
+
+
+class JobNotFound(CiError):
+    """No build job with that id."""
+
+
+class GateFailed(CiError):
+    """The smoke test refused a new version (it stays not current)."""
