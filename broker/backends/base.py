@@ -1,0 +1,103 @@
+"""The backend contract (after jupyterhub's Spawner): start, stop, poll, get_state.
+
+A backend only talks to the container engine. The broker core (``service``)
+owns placement, time-outs, readiness checks, database state and every message
+a user sees. State a backend needs to find its container again is returned by
+``start`` as a JSON-able dict and kept in ``sessions.backend_state``.
+A Kubernetes backend would implement the same methods with pods.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class NodeRef:
+    """How to reach a node's engine."""
+
+    name: str
+    docker_url: str
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_verify: bool = True
+
+    @classmethod
+    def of(cls, node) -> "NodeRef":
+        return cls(node.name, node.docker_url, node.tls_ca, node.tls_cert, node.tls_key, node.tls_verify)
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """Everything a backend needs to start one desktop session."""
+
+    session_id: int
+    name: str  # container / service name
+    image: str  # registry/name@sha256:...
+    port: int
+    display: int
+    password: str
+    uid: int
+    gid: int
+    user_name: str
+    home_volume: str
+    home_path: str
+    data_path: str = ""
+    data_read_only: bool = True
+    cpus: float = 2.0
+    memory_bytes: int = 4 << 30
+    pids_limit: int = 2048
+    gpu_uuid: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Managed:
+    """A session container found on a node by its labels."""
+
+    session_id: int
+    container_id: str
+    name: str
+    running: bool
+    labels: dict[str, str]
+
+
+class Backend(abc.ABC):
+    """Start, stop and watch desktop sessions on nodes."""
+
+    @abc.abstractmethod
+    def start(self, node: NodeRef, spec: LaunchSpec) -> dict:
+        """Create and start the session; returns its backend state (ids)."""
+
+    @abc.abstractmethod
+    def stop(self, node: NodeRef, state: dict) -> None:
+        """Stop and remove the session; already gone counts as success."""
+
+    @abc.abstractmethod
+    def poll(self, node: NodeRef, state: dict) -> str | None:
+        """None while the session runs, otherwise why not ("exited 1", "missing")."""
+
+    def get_state(self, state: dict) -> dict:
+        """The JSON-able state to keep in the database (what ``start`` returned)."""
+        return dict(state)
+
+    @abc.abstractmethod
+    def ping(self, node: NodeRef) -> None:
+        """Raise :class:`broker.errors.NodeUnreachable` unless the node answers."""
+
+    @abc.abstractmethod
+    def ensure_image(self, node: NodeRef, image: str) -> bool:
+        """Pull ``image`` (by digest) when the node lacks it; True when it pulled."""
+
+    @abc.abstractmethod
+    def list_managed(self, node: NodeRef, instance: str) -> list[Managed]:
+        """Session containers of broker ``instance`` on the node (for reconciliation)."""
+
+    def logs(self, node: NodeRef, state: dict, tail: int = 50) -> str:
+        """The session's last log lines, for failure messages (optional)."""
+        return ""
+
+    def close(self) -> None:
+        """Release clients."""

@@ -1,0 +1,171 @@
+"""Sessions as containers on one or several Docker daemons (unix socket, or TCP with TLS).
+
+One wrapper per Docker call; stop and remove treat "not found" and "conflict"
+(already stopping) as success; containers are found by name or id, and the
+reconciliation lists only containers carrying the broker's labels.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import docker
+import requests
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.tls import TLSConfig
+
+from broker import containers
+from broker.backends.base import Backend, LaunchSpec, Managed, NodeRef
+from broker.errors import BackendError, NodeUnreachable
+
+_UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError, OSError)
+
+
+class DockerBackend(Backend):
+    """Plain Docker containers, one client per node (cached, thread-safe to share)."""
+
+    def __init__(self, timeout: int = 30, pull_timeout: int = 1800) -> None:
+        self.timeout = timeout
+        self.pull_timeout = pull_timeout
+        self._clients: dict[NodeRef, docker.DockerClient] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ clients
+    def client(self, node: NodeRef) -> docker.DockerClient:
+        with self._lock:
+            client = self._clients.get(node)
+            if client is None:
+                tls = None
+                if node.docker_url.startswith("tcp://") and (node.tls_ca or node.tls_cert):
+                    tls = TLSConfig(client_cert=(node.tls_cert, node.tls_key) if node.tls_cert else None,
+                                    ca_cert=node.tls_ca or None, verify=node.tls_verify)
+                try:
+                    client = docker.DockerClient(base_url=node.docker_url, tls=tls or False, timeout=self.timeout)
+                except DockerException as exc:
+                    raise NodeUnreachable(f"node {node.name}: cannot use {node.docker_url}: {exc}") from None
+                self._clients[node] = client
+            return client
+
+    def _call(self, node: NodeRef, what: str, function, *args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except (NotFound, ImageNotFound):
+            raise
+        except APIError as exc:
+            raise BackendError(f"node {node.name}: {what} failed: {exc.explanation or exc}") from None
+        except _UNREACHABLE as exc:
+            raise NodeUnreachable(f"node {node.name} does not answer ({what}): {exc.__class__.__name__}") from None
+        except DockerException as exc:
+            raise NodeUnreachable(f"node {node.name}: {what} failed: {exc}") from None
+
+    # ------------------------------------------------------------ contract
+    def ping(self, node: NodeRef) -> None:
+        self._call(node, "ping", self.client(node).ping)
+
+    def ensure_image(self, node: NodeRef, image: str) -> bool:
+        client = self.client(node)
+        try:
+            self._call(node, "inspect image", client.images.get, image)
+            return False
+        except ImageNotFound:
+            pass
+        repository, digest = image.split("@", 1)
+        self._call(node, f"pull {image}", client.api.pull, repository, tag=digest)
+        try:
+            self._call(node, "inspect image", client.images.get, image)
+        except ImageNotFound:
+            raise BackendError(f"node {node.name}: pulling {image} did not give the image") from None
+        return True
+
+    def _ensure_home(self, node: NodeRef, spec: LaunchSpec) -> None:
+        """Create the user's home volume, owned by the session uid:gid, on first use."""
+        client = self.client(node)
+        try:
+            self._call(node, "inspect volume", client.volumes.get, spec.home_volume)
+            return
+        except NotFound:
+            pass
+        try:
+            self._call(node, "create volume", client.volumes.create, spec.home_volume,
+                       labels={containers.MANAGED: "1", "asci.user": spec.user_name})
+        except BackendError:
+            return  # created concurrently by another launch
+        self._call(node, "prepare home", client.containers.run, spec.image,
+                   entrypoint=["chown", f"{spec.uid}:{spec.gid}", "/home-volume"], user="0:0",
+                   network_mode="none", remove=True, cap_drop=["ALL"], cap_add=["CHOWN"],
+                   labels={containers.MANAGED: "helper"},
+                   volumes={spec.home_volume: {"bind": "/home-volume", "mode": "rw"}})
+
+    def start(self, node: NodeRef, spec: LaunchSpec) -> dict:
+        client = self.client(node)
+        self._ensure_home(node, spec)
+        container = self._call(node, "create container", client.containers.create, **containers.create_params(spec))
+        state = {"container_id": container.id, "container_name": spec.name}
+        try:
+            self._call(node, "start container", container.start)
+        except BackendError:
+            self.stop(node, state)
+            raise
+        return state
+
+    def stop(self, node: NodeRef, state: dict) -> None:
+        ident = state.get("container_id") or state.get("container_name")
+        if not ident:
+            return
+        client = self.client(node)
+        try:
+            self._call(node, "remove container", client.api.remove_container, ident, force=True)
+        except NotFound:
+            return
+        except BackendError as exc:
+            if "already in progress" in str(exc) or "409" in str(exc):
+                return
+            raise
+
+    def poll(self, node: NodeRef, state: dict) -> str | None:
+        ident = state.get("container_id") or state.get("container_name")
+        try:
+            info = self._call(node, "inspect container", self.client(node).api.inspect_container, ident)
+        except NotFound:
+            return "missing"
+        status = info["State"]
+        if status.get("Running"):
+            return None
+        return f"exited {status.get('ExitCode')}"
+
+    def list_managed(self, node: NodeRef, instance: str) -> list[Managed]:
+        filters = {"label": [f"{containers.MANAGED}=1", f"{containers.LABEL_INSTANCE}={instance}"]}
+        rows = self._call(node, "list containers", self.client(node).api.containers, all=True, filters=filters)
+        found = []
+        for row in rows:
+            labels = row.get("Labels") or {}
+            try:
+                session_id = int(labels.get(containers.LABEL_SESSION, ""))
+            except ValueError:
+                continue
+            name = (row.get("Names") or ["/"])[0].lstrip("/")
+            found.append(Managed(session_id, row["Id"], name, row.get("State") == "running", labels))
+        return found
+
+    def logs(self, node: NodeRef, state: dict, tail: int = 50) -> str:
+        try:
+            raw = self.client(node).api.logs(state.get("container_id") or state.get("container_name"), tail=tail)
+            return raw.decode(errors="replace")
+        except Exception:  # noqa: BLE001 - logs are best effort
+            return ""
+
+    def discover_gpus(self, node: NodeRef, image: str) -> str:
+        """Run nvidia-smi in a short-lived container with every GPU; its CSV output."""
+        from broker.gpus import QUERY
+
+        client = self.client(node)
+        output = self._call(node, "nvidia-smi", client.containers.run, image, entrypoint=QUERY, remove=True,
+                            network_mode="none",
+                            device_requests=[docker.types.DeviceRequest(count=-1, capabilities=[["gpu", "utility"]])])
+        return output.decode()
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()

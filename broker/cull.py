@@ -1,0 +1,70 @@
+"""Culling: idle sessions are warned, then stopped; sessions past their maximum lifetime are stopped.
+
+A session is active while a VNC client is connected. Activity comes from
+``broker.service.touch(settings, session_id)`` (called by the websockify
+token plugin / viewer) and, for nodes on this machine (unix-socket Docker
+URLs with host networking), from ESTABLISHED TCP connections to the
+session's VNC port in ``/proc/net/tcp{,6}``. After
+``session_idle_timeout_s - session_idle_warning_s`` without activity the
+session's message says when it will stop; at ``session_idle_timeout_s`` it
+is stopped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from asci import db as asci_db
+from broker import logs
+from broker.models import RUNNING, DesktopSession
+
+
+def connected_ports(proc: Path = Path("/proc/net")) -> set[int]:
+    """Local ports with an ESTABLISHED TCP connection on this machine."""
+    found: set[int] = set()
+    for name in ("tcp", "tcp6"):
+        try:
+            lines = (proc / name).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == "01":  # ESTABLISHED
+                found.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return found
+
+
+def cull(broker, db: Session, now: dt.datetime | None = None, local_ports: set[int] | None = None) -> dict:
+    """One culling pass; returns counts of warned and stopped sessions."""
+    settings = broker.settings
+    now = now or asci_db.utcnow()
+    if local_ports is None:
+        local_ports = connected_ports()
+    summary = {"warned": 0, "culled": 0, "expired": 0}
+    idle_limit = dt.timedelta(seconds=settings.session_idle_timeout_s)
+    warn_at = idle_limit - dt.timedelta(seconds=settings.session_idle_warning_s)
+    for session in db.scalars(select(DesktopSession).where(DesktopSession.state == RUNNING)).all():
+        local = session.node is not None and session.node.docker_url.startswith("unix://")
+        if local and session.vnc_port in local_ports:
+            session.last_activity, session.warned_at = now, None
+        started = session.started_at or session.created_at
+        if now - started >= dt.timedelta(seconds=settings.session_max_lifetime_s):
+            broker.stop_session(db, session, "stopped: the session reached its maximum lifetime")
+            summary["expired"] += 1
+            continue
+        idle = now - (session.last_activity or started)
+        if idle >= idle_limit:
+            broker.stop_session(db, session, f"stopped: no VNC client for {int(idle.total_seconds() // 60)} minutes")
+            summary["culled"] += 1
+        elif idle >= warn_at and session.warned_at is None:
+            stop_time = (session.last_activity or started) + idle_limit
+            session.warned_at = now
+            session.message = f"idle: no VNC client connected; the session stops at {stop_time:%Y-%m-%d %H:%M} UTC"
+            summary["warned"] += 1
+            logs.event("session.idle_warning", session=session.id, stops_at=stop_time.isoformat())
+    db.commit()
+    return summary
