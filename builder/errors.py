@@ -13,3 +13,21 @@ class BaseImageError(BuildError):
 
 class DockerError(BuildError):
     """The Docker engine or the registry refused or failed an operation."""
+
+
+class RecipeError(BuildError):
+    """A recipe is malformed or holds a value the schema refuses (message names file, line, field)."""
+
+    exit_code = 2
+
+
+class LockError(BuildError):
+    """A recipe cannot be resolved against the repository (unknown package, conflict...)."""
+
+
+class VerifyError(BuildError):
+    """A built image does not hold exactly the locked packages, or a check failed."""
+
+
+class VersionError(BuildError):
+    """A version is unknown, not in the expected state, or already pushed."""

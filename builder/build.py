@@ -1,0 +1,164 @@
+"""Build an environment version: lock → render → docker build → verify → push → record.
+
+``build_environment`` leaves the new version ``succeeded`` but not current; ``versions.promote``
+makes it current (moves ``latest``). Nothing is tagged in the registry before verification, and
+a failed build removes its local image and records the error and log in its version row.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from asci.config import Settings
+from asci.db import utcnow
+from asci.errors import AsciError
+from builder import base_images, docker_engine, registry, render, versions
+from builder.errors import BuildError, VersionError
+from builder.lock import lock_digest, lock_recipe
+from builder.models import FAILED, SUCCEEDED, VERIFYING, EnvironmentVersion
+from builder.recipes import Recipe, load_recipe
+from builder.records import gittags
+from builder.serve import serve_folder
+from builder.verify import verify_image
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Prepared:
+    """A validated recipe with its lock."""
+
+    recipe: Recipe
+    lock: dict
+
+    @property
+    def digest(self) -> str:
+        return lock_digest(self.lock)
+
+
+def client_for(settings: Settings):
+    return docker_engine.client_for(settings.docker_hosts[0])
+
+
+def base_image(settings: Settings, client, name: str, log: Log) -> dict:
+    """The base image of a recipe (built when missing): name, tag and image id."""
+    definition = base_images.load_definition(settings.recipes_dir, name)
+    tag = base_images.build_base_image(definition, client, log=log)
+    return {"name": name, "tag": tag, "id": client.images.get(tag).id}
+
+
+def prepare(settings: Settings, name: str, client=None, log: Log = print) -> Prepared:
+    """Load and validate the recipe, make sure its base exists, resolve its lock."""
+    recipe = load_recipe(settings.recipes_dir, name)
+    client = client or client_for(settings)
+    base = base_image(settings, client, recipe.base, log)
+    return Prepared(recipe, lock_recipe(settings, recipe, base, log=log))
+
+
+def source_label(settings: Settings, lock: dict) -> str:
+    """``org.opencontainers.image.source``: the recipes repository (origin URL or folder) and path."""
+    import git
+
+    try:
+        repo = git.Repo(settings.recipes_dir, search_parent_directories=True)
+        origin = next((r.url for r in repo.remotes if r.name == "origin"), None)
+        where = origin or Path(repo.working_tree_dir).as_uri()
+    except git.GitError:
+        return ""
+    return f"{where}#{lock['recipe'].get('path', '')}"
+
+
+def created_label(when) -> str:
+    import datetime as dt
+
+    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def render_version(settings: Settings, recipe: Recipe, lock: dict, version: str, created) -> render.BuildContext:
+    return render.render(recipe, lock, version, created_label(created), lock["base"]["tag"],
+                         source=source_label(settings, lock))
+
+
+def build_from_context(settings: Settings, client, context: render.BuildContext, repo: str, tag: str,
+                       log: Log) -> str:
+    """docker build of ``context`` with our repository's ``all`` view served on 127.0.0.1."""
+    import rpmrepo
+
+    with tempfile.TemporaryDirectory(prefix="asci-env-") as folder, \
+            serve_folder(rpmrepo.repo_path(settings, repo, "all")) as repo_url:
+        context.write(Path(folder))
+        log(f"building {tag} (repository served at {repo_url})")
+        return docker_engine.build_image(client, folder, tag, log, buildargs={"ASCI_REPO_URL": repo_url})
+
+
+def remove_local(client, reference: str) -> None:
+    """Remove a local image tag, ignoring one that is not there."""
+    from docker.errors import ImageNotFound
+
+    try:
+        client.images.remove(reference, noprune=False)
+    except ImageNotFound:
+        pass
+
+
+def build_environment(settings: Settings, name: str, log: Log = print, *, client=None,
+                      promote: bool = False) -> EnvironmentVersion:
+    """Build, verify, push and record a new version of environment ``name``.
+
+    Bad recipes and unresolvable packages raise before anything is recorded. Later failures
+    leave a ``failed`` version row (with log and error) and no image or registry tag.
+    """
+    client = client or client_for(settings)
+    lines: list[str] = []
+
+    def sink(line: str) -> None:
+        lines.append(line)
+        log(line)
+
+    prepared = prepare(settings, name, client, sink)
+    recipe, lock = prepared.recipe, prepared.lock
+    row = versions.start_version(settings, recipe, lock["base"]["tag"], lock=lock, lock_digest=prepared.digest,
+                                 recipe_commit=lock["recipe"]["commit"])
+    version = row.version
+    repository = f"{settings.registry}/{recipe.name}"
+    reference = f"{repository}:{version}"
+    pushed = False
+    try:
+        if registry.tag_exists(settings.registry, recipe.name, version):
+            raise VersionError(f"{reference} already exists in the registry; a pushed version is immutable")
+        context = render_version(settings, recipe, lock, version, row.created_at)
+        versions.update_version(settings, row.id, dockerfile=context.dockerfile, image_reference=reference)
+        image_id = build_from_context(settings, client, context, lock["repo"], reference, sink)
+        versions.update_version(settings, row.id, status=VERIFYING, image_id=image_id)
+        sbom = verify_image(client, reference, lock, recipe.checks, sink)
+        if registry.tag_exists(settings.registry, recipe.name, version):
+            raise VersionError(f"{reference} appeared in the registry during the build; refusing to overwrite it")
+        sink(f"pushing {reference}")
+        pushed = True
+        digest = docker_engine.push_image(client, repository, version, sink)
+        sink(f"pushed {reference} as {digest}")
+        tag = gittags.tag_version(settings.recipes_dir, recipe.name, version, lock["recipe"]["commit"],
+                                  f"{recipe.name} {version}\n\nimage {repository}@{digest}\n"
+                                  f"lock sha256:{prepared.digest}\n")
+        sink(f"git tag {tag}")
+        row = versions.update_version(settings, row.id, status=SUCCEEDED, image_digest=digest, sbom=sbom,
+                                      build_log="\n".join(lines) + "\n", finished_at=utcnow())
+    except BaseException as exc:
+        sink(f"build of {reference} failed: {exc}")
+        try:
+            remove_local(client, reference)
+            if pushed:
+                registry.delete_manifest(settings.registry, recipe.name, version)
+        finally:
+            versions.update_version(settings, row.id, status=FAILED, error=str(exc) or type(exc).__name__,
+                                    build_log="\n".join(lines) + "\n", finished_at=utcnow())
+        if isinstance(exc, AsciError) or not isinstance(exc, Exception):
+            raise
+        raise BuildError(f"build of {reference} failed: {exc}") from exc
+    if promote:
+        row = versions.promote(settings, recipe.name, version)
+        log(f"{recipe.name} {version} is now current (latest)")
+    return row

@@ -1,0 +1,107 @@
+"""Render the build context of an environment version: Dockerfile (Jinja2 file), launchers, lock.
+
+Every value that reaches the Dockerfile is checked here against a strict pattern, whether it
+came from a recipe (already validated by the schema) or from a stored lock (which might have
+been edited), so nothing can inject Dockerfile instructions or shell.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from builder.errors import RecipeError
+from builder.lock import canonical_json, lock_digest
+from builder.recipes import Launcher, Recipe
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+_PATTERNS = {
+    "name": r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}",
+    "epoch": r"\d{1,9}",
+    "version": r"[A-Za-z0-9._+~^]{1,100}",
+    "release": r"[A-Za-z0-9._+~^]{1,100}",
+    "arch": r"[a-z0-9_]{1,32}",
+    "sha256": r"[0-9a-f]{64}",
+    "filename": r"[A-Za-z0-9][A-Za-z0-9._+~^-]{0,250}\.rpm",
+    "label": r"[^\"\\$`\x00-\x1f\x7f]{0,500}",
+    "icon": r"[A-Za-z0-9._/-]{1,200}",
+    "env_key": r"[A-Za-z_][A-Za-z0-9_]{0,63}",
+    "version_label": r"\d{4}\.\d{2}\.\d{2}\.\d{1,4}|[A-Za-z0-9._-]{1,64}",
+    "base_tag": r"[a-z0-9][a-z0-9._/-]{0,127}(:[A-Za-z0-9._-]{1,128})?",
+}
+
+
+@dataclass
+class BuildContext:
+    """What goes into the docker build context folder."""
+
+    dockerfile: str
+    files: dict[str, str] = field(default_factory=dict)
+
+    def write(self, folder: Path) -> None:
+        (folder / "Dockerfile").write_text(self.dockerfile)
+        for name, text in self.files.items():
+            target = folder / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+
+
+def _checked(kind: str, value, where: str) -> str:
+    text = str(value)
+    if not re.fullmatch(_PATTERNS[kind], text):
+        raise RecipeError(f"{where}: unsafe value {text!r} refused (must match {_PATTERNS[kind]})")
+    return text
+
+
+def desktop_entry(launcher: Launcher) -> str:
+    """The .desktop file of a launcher (values validated by the schema and again here)."""
+    _checked("label", launcher.name, f"launcher {launcher.name!r}: name")
+    if not re.fullmatch(r"/?[A-Za-z0-9._/+-]+( [A-Za-z0-9._/=:,+@%-]+)*", launcher.command):
+        raise RecipeError(f"launcher {launcher.name!r}: command: unsafe value {launcher.command!r} refused")
+    lines = ["[Desktop Entry]", "Type=Application", f"Name={launcher.name}", f"Exec={launcher.command}",
+             f"Terminal={'true' if launcher.terminal else 'false'}", "Categories=Science;"]
+    if launcher.icon:
+        lines.append(f"Icon={_checked('icon', launcher.icon, f'launcher {launcher.name!r}: icon')}")
+    return "\n".join(lines) + "\n"
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
+                              keep_trailing_newline=True, autoescape=False)
+
+
+def render(recipe: Recipe, lock: dict, version: str, created: str, base_tag: str,
+           source: str = "", template: str = "Dockerfile.j2") -> BuildContext:
+    """The Dockerfile and files for ``recipe`` at ``version`` installing exactly ``lock``'s packages."""
+    packages = []
+    for i, pkg in enumerate(lock.get("packages") or []):
+        where = f"lock packages[{i}]"
+        packages.append({k: _checked(k, pkg[k], f"{where}.{k}")
+                         for k in ("name", "epoch", "version", "release", "arch", "sha256", "filename")})
+    if not packages:
+        raise RecipeError("the lock names no packages")
+    env = [(_checked("env_key", k, f"env.{k}"), _checked("label", v, f"env.{k}")) for k, v in recipe.env.items()]
+    context = {
+        "environment": _checked("name", recipe.name, "name"),
+        "beamline": _checked("label", recipe.beamline, "beamline"),
+        "description": _checked("label", recipe.description, "description"),
+        "version": _checked("version_label", version, "version"),
+        "created": _checked("label", created, "created"),
+        "revision": _checked("label", lock.get("recipe", {}).get("commit", ""), "recipe commit"),
+        "source": _checked("label", source, "source"),
+        "lock_digest": lock_digest(lock),
+        "base_tag": _checked("base_tag", base_tag, "base image"),
+        "packages": packages,
+        "launchers": list(recipe.launchers),
+        "env": env,
+    }
+    dockerfile = _environment().get_template(template).render(**context)
+    files = {"asci-lock.json": json.dumps(json.loads(canonical_json(lock)), indent=2, sort_keys=True) + "\n"}
+    for launcher in recipe.launchers:
+        files[f"launchers/{launcher.file_name}"] = desktop_entry(launcher)
+    return BuildContext(dockerfile=dockerfile, files=files)

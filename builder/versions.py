@@ -1,0 +1,138 @@
+"""Environment versions in the database: numbering, lookup, history, and promotion to current.
+
+Versions read and sort as dates: ``YYYY.MM.DD.N``, N counting the builds of one environment on
+one (UTC) day, failed builds included, so a number is never given twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from asci.config import Settings
+from asci.db import session_scope, utcnow
+from builder import registry
+from builder.errors import VersionError
+from builder.models import BUILDING, SUCCEEDED, Environment, EnvironmentVersion
+from builder.recipes import Recipe
+
+VERSION_RE = re.compile(r"^(\d{4})\.(\d{2})\.(\d{2})\.(\d{1,4})$")
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """Sort key of a version (``2026.11.25.10`` after ``2026.11.25.9``)."""
+    match = VERSION_RE.match(version)
+    if not match:
+        raise VersionError(f"{version!r} is not a version (YYYY.MM.DD.N)")
+    return tuple(int(part) for part in match.groups())
+
+
+def next_version(session: Session, environment: Environment, today: dt.date) -> str:
+    """The next free version of ``environment`` on ``today``."""
+    prefix = f"{today:%Y.%m.%d}."
+    used = session.scalars(select(EnvironmentVersion.version).where(
+        EnvironmentVersion.environment_id == environment.id, EnvironmentVersion.version.startswith(prefix)))
+    highest = max((version_key(v)[3] for v in used), default=0)
+    return f"{prefix}{highest + 1}"
+
+
+def upsert_environment(session: Session, recipe: Recipe, base_tag: str) -> Environment:
+    """The environment row of ``recipe``, created or refreshed from the recipe."""
+    environment = session.scalar(select(Environment).where(Environment.name == recipe.name))
+    if environment is None:
+        environment = Environment(name=recipe.name)
+        session.add(environment)
+    environment.beamline, environment.description, environment.base_image = (
+        recipe.beamline, recipe.description, base_tag)
+    session.flush()
+    return environment
+
+
+def start_version(settings: Settings, recipe: Recipe, base_tag: str, **fields) -> EnvironmentVersion:
+    """Insert a ``building`` version with the next free number (retrying if another build took it)."""
+    for _attempt in range(5):
+        try:
+            with session_scope(settings) as session:
+                environment = upsert_environment(session, recipe, base_tag)
+                row = EnvironmentVersion(environment_id=environment.id, status=BUILDING,
+                                         version=next_version(session, environment, utcnow().date()), **fields)
+                session.add(row)
+                session.flush()
+                return row
+        except IntegrityError:
+            continue
+    raise VersionError(f"{recipe.name}: could not allocate a version number (concurrent builds?)")
+
+
+def update_version(settings: Settings, version_id: int, **fields) -> EnvironmentVersion:
+    """Set fields of a version row and return it."""
+    with session_scope(settings) as session:
+        row = session.get(EnvironmentVersion, version_id)
+        for key, value in fields.items():
+            setattr(row, key, value)
+        return row
+
+
+def find_environment(session: Session, name: str) -> Environment:
+    environment = session.scalar(select(Environment).where(Environment.name == name))
+    if environment is None:
+        raise VersionError(f"unknown environment {name!r} (never built)")
+    return environment
+
+
+def list_versions(session: Session, name: str) -> list[EnvironmentVersion]:
+    """Every version of environment ``name``, oldest first."""
+    environment = find_environment(session, name)
+    rows = session.scalars(select(EnvironmentVersion).where(EnvironmentVersion.environment_id == environment.id))
+    return sorted(rows, key=lambda r: version_key(r.version))
+
+
+def get_version(session: Session, name: str, version: str) -> EnvironmentVersion:
+    environment = find_environment(session, name)
+    row = session.scalar(select(EnvironmentVersion).where(
+        EnvironmentVersion.environment_id == environment.id, EnvironmentVersion.version == version))
+    if row is None:
+        raise VersionError(f"{name} has no version {version!r}")
+    return row
+
+
+def parse_when(text: str) -> dt.datetime:
+    """A date (``2026-11-25``: the end of that UTC day) or an ISO date-time (UTC when no zone)."""
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            day = dt.date.fromisoformat(text)
+            return dt.datetime.combine(day, dt.time.max, tzinfo=dt.timezone.utc)
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise VersionError(f"{text!r} is not a date (YYYY-MM-DD) or an ISO date-time") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def current_as_of(session: Session, name: str, when: dt.datetime) -> EnvironmentVersion:
+    """The version of ``name`` that was current at ``when`` (the last promoted at or before it)."""
+    environment = find_environment(session, name)
+    row = session.scalar(select(EnvironmentVersion).where(
+        EnvironmentVersion.environment_id == environment.id, EnvironmentVersion.became_current_at.is_not(None),
+        EnvironmentVersion.became_current_at <= when).order_by(EnvironmentVersion.became_current_at.desc()).limit(1))
+    if row is None:
+        raise VersionError(f"{name} had no current version on {when.isoformat()}")
+    return row
+
+
+def promote(settings: Settings, name: str, version: str) -> EnvironmentVersion:
+    """Make a succeeded version current: move the registry's ``latest`` tag and record it."""
+    with session_scope(settings) as session:
+        row = get_version(session, name, version)
+        if row.status != SUCCEEDED or not row.image_digest:
+            raise VersionError(f"{name} {version} is {row.status}; only a succeeded, pushed version can become current")
+        registry_host, repository = row.image_reference.rsplit(":", 1)[0].split("/", 1)
+        digest = registry.copy_tag(registry_host, repository, version, "latest")
+        if digest and digest != row.image_digest:
+            raise VersionError(f"{name} {version}: registry holds {digest}, the record says {row.image_digest}")
+        row.became_current_at = utcnow()
+        row.environment.current_version = version
+        return row
