@@ -1,6 +1,9 @@
-"""``asci base ...``: base desktop images (``asci env ...`` arrives with the builder)."""
+"""``asci base ...`` (base desktop images) and ``asci env ...`` (environments and their versions)."""
 
 from __future__ import annotations
+
+import contextlib
+from pathlib import Path
 
 import click
 
@@ -48,3 +51,194 @@ def base_build(ctx: AsciContext, name: str, force: bool) -> None:
     tag = base_images.build_base_image(definition, client, log=lambda line: click.echo(line, err=True),
                                        force=force)
     click.echo(tag)
+
+
+# ------------------------------------------------------------------ asci env
+
+
+def _log(line: str) -> None:
+    click.echo(line, err=True)
+
+
+@contextlib.contextmanager
+def _db(settings):
+    """A database session; an unreachable or unmigrated database is a one-line error."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from asci.db import session_scope
+    from asci.errors import DatabaseError
+
+    try:
+        with session_scope(settings) as session:
+            yield session
+    except (OperationalError, ProgrammingError) as exc:
+        raise DatabaseError(f"database not ready ({exc.orig}); run 'asci db upgrade'") from None
+
+
+@click.group("env")
+def env() -> None:
+    """Environments: recipes → locked, version-tagged images in the registry."""
+
+
+@env.command("list")
+@pass_ctx
+def env_list(ctx: AsciContext) -> None:
+    """List environment recipes with their current version."""
+    from sqlalchemy import select
+
+    from builder.models import Environment
+    from builder.recipes import list_recipes
+
+    with _db(ctx.settings) as session:
+        current = {e.name: e.current_version for e in session.scalars(select(Environment))}
+    for recipe in list_recipes(ctx.settings.recipes_dir):
+        click.echo(f"{recipe.name:28} {recipe.beamline:10} {recipe.base:20} "
+                   f"current={current.get(recipe.name) or '-'}  {recipe.description}")
+
+
+@env.command("validate")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@pass_ctx
+def env_validate(ctx: AsciContext, files: tuple[Path, ...]) -> None:
+    """Validate recipe FILES (default: every recipe); errors name file, line and field."""
+    from builder.recipes import load_file, recipe_files
+
+    for path in files or recipe_files(ctx.settings.recipes_dir):
+        load_file(path, ctx.settings.recipes_dir)
+        click.echo(f"ok {path}")
+
+
+@env.command("lock")
+@click.argument("name")
+@pass_ctx
+def env_lock(ctx: AsciContext, name: str) -> None:
+    """Resolve environment NAME against the repository and print its lock (JSON)."""
+    import json
+
+    from builder.build import prepare
+
+    prepared = prepare(ctx.settings, name, log=_log)
+    click.echo(json.dumps(prepared.lock, indent=2, sort_keys=True))
+    _log(f"lock digest sha256:{prepared.digest}")
+
+
+@env.command("render")
+@click.argument("name")
+@click.option("--version", "version", default="unreleased", show_default=True, help="Version label to render.")
+@pass_ctx
+def env_render(ctx: AsciContext, name: str, version: str) -> None:
+    """Lock environment NAME and print the Dockerfile a build would use."""
+    from asci.db import utcnow
+    from builder.build import prepare, render_version
+
+    prepared = prepare(ctx.settings, name, log=_log)
+    context = render_version(ctx.settings, prepared.recipe, prepared.lock, version, utcnow())
+    click.echo(context.dockerfile, nl=False)
+
+
+@env.command("build")
+@click.argument("name")
+@click.option("--no-promote", is_flag=True, help="Leave the new version succeeded but not current.")
+@pass_ctx
+def env_build(ctx: AsciContext, name: str, no_promote: bool) -> None:
+    """Build, verify, push and record a new version of NAME (then make it current)."""
+    from builder.build import build_environment
+
+    row = build_environment(ctx.settings, name, log=_log, promote=not no_promote)
+    click.echo(f"{name} {row.version} {row.status} {row.pull_reference}"
+               + ("" if no_promote else " (current)"))
+
+
+@env.command("promote")
+@click.argument("name")
+@click.argument("version")
+@pass_ctx
+def env_promote(ctx: AsciContext, name: str, version: str) -> None:
+    """Make VERSION of NAME current (moves the registry's latest tag)."""
+    from builder.versions import promote
+
+    promote(ctx.settings, name, version)
+    click.echo(f"{name} {version} is current")
+
+
+@env.command("versions")
+@click.argument("name")
+@pass_ctx
+def env_versions(ctx: AsciContext, name: str) -> None:
+    """List the versions of NAME, oldest first."""
+    from builder.versions import list_versions
+
+    with _db(ctx.settings) as session:
+        for row in list_versions(session, name):
+            mark = "*" if row.environment.current_version == row.version else " "
+            click.echo(f"{mark} {row.version:16} {row.status:10} {row.created_at:%Y-%m-%d %H:%M} "
+                       f"{len(row.lock.get('packages', []))} rpms  {row.image_digest or row.error[:60]}")
+
+
+def _show(row) -> list[str]:
+    lines = [f"environment   {row.environment.name}", f"version       {row.version}", f"status        {row.status}",
+             f"image         {row.image_reference}", f"pull          {row.pull_reference if row.image_digest else '-'}",
+             f"created       {row.created_at.isoformat()}",
+             f"current since {row.became_current_at.isoformat() if row.became_current_at else '-'}",
+             f"recipe commit {row.recipe_commit}", f"lock digest   sha256:{row.lock_digest}",
+             f"base image    {row.lock.get('base', {}).get('tag', '')} ({row.lock.get('base', {}).get('id', '')})",
+             "packages:"]
+    lines += [f"  {p['nevra']}  sha256:{p['sha256']}" for p in row.lock.get("packages", [])]
+    lines.append(f"sbom          {len(row.sbom)} packages in the image")
+    if row.error:
+        lines.append(f"error         {row.error}")
+    return lines
+
+
+@env.command("show")
+@click.argument("name")
+@click.argument("version", required=False)
+@click.option("--as-of", "as_of", metavar="DATE", help="The version that was current on DATE (YYYY-MM-DD or ISO).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON (lock, SBOM, Dockerfile).")
+@pass_ctx
+def env_show(ctx: AsciContext, name: str, version: str | None, as_of: str | None, as_json: bool) -> None:
+    """Show a version of NAME: by VERSION, or the one current on --as-of DATE."""
+    import json
+
+    from builder import versions as v
+    from builder.errors import VersionError
+
+    if bool(version) == bool(as_of):
+        raise VersionError("give either VERSION or --as-of DATE")
+    with _db(ctx.settings) as session:
+        row = v.get_version(session, name, version) if version else v.current_as_of(session, name, v.parse_when(as_of))
+        if as_json:
+            click.echo(json.dumps({"environment": name, "version": row.version, "status": row.status,
+                                   "image_reference": row.image_reference, "image_digest": row.image_digest,
+                                   "lock": row.lock, "lock_digest": row.lock_digest, "sbom": row.sbom,
+                                   "recipe_commit": row.recipe_commit, "dockerfile": row.dockerfile,
+                                   "created_at": row.created_at.isoformat(), "error": row.error}, indent=2))
+        else:
+            click.echo("\n".join(_show(row)))
+
+
+@env.command("diff")
+@click.argument("name")
+@click.argument("old")
+@click.argument("new")
+@pass_ctx
+def env_diff(ctx: AsciContext, name: str, old: str, new: str) -> None:
+    """Packages added, removed, upgraded or downgraded from version OLD to NEW of NAME."""
+    from builder.diff import diff_locks
+    from builder.versions import get_version
+
+    with _db(ctx.settings) as session:
+        result = diff_locks(get_version(session, name, old).lock, get_version(session, name, new).lock)
+    click.echo("\n".join(result.lines()))
+
+
+@env.command("reproduce")
+@click.argument("name")
+@click.argument("version")
+@click.option("--keep", is_flag=True, help="Keep the rebuilt image (asci-reproduce/NAME:VERSION).")
+@pass_ctx
+def env_reproduce(ctx: AsciContext, name: str, version: str, keep: bool) -> None:
+    """Rebuild VERSION of NAME from its stored lock and prove the same NEVRA + sha256 set."""
+    from builder.reproduce import reproduce
+
+    click.echo("\n".join(reproduce(ctx.settings, name, version, log=_log, keep=keep).lines()))
