@@ -1,0 +1,176 @@
+"""The service and API with a fake backend: authorisation, bad requests, culling, reconciliation, import."""
+
+import datetime as dt
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from asci.db import session_scope, utcnow
+from broker import service
+from broker.cull import cull
+from broker.errors import NotFound
+from broker.experiments_import import ImportFailed, import_file
+from broker.models import DesktopSession, Experiment, Node
+from broker.reconcile import reconcile
+from tests.unit.broker.fakes import FakeBackend, always_ready, make_world, user
+from web import create_app
+
+NODES = [dict(name="n1", docker_url="unix:///fake1.sock", port_min=6001, port_max=6010, cpus=16,
+              memory_bytes=64 << 30, max_sessions=10, nvidia_smi="t4x1.csv")]
+
+
+@pytest.fixture
+def env(settings):
+    world = make_world(settings, NODES)
+    backend = FakeBackend()
+    broker = service.Broker(settings, backend, ready=always_ready)
+    service.install(settings, broker)
+    app = create_app(settings)
+    yield settings, world, backend, broker, app.test_client()
+    service.install(settings, None)
+
+
+def _auth(world, who):
+    return {"Authorization": f"Bearer {world['tokens'][who]}"}
+
+
+def test_launch_list_get_stop_through_the_api(env):
+    settings, world, backend, broker, client = env
+    reply = client.post("/api/sessions", json={"environment": world["env"], "experiment": world["e1"]},
+                        headers=_auth(world, "alice"))
+    assert reply.status_code == 201, reply.json
+    body = reply.json
+    assert body["state"] == "running" and body["version"] == "v1" and body["node"] == "n1"
+    assert "vnc_password" not in body and 6001 <= body["vnc_port"] <= 6010
+    [params] = backend.created.values()
+    assert params["labels"]["asci.user"] == world["names"]["alice"] and params["user"] == "4242:4242"
+    assert client.get("/api/sessions", headers=_auth(world, "alice")).json["sessions"][0]["id"] == body["id"]
+    assert client.get(f"/api/sessions/{body['id']}", headers=_auth(world, "alice")).status_code == 200
+    host, port, password = service.vnc_target(settings, body["id"], user(settings, world, "alice"))
+    assert (host, port) == ("127.0.0.1", body["vnc_port"]) and len(password) == 8
+    # bob: 404 everywhere, nothing stopped; admin sees everything
+    assert client.get(f"/api/sessions/{body['id']}", headers=_auth(world, "bob")).status_code == 404
+    assert client.delete(f"/api/sessions/{body['id']}", headers=_auth(world, "bob")).status_code == 404
+    assert client.get("/api/sessions", headers=_auth(world, "bob")).json["sessions"] == []
+    assert client.get("/api/sessions?all=1", headers=_auth(world, "bob")).status_code == 403
+    with pytest.raises(NotFound):
+        service.vnc_target(settings, body["id"], user(settings, world, "bob"))
+    assert len(client.get("/api/sessions?all=1", headers=_auth(world, "root")).json["sessions"]) == 1
+    assert client.get("/api/nodes", headers=_auth(world, "alice")).status_code == 403
+    assert client.get("/api/nodes", headers=_auth(world, "root")).json["nodes"][0]["used"]["sessions"] == 1
+    assert client.get("/api/health", headers=_auth(world, "root")).status_code == 200
+    assert b"asci_sessions{state=\"running\"} 1.0" in client.get("/metrics").data
+    assert client.get("/api/openapi.json").json["openapi"].startswith("3.")
+    stopped = client.delete(f"/api/sessions/{body['id']}", headers=_auth(world, "alice"))
+    assert stopped.json["state"] == "stopped" and backend.running == {}
+    assert client.get("/api/sessions").status_code == 401
+
+
+def test_login_session_authenticates(env):
+    settings, world, backend, broker, client = env
+    with client.session_transaction() as flask_session:
+        flask_session["user_id"] = world["ids"]["alice"]
+    assert client.get("/api/sessions").status_code == 200
+
+
+@pytest.mark.parametrize("payload, status, message", [
+    ({"environment": "nope", "experiment": "E1"}, 404, "unknown environment"),
+    ({"environment": "{env}", "version": "v9", "experiment": "{e1}"}, 404, "no version 'v9'"),
+    ({"environment": "{env}", "version": "v0", "experiment": "{e1}"}, 400, "cannot be launched"),
+    ({"environment": "{env}", "experiment": "{e2}"}, 403, "not a member"),
+    ({"environment": "{env}", "experiment": "{e1}", "cpus": 5000}, 400, "cpus"),
+    ({"environment": "{env}", "experiment": "{e1}", "memory": "900t"}, 400, "memory"),
+    ({"environment": "{env}", "experiment": "{e1}", "gpu": "yes"}, 400, "gpu"),
+    ({"environment": "{env}", "experiment": "{e1}", "colour": "red"}, 400, "unknown field"),
+    ("not json", 400, "expected a JSON object"),
+    ([1, 2], 400, "expected a JSON object"),
+])
+def test_bad_requests_get_a_clear_4xx_and_start_nothing(env, payload, status, message):
+    settings, world, backend, broker, client = env
+    if isinstance(payload, dict):
+        payload = {k: v.format(**world) if isinstance(v, str) else v for k, v in payload.items()}
+        reply = client.post("/api/sessions", json=payload, headers=_auth(world, "alice"))
+    else:
+        data = payload if isinstance(payload, str) else json.dumps(payload)
+        reply = client.post("/api/sessions", data=data, content_type="application/json", headers=_auth(world, "alice"))
+    assert reply.status_code == status and message in reply.json["error"]
+    assert backend.created == {}
+    with session_scope(settings) as db:
+        assert db.scalar(select(func.count(DesktopSession.id))) == 0
+
+
+def test_quota_gpu_capacity_and_failed_node(env):
+    settings, world, backend, broker, client = env
+    alice = user(settings, world, "alice")
+    with session_scope(settings) as db:
+        first = broker.launch(db, alice, world["env"], "current", world["e1"], gpu=True)
+        assert first.gpu_uuid == "GPU-a1b2c3d4-0000-1111-2222-333344445555"
+        reply = client.post("/api/sessions", json={"environment": world["env"], "experiment": world["e1"],
+                                                   "gpu": True}, headers=_auth(world, "alice"))
+        assert reply.status_code == 503 and "free GPU" in reply.json["error"]
+        broker.launch(db, alice, world["env"], "current", world["e1"])
+        broker.launch(db, alice, world["env"], "current", world["e1"])
+        reply = client.post("/api/sessions", json={"environment": world["env"], "experiment": world["e1"]},
+                            headers=_auth(world, "alice"))
+        assert reply.status_code == 429 and "at most 3" in reply.json["error"]
+        backend.down.add("n1")
+        summary = reconcile(broker, db)
+        assert summary["nodes_down"] == 1
+        assert db.get(Node, 1).state == "down"
+        assert {s.state for s in db.scalars(select(DesktopSession).where(DesktopSession.gpu_uuid != ""))} == {"lost"}
+
+
+def test_idle_sessions_are_warned_then_stopped(env):
+    settings, world, backend, broker, client = env
+    with session_scope(settings) as db:
+        session = broker.launch(db, user(settings, world, "alice"), world["env"], "v1", world["e1"])
+        started = session.started_at
+        warn_time = started + dt.timedelta(seconds=settings.session_idle_timeout_s - 60)
+        assert cull(broker, db, now=warn_time, local_ports=set()) == {"warned": 1, "culled": 0, "expired": 0}
+        assert session.message.startswith("idle:")
+        service.touch(settings, session.id)  # a VNC client connected
+        db.refresh(session)
+        assert session.warned_at is None and session.message == ""
+        late = session.last_activity + dt.timedelta(seconds=settings.session_idle_timeout_s + 1)
+        assert cull(broker, db, now=late, local_ports=set())["culled"] == 1
+        assert session.state == "stopped" and "no VNC client" in session.message
+        assert backend.running == {}
+
+
+def test_reconcile_readopts_after_restart_and_marks_vanished_lost(env):
+    settings, world, backend, broker, client = env
+    with session_scope(settings) as db:
+        alice = user(settings, world, "alice")
+        a = broker.launch(db, alice, world["env"], "v1", world["e1"])
+        b = broker.launch(db, alice, world["env"], "v1", world["e1"])
+        # a crash between container start and recording it, and a container removed behind our back
+        a.state, a.container_id, a.created_at = "starting", "", utcnow() - dt.timedelta(hours=1)
+        db.commit()
+        backend.running.pop(b.container_id)
+    restarted = service.Broker(settings, backend, ready=always_ready)
+    with session_scope(settings) as db:
+        assert reconcile(restarted, db)["adopted"] == 1
+        a, b = db.get(DesktopSession, a.id), db.get(DesktopSession, b.id)
+        assert a.state == "running" and a.container_id in backend.running
+        assert b.state == "lost" and "vanished" in b.message
+
+
+def test_experiment_import_is_idempotent_and_all_or_nothing(settings, tmp_path):
+    good = tmp_path / "office.csv"
+    good.write_text("code,title,data_path,start,end,members\n"
+                    "MX-1,Lysozyme,/data/mx1,2026-11-01,2026-11-03,carol dave\n"
+                    "SAXS-2,Micelles,/data/saxs2,2026-11-04,2026-11-05,carol\n")
+    assert import_file(settings, good) == {"experiments_created": 2, "experiments_updated": 0, "users_created": 2,
+                                           "memberships_added": 3}
+    assert import_file(settings, good)["memberships_added"] == 0
+    bad = tmp_path / "office.json"
+    bad.write_text(json.dumps([{"code": "NEW-1", "members": ["erin"]},
+                               {"code": "NEW-2", "start": "2026-13-40", "members": ["frank"]}]))
+    with pytest.raises(ImportFailed, match=r"row 2 \(NEW-2\): start"):
+        import_file(settings, bad)
+    with session_scope(settings) as db:
+        assert {e.code for e in db.scalars(select(Experiment))} == {"MX-1", "SAXS-2"}
+        mx = db.scalar(select(Experiment).where(Experiment.code == "MX-1"))
+        assert sorted(m.user.username for m in mx.members) == ["carol", "dave"]
+        assert mx.members[0].user.password_hash is None
