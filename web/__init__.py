@@ -44,9 +44,20 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
     from web import health
 
     app.register_blueprint(health.bp)
-    for module_name, attribute in (("rpmrepo.http", "bp"), ("broker.api", "bp"), ("web.pages", "bp")):
+    for module_name, attribute in (("rpmrepo.http", "bp"), ("broker.api", "bp"), ("ci.http", "bp"), ("web.pages", "bp")):
         _register_optional(app, module_name, attribute)
+    _register_pages(app)
     return app
+
+
+def _register_pages(app: Flask) -> None:
+    """The page blueprints beside ``web.pages``, CSRF/cookies/login state, and OIDC when configured."""
+    from web import admin, assets, auth, oidc, security, viewer
+
+    for blueprint in (assets.bp, auth.bp, oidc.bp, viewer.bp, admin.bp):
+        app.register_blueprint(blueprint)
+    security.init_app(app)
+    oidc.init_app(app)
 
 
 def _register_optional(app: Flask, module_name: str, attribute: str) -> None:

@@ -1,0 +1,177 @@
+"""``asci worker``: one loop that watches for changes and runs the queued builds.
+
+Each tick: record repository changes made on disk by other means, turn new repository events
+and recipe commits into debounced jobs, requeue jobs of dead workers, then claim one due job
+and run it: ``builder`` builds, verifies and pushes a version (not current yet), the smoke
+gate launches it like a session, and only then ``builder`` promotes it to current. While the
+job runs a heartbeat thread renews its lease; webhooks report the outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Callable
+
+from sqlalchemy import select
+
+from asci.config import Settings
+from asci.db import session_scope, utcnow
+from asci.errors import AsciError
+from builder.errors import DockerError
+from builder.models import BUILDING, FAILED, VERIFYING, Environment, EnvironmentVersion
+from ci import changes, notify, queue
+from ci.errors import GateFailed
+from ci.models import BuildJob
+
+log = logging.getLogger("asci.ci.worker")
+
+Builder = Callable[..., EnvironmentVersion]
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def mark_abandoned_versions(settings: Settings, environment: str, job_id: int) -> int:
+    """Versions left ``building``/``verifying`` by a worker that died are failed (we hold the env's only running job)."""
+    with session_scope(settings) as session:
+        rows = session.scalars(
+            select(EnvironmentVersion).join(Environment)
+            .where(Environment.name == environment, EnvironmentVersion.status.in_((BUILDING, VERIFYING)))).all()
+        for row in rows:
+            row.status, row.finished_at = FAILED, utcnow()
+            row.error = f"abandoned: the worker building it stopped; rebuilt by job {job_id}"
+        return len(rows)
+
+
+class Worker:
+    """A build worker; several may run against one PostgreSQL database."""
+
+    def __init__(self, settings: Settings, worker_id: str | None = None, *, echo: Callable[[str], None] = print,
+                 builder: Builder | None = None, gate=None, promote=None) -> None:
+        from builder.build import build_environment
+        from builder.versions import promote as promote_version
+        from ci.gate import smoke_test
+
+        self.settings = settings
+        self.worker_id = worker_id or default_worker_id()
+        self.echo = echo
+        self.build = builder or build_environment
+        self.gate = gate or smoke_test
+        self.promote = promote or promote_version
+
+    # -------------------------------------------------------------- watch
+    def watch(self) -> list[str]:
+        """Turn changes (repository events, external repodata edits, recipe commits) into jobs."""
+        from rpmrepo.watch import detect_external_changes
+
+        settings = self.settings
+        with session_scope(settings) as session:
+            detect_external_changes(settings, session)
+        with session_scope(settings) as session:
+            queued = changes.consume_repo_events(session, settings, settings.ci_debounce_s, settings.ci_max_attempts)
+        with session_scope(settings) as session:
+            queued += changes.consume_recipe_commits(session, settings, settings.ci_debounce_s,
+                                                     settings.ci_max_attempts)
+        with session_scope(settings) as session:
+            for job in queue.reap_expired(session, self.settings.ci_retry_base_s):
+                self.echo(f"job {job.id} ({job.environment}): {job.error}")
+        return queued
+
+    # ---------------------------------------------------------------- run
+    def claim(self) -> BuildJob | None:
+        with session_scope(self.settings) as session:
+            return queue.claim(session, self.worker_id, self.settings.ci_lease_s)
+
+    def _heartbeat(self, job_id: int, stop: threading.Event, lost: threading.Event) -> None:
+        interval = max(self.settings.ci_lease_s / 3, 0.2)
+        while not stop.wait(interval):
+            with session_scope(self.settings) as session:
+                if not queue.heartbeat(session, job_id, self.worker_id, self.settings.ci_lease_s):
+                    lost.set()
+                    return
+
+    def run_job(self, job: BuildJob) -> BuildJob:
+        """Build, gate and promote; record the outcome and notify."""
+        stop, lost = threading.Event(), threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(job.id, stop, lost), daemon=True)
+        beat.start()
+        lines: list[str] = []
+
+        def sink(line: str) -> None:
+            lines.append(line)
+            self.echo(f"[job {job.id} {job.environment}] {line}")
+
+        version, ok, error, retryable = None, False, "", False
+        try:
+            abandoned = mark_abandoned_versions(self.settings, job.environment, job.id)
+            if abandoned:
+                sink(f"marked {abandoned} version(s) left by a stopped worker as failed")
+            sink(f"building {job.environment} (attempt {job.attempts}/{job.max_attempts}): {'; '.join(job.reasons)}")
+            row = self.build(self.settings, job.environment, log=sink, promote=False)
+            version = row.version
+            from builder.recipes import load_recipe
+
+            checks = list(load_recipe(self.settings.recipes_dir, job.environment).checks)
+            try:
+                self.gate(self.settings, row.pull_reference, checks, job.environment, log=sink)
+            except GateFailed as exc:
+                from builder.versions import update_version
+
+                update_version(self.settings, row.id, status=FAILED, error=f"smoke test failed: {exc}")
+                raise
+            self.promote(self.settings, job.environment, version)
+            sink(f"{job.environment} {version} passed the smoke test and is now current")
+            ok = True
+        except GateFailed as exc:
+            error = f"smoke test failed: {exc}"
+        except DockerError as exc:
+            error, retryable = str(exc), True
+        except AsciError as exc:
+            error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - an unexpected failure is retried, then recorded
+            log.exception("job %s crashed", job.id)
+            error, retryable = f"{type(exc).__name__}: {exc}", True
+        finally:
+            stop.set()
+            beat.join(timeout=5)
+        if error:
+            sink(f"FAILED: {error}")
+        with session_scope(self.settings) as session:
+            result = queue.finish(session, job.id, self.worker_id, ok=ok, version=version, error=error,
+                                  log="\n".join(lines), retryable=retryable,
+                                  retry_base_s=self.settings.ci_retry_base_s)
+        if result.state in ("succeeded", "failed"):
+            notify.notify(self.settings, result, "build.succeeded" if ok else "build.failed")
+        return result
+
+    def tick(self) -> BuildJob | None:
+        """One round: watch for changes, then run at most one due job."""
+        self.watch()
+        job = self.claim()
+        return self.run_job(job) if job is not None else None
+
+    def run_forever(self, stop: threading.Event | None = None, max_jobs: int | None = None) -> int:
+        """Tick until ``stop`` is set (or ``max_jobs`` ran); returns the number of jobs run."""
+        stop = stop or threading.Event()
+        done = 0
+        self.echo(f"worker {self.worker_id} watching (poll {self.settings.ci_poll_s}s, "
+                  f"debounce {self.settings.ci_debounce_s}s)")
+        while not stop.is_set():
+            try:
+                job = self.tick()
+            except AsciError as exc:
+                self.echo(f"worker: {exc}")
+                job = None
+            if job is not None:
+                done += 1
+                if max_jobs is not None and done >= max_jobs:
+                    break
+                continue
+            stop.wait(self.settings.ci_poll_s)
+        return done
