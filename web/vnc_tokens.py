@@ -1,0 +1,89 @@
+"""Short-lived signed tokens that open one session's VNC WebSocket, and websockify's plugin for them.
+
+A token is ``itsdangerous.TimestampSigner`` over ``"<user id>.<session id>"`` with the
+application's secret key. websockify (started with ``--token-plugin
+web.vnc_tokens.SessionTokens --token-source <data_dir>``) calls ``lookup(token)``
+for every new connection: a missing, forged or expired token, or one whose user
+does not own the session (or the session is not running), resolves to nothing and
+the connection is refused. The VNC password is never part of the token.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
+from websockify.token_plugins import BasePlugin
+
+from asci.config import Settings, load_settings
+
+log = logging.getLogger(__name__)
+SALT = "asci.vnc-token"
+
+
+def _signer(settings: Settings) -> TimestampSigner:
+    from web import _secret_key
+
+    return TimestampSigner(_secret_key(settings), salt=SALT)
+
+
+def make_token(settings: Settings, user_id: int, session_id: int) -> str:
+    """A token for ``user_id`` to open session ``session_id`` (valid ``vnc_token_ttl_s`` seconds)."""
+    return _signer(settings).sign(f"{int(user_id)}.{int(session_id)}".encode()).decode()
+
+
+def read_token(settings: Settings, token: str) -> tuple[int, int] | None:
+    """``(user id, session id)`` of a valid, unexpired token; None otherwise."""
+    if not token or len(token) > 200:
+        return None
+    try:
+        payload = _signer(settings).unsign(token.encode(), max_age=settings.vnc_token_ttl_s).decode()
+        user_part, session_part = payload.split(".")
+        return int(user_part), int(session_part)
+    except (BadSignature, SignatureExpired, ValueError, UnicodeDecodeError):
+        return None
+
+
+def resolve(settings: Settings, token: str) -> tuple[str, int] | None:
+    """``(host, port)`` of the VNC server the token opens, or None when it opens nothing."""
+    from asci import accounts, db
+    from web import broker_link
+
+    parsed = read_token(settings, token)
+    if parsed is None:
+        return None
+    user_id, session_id = parsed
+    with db.session_scope(settings) as dbs:
+        user = dbs.get(accounts.User, user_id)
+        if user is None or not user.is_active:
+            return None
+        dbs.expunge(user)
+    target = broker_link.vnc_target(settings, session_id, user)
+    if target is None:
+        return None
+    broker_link.touch(settings, session_id)
+    host, port = target[0], int(target[1])
+    return host, port
+
+
+class SessionTokens(BasePlugin):
+    """websockify token plugin: ``source`` is the data directory (other settings from ASCI_* variables)."""
+
+    def __init__(self, src):
+        super().__init__(src)
+        settings = load_settings()
+        if src:
+            settings = settings.replace(data_dir=Path(src))
+        self.settings = settings
+
+    def lookup(self, token):
+        try:
+            target = resolve(self.settings, token)
+        except Exception:  # never let a lookup error open anything
+            log.exception("VNC token lookup failed")
+            return None
+        if target is None:
+            log.warning("refused VNC token (pid %s)", os.getpid())
+        return target
