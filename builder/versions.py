@@ -31,11 +31,12 @@ def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in match.groups())
 
 
-def next_version(session: Session, environment: Environment, today: dt.date) -> str:
-    """The next free version of ``environment`` on ``today``."""
+def next_version(session: Session, environment: Environment, today: dt.date, taken=()) -> str:
+    """The next free version of ``environment`` on ``today``, also past tags ``taken`` in the registry."""
     prefix = f"{today:%Y.%m.%d}."
-    used = session.scalars(select(EnvironmentVersion.version).where(
-        EnvironmentVersion.environment_id == environment.id, EnvironmentVersion.version.startswith(prefix)))
+    used = list(session.scalars(select(EnvironmentVersion.version).where(
+        EnvironmentVersion.environment_id == environment.id, EnvironmentVersion.version.startswith(prefix))))
+    used += [tag for tag in taken if tag.startswith(prefix) and VERSION_RE.match(tag)]
     highest = max((version_key(v)[3] for v in used), default=0)
     return f"{prefix}{highest + 1}"
 
@@ -54,12 +55,16 @@ def upsert_environment(session: Session, recipe: Recipe, base_tag: str) -> Envir
 
 def start_version(settings: Settings, recipe: Recipe, base_tag: str, **fields) -> EnvironmentVersion:
     """Insert a ``building`` version with the next free number (retrying if another build took it)."""
+    # A registry shared with another database (a second deployment, a reset demo) may hold tags
+    # this database never recorded: a pushed version is immutable, so those numbers are skipped.
+    taken = set(registry.list_tags(settings.registry, recipe.name))
     for _attempt in range(5):
         try:
             with session_scope(settings) as session:
                 environment = upsert_environment(session, recipe, base_tag)
                 row = EnvironmentVersion(environment_id=environment.id, status=BUILDING,
-                                         version=next_version(session, environment, utcnow().date()), **fields)
+                                         version=next_version(session, environment, utcnow().date(), taken),
+                                         **fields)
                 session.add(row)
                 session.flush()
                 return row
