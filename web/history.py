@@ -49,27 +49,19 @@ def package_changes(old_lock: dict | None, new_lock: dict | None) -> list[Change
 
 
 def _changes_via_builder(old: EnvironmentVersion, new: EnvironmentVersion) -> list[Change] | None:
-    """``builder.diff`` when it exists and says the same thing in its own terms; None otherwise."""
+    """``builder.diff.diff_locks`` in page terms (upgraded/downgraded/rebuilt, base image, recipe); None if unusable."""
     try:
-        from builder import diff as builder_diff
-    except ImportError:
+        from builder.diff import diff_locks
+        result = diff_locks(old.lock or {}, new.lock or {})
+    except (ImportError, KeyError, TypeError, ValueError):  # an older or partial lock: compare ourselves
         return None
-    function = getattr(builder_diff, "diff_locks", None)
-    if function is None:
-        return None
-    try:
-        result = function(old.lock or {}, new.lock or {})
-    except Exception:  # a different contract than expected: fall back to our own comparison
-        return None
-    rows = result.get("packages", result) if isinstance(result, dict) else result
     changes = []
-    for row in rows or []:
-        if not isinstance(row, dict) or "name" not in row:
-            return None
-        kind = {"upgraded": "changed", "downgraded": "changed", "updated": "changed"}.get(
-            row.get("change", row.get("kind", "changed")), row.get("change", row.get("kind", "changed")))
-        changes.append(Change(row["name"], kind, str(row.get("old") or row.get("from") or ""),
-                              str(row.get("new") or row.get("to") or "")))
+    for kind in ("added", "removed", "upgraded", "downgraded", "rebuilt"):
+        for entry in getattr(result, kind):
+            name = entry["name"] if entry.get("arch") in ("noarch", "x86_64", None) else f"{entry['name']}.{entry['arch']}"
+            changes.append(Change(name, kind, entry.get("old") or "", entry.get("new") or ""))
+    changes.sort(key=lambda c: c.name)
+    changes += [Change(line, "other") for line in result.other]
     return changes
 
 

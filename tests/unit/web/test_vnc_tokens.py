@@ -1,0 +1,73 @@
+"""The websockify token plugin: a token opens only its user's running session, and only for a short while."""
+
+import time
+
+import pytest
+from itsdangerous import TimestampSigner
+
+from asci.db import session_scope
+from broker import service
+from broker.models import DesktopSession
+from tests.unit.broker.fakes import user
+from web import vnc_proxy, vnc_tokens
+
+
+@pytest.fixture
+def running(settings, world):
+    with session_scope(settings) as db:
+        row = service.launch(settings, db, db.merge(user(settings, world, "alice")), world["env"], "current",
+                             world["e1"])
+        return row.id, row.vnc_port
+
+
+def test_the_owner_token_resolves_to_the_node_and_port(settings, world, running):
+    session_id, port = running
+    token = vnc_tokens.make_token(settings, world["ids"]["alice"], session_id)
+    assert vnc_tokens.resolve(settings, token) == ("127.0.0.1", port)
+    plugin = vnc_tokens.SessionTokens(str(settings.data_dir))
+    plugin.settings = settings  # the test database, not the environment's
+    assert plugin.lookup(token) == ("127.0.0.1", port)
+
+
+def test_refused_tokens(settings, world, running, monkeypatch):
+    session_id, _ = running
+    plugin = vnc_tokens.SessionTokens(str(settings.data_dir))
+    plugin.settings = settings
+    assert plugin.lookup("") is None
+    assert plugin.lookup("garbage") is None
+    # another user's token for this session (even an administrator's)
+    assert plugin.lookup(vnc_tokens.make_token(settings, world["ids"]["bob"], session_id)) is None
+    assert plugin.lookup(vnc_tokens.make_token(settings, world["ids"]["root"], session_id)) is None
+    # forged: signed with another key
+    forged = TimestampSigner("not-the-key", salt=vnc_tokens.SALT).sign(
+        f"{world['ids']['alice']}.{session_id}".encode()).decode()
+    assert plugin.lookup(forged) is None
+    # tampered: alice's token with the session id changed
+    token = vnc_tokens.make_token(settings, world["ids"]["alice"], session_id)
+    assert plugin.lookup(token.replace(f".{session_id}.", f".{session_id + 1}.", 1)) is None
+    # expired
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: int(time.time()) - 3600)
+    old = vnc_tokens.make_token(settings, world["ids"]["alice"], session_id)
+    monkeypatch.undo()
+    assert plugin.lookup(old) is None
+    # a stopped session opens nothing
+    with session_scope(settings) as db:
+        service.stop(settings, db, session_id, db.merge(user(settings, world, "alice")))
+    assert plugin.lookup(token) is None
+
+
+def test_touch_restarts_the_idle_clock(settings, world, running):
+    session_id, _ = running
+    with session_scope(settings) as db:
+        db.get(DesktopSession, session_id).last_activity = None
+    vnc_tokens.resolve(settings, vnc_tokens.make_token(settings, world["ids"]["alice"], session_id))
+    with session_scope(settings) as db:
+        assert db.get(DesktopSession, session_id).last_activity is not None
+
+
+def test_websockify_command_binds_loopback(settings):
+    argv = vnc_proxy.command(settings)
+    assert argv[-1] == "127.0.0.1:6080"
+    assert argv[argv.index("--token-plugin") + 1] == "web.vnc_tokens.SessionTokens"
+    assert vnc_proxy.websocket_url(settings, "example.org", "https") == "wss://example.org:6080"
+    assert vnc_proxy.websocket_url(settings.replace(websockify_url="wss://asci/vnc/"), "x", "http") == "wss://asci/vnc"
