@@ -39,7 +39,8 @@ def run_in_image(client, image: str, argv: list[str], user: str = "root", timeou
 
 def inventory(client, image: str) -> tuple[list[dict], list[dict]]:
     """(rpm packages, deb packages) installed in ``image``."""
-    status, output = run_in_image(client, image, ["/bin/sh", "-c", _INVENTORY])
+    # As the desktop user: the RPM database must be the system one, readable by everybody.
+    status, output = run_in_image(client, image, ["/bin/sh", "-c", _INVENTORY], user="1000:1000")
     if status != 0:
         raise VerifyError(f"listing the packages of {image} failed ({status}): {output.strip()[-300:]}")
     rpms, debs, section = [], [], None
