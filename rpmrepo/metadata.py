@@ -108,6 +108,21 @@ def _point(view_dir: Path, target: Path) -> None:
     os.replace(tmp, view_dir / "repodata")
 
 
+def _adopt(layout: RepoLayout, view: str) -> None:
+    """Turn a ``repodata`` folder written in place by someone else into a generation we can swap.
+
+    Only happens after a manual ``createrepo_c``; the view has no metadata for the instant between
+    the two renames.
+    """
+    repodata = layout.view_dir(view) / "repodata"
+    if repodata.is_symlink() or not repodata.is_dir():
+        return
+    target = layout.meta_dir / f"adopted-{uuid.uuid4().hex}" / view
+    target.mkdir(parents=True)
+    os.rename(repodata, target / "repodata")
+    _point(layout.view_dir(view), target / "repodata")
+
+
 @dataclass
 class Swap:
     """A completed regeneration, which the caller may undo if its own transaction fails."""
@@ -134,6 +149,8 @@ def regenerate(layout: RepoLayout, *, separate_current: bool, revision: int | No
     metadata of ``all`` and createrepo_c runs once. ``full`` ignores the previous metadata.
     """
     layout.create()
+    for view in VIEWS:
+        _adopt(layout, view)
     revision = revision if revision is not None else next_revision(layout)
     previous = {view: _generation_of(layout.view_dir(view)) for view in VIEWS}
     stage = layout.meta_dir / f"stage-{uuid.uuid4().hex}"
@@ -167,5 +184,8 @@ def prune(layout: RepoLayout, keep: int = KEEP_GENERATIONS) -> None:
     for old in generations[:-keep] if keep else generations:
         if old.resolve() not in in_use:
             shutil.rmtree(old, ignore_errors=True)
+    for adopted in layout.meta_dir.glob("adopted-*"):
+        if adopted.resolve() not in in_use:
+            shutil.rmtree(adopted, ignore_errors=True)
     for stale in layout.meta_dir.glob("stage-*"):
         shutil.rmtree(stale, ignore_errors=True)  # the lock is held: no stage is being written

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+import asci.accounts  # noqa: F401  (defines the users table that published_by_id refers to)
 from asci.db import Base, UTCDateTime, utcnow
 
 

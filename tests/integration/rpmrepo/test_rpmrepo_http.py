@@ -1,0 +1,123 @@
+"""The HTTP side: token-authenticated uploads, JSON listing, serving to dnf, the .repo file."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from asci.accounts import create_user, issue_token
+from asci.db import session_scope
+from rpmrepo import api as rpmrepo
+
+pytestmark = pytest.mark.integration
+
+VIEWER = "asci-demo-viewer-1.0-1.noarch.rpm"
+
+
+@pytest.fixture
+def server(live_server):
+    settings, base = live_server
+    with session_scope(settings) as session:
+        token = issue_token(session, create_user(session, "scientist"), "tests")
+    return settings, base, {"Authorization": f"Bearer {token}"}
+
+
+def _upload(base, headers, *files, repo="beamline"):
+    parts = [("file", (name, data, "application/x-rpm")) for name, data in files]
+    return requests.post(f"{base}/api/repos/{repo}/packages", headers=headers, files=parts, timeout=60)
+
+
+def test_upload_list_and_install_over_http(server, built_rpms, dnf_client):
+    settings, base, auth = server
+    names = ["mx-lib-2.0-1.noarch.rpm", "mx-process-1.0-1.noarch.rpm"]
+    response = _upload(base, auth, *[(n, (built_rpms / n).read_bytes()) for n in names])
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert [p["status"] for p in body["packages"]] == ["published", "published"]
+    assert body["event_id"] and body["revision"]
+
+    listing = requests.get(f"{base}/api/repos/beamline/packages", timeout=10).json()
+    assert {p["nevra"] for p in listing["packages"]} == {"mx-lib-1:2.0-1.noarch", "mx-process-1.0-1.noarch"}
+    with session_scope(settings) as session:
+        user_id = rpmrepo.find_package(session, "beamline", "mx-process-1.0-1.noarch").published_by_id
+    assert user_id is not None
+
+    dnf = dnf_client(rpmrepo.repo_url(settings, view="current"))
+    assert dnf.available() == {"mx-lib-1:2.0-1.noarch", "mx-process-1.0-1.noarch"}
+    dnf.run("install", "mx-process")
+    assert (dnf.root / "root/usr/bin/mx-process").exists()
+
+    again = _upload(base, auth, (names[0], (built_rpms / names[0]).read_bytes()))
+    assert again.status_code == 200 and again.json()["packages"][0]["status"] == "already published"
+
+
+def test_repo_file(server, built_rpms):
+    settings, base, auth = server
+    _upload(base, auth, (VIEWER, (built_rpms / VIEWER).read_bytes()))
+    text = requests.get(f"{base}/repos/beamline.repo", timeout=10).text
+    assert f"baseurl={base}/repos/beamline/current/" in text
+    assert f"baseurl={base}/repos/beamline/all/" in text
+    assert requests.get(f"{base}/repos/nothere.repo", timeout=10).status_code == 404
+
+
+@pytest.mark.parametrize("header", [None, "Bearer", "Bearer asci_not-a-token", "Basic dXNlcjpwdw=="])
+def test_upload_without_a_valid_token_is_401(server, built_rpms, header):
+    settings, base, _ = server
+    headers = {"Authorization": header} if header else {}
+    response = _upload(base, headers, (VIEWER, (built_rpms / VIEWER).read_bytes()))
+    assert response.status_code == 401
+    assert not settings.repos_dir.joinpath("beamline").exists()
+
+
+def test_upload_errors(server, built_rpms):
+    settings, base, auth = server
+    assert _upload(base, auth, (VIEWER, (built_rpms / VIEWER).read_bytes())).status_code == 201
+
+    conflict = _upload(base, auth, (VIEWER, (built_rpms / "variant-b" / VIEWER).read_bytes()))
+    assert conflict.status_code == 409
+    assert "different content" in conflict.json()["error"]
+
+    text = _upload(base, auth, ("notes.rpm", b"hello\n"))
+    assert text.status_code == 400 and "notes.rpm: not an RPM package" in text.json()["error"]
+
+    arch = _upload(base, auth, ("odd.rpm", (built_rpms / "odd-arch-tool-1.0-1.aarch64.rpm").read_bytes()))
+    assert arch.status_code == 400 and "not allowed" in arch.json()["error"]
+
+    assert requests.post(f"{base}/api/repos/beamline/packages", headers=auth, timeout=10).status_code == 400
+    assert _upload(base, auth, (VIEWER, b"x"), repo="Bad..Name").status_code in (400, 404)
+
+
+def test_path_in_uploaded_name_is_never_followed(server, built_rpms, tmp_path):
+    settings, base, auth = server
+    response = _upload(base, auth, ("../../../../tmp/escape.rpm", (built_rpms / VIEWER).read_bytes()))
+    assert response.status_code == 201
+    assert response.json()["packages"][0]["filename"] == VIEWER
+    assert not (settings.data_dir.parent / "escape.rpm").exists()
+    stored = sorted(p.name for p in settings.repos_dir.rglob("*.rpm"))
+    assert stored == [VIEWER, VIEWER]  # all/ and its hard link in current/
+
+    bad = _upload(base, auth, ("../../evil.rpm", b"not an rpm"))
+    assert bad.status_code == 400 and "evil.rpm" in bad.json()["error"] and ".." not in bad.json()["error"]
+
+
+def test_oversized_upload_is_413(db_settings, built_rpms):
+    from web import create_app
+
+    settings = db_settings.replace(repo_max_rpm_bytes=1000)
+    with session_scope(settings) as session:
+        token = issue_token(session, create_user(session, "scientist"))
+    client = create_app(settings).test_client()
+    data = {"file": [((built_rpms / VIEWER).open("rb"), VIEWER)]}
+    response = client.post("/api/repos/beamline/packages", data=data, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 413
+    assert not (settings.repos_dir / "beamline").exists()
+
+
+def test_served_files_stay_inside_the_repository(server, built_rpms):
+    settings, base, auth = server
+    _upload(base, auth, (VIEWER, (built_rpms / VIEWER).read_bytes()))
+    assert requests.get(f"{base}/repos/beamline/all/{VIEWER}", timeout=10).content == (built_rpms / VIEWER).read_bytes()
+    assert requests.get(f"{base}/repos/beamline/current/repodata/repomd.xml", timeout=10).status_code == 200
+    for path in ("/repos/beamline/all/../../../asci.db", "/repos/beamline/all/%2e%2e/.lock",
+                 "/repos/beamline/other/repodata/repomd.xml", "/repos/nothere/all/repodata/repomd.xml"):
+        assert requests.get(base + path, timeout=10).status_code in (400, 404), path
