@@ -16,6 +16,14 @@ from builder.recipes import load_recipe
 UTC = dt.timezone.utc
 
 
+@pytest.fixture(autouse=True)
+def no_registry(monkeypatch):
+    """Unit tests never reach the registry: it holds no tags unless a test says so."""
+    tags: dict[str, list[str]] = {}
+    monkeypatch.setattr(versions.registry, "list_tags", lambda registry, name: tags.get(name, []))
+    return tags
+
+
 def test_version_key_sorts_numerically():
     listed = ["2026.11.25.10", "2026.11.25.9", "2025.12.31.1", "2026.11.25.1"]
     assert sorted(listed, key=versions.version_key) == ["2025.12.31.1", "2026.11.25.1", "2026.11.25.9",
@@ -40,6 +48,13 @@ def test_next_version_counts_within_a_day_per_environment(settings):
             versions.get_version(session, "imaging", "2000.01.01.1")
         with pytest.raises(VersionError, match="unknown environment"):
             versions.list_versions(session, "nope")
+
+
+def test_numbers_already_tagged_in_the_registry_are_skipped(settings, no_registry):
+    today = dt.datetime.now(UTC).strftime("%Y.%m.%d")
+    no_registry["imaging"] = [f"{today}.1", f"{today}.3", "latest", "2001.01.01.9"]
+    row = versions.start_version(settings, load_recipe(PROJECT_ROOT / "recipes", "imaging"), "base:1")
+    assert row.version == f"{today}.4"
 
 
 def test_current_as_of_picks_the_version_current_then(settings):
