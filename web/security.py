@@ -1,8 +1,12 @@
 """Login state, CSRF protection and cookie settings shared by every page blueprint.
 
 The login contract with the broker is ``flask.session["user_id"]`` (``users.id``).
-Every HTML form carries a CSRF token (Flask-WTF); the JSON blueprints that
-authenticate with bearer tokens (``rpmrepo``, the broker API) are exempt.
+Every HTML form carries a CSRF token (Flask-WTF). The JSON APIs that also
+accept the login cookie (broker, ci) skip the check for requests that carry an
+``Authorization`` header or a JSON body (a cross-site page can send neither
+without a CORS preflight, and the cookie is SameSite=Lax); any other
+state-changing request to them needs the token like a form does. The
+bearer-only repository upload (``rpmrepo``) never reads the cookie: exempt.
 """
 
 from __future__ import annotations
@@ -16,8 +20,11 @@ from asci import accounts, db
 
 csrf = CSRFProtect()
 
-# Blueprints that authenticate with bearer tokens and speak JSON only.
-CSRF_EXEMPT_MODULES = ("rpmrepo.http", "broker.api", "ci.http")
+# JSON API blueprints that also accept the login cookie: requests with an Authorization header or a
+# JSON body skip the CSRF check. Bearer-only blueprints (they never read the cookie) skip it always.
+API_MODULES = ("broker.api", "ci.http")
+BEARER_ONLY_MODULES = ("rpmrepo.http",)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
 def init_app(app: Flask) -> None:
@@ -34,11 +41,14 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_SECURE=secure,
         PERMANENT_SESSION_LIFETIME=12 * 3600,
     )
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # checked by _check_csrf below, with the API rule
     csrf.init_app(app)
-    for module_name in CSRF_EXEMPT_MODULES:
-        blueprint = _blueprint_of(module_name)
-        if blueprint is not None and blueprint.name in app.blueprints:
-            csrf.exempt(blueprint)
+    def names(modules):
+        return frozenset(bp.name for bp in map(_blueprint_of, modules) if bp is not None and bp.name in app.blueprints)
+
+    app.extensions["asci_api_blueprints"] = names(API_MODULES)
+    app.extensions["asci_bearer_only_blueprints"] = names(BEARER_ONLY_MODULES)
+    app.before_request(_check_csrf)
     app.before_request(_load_user)
     app.after_request(_security_headers)
     app.context_processor(lambda: {"current_user": g.get("user"), "oidc_enabled": bool(settings.oidc_issuer)})
@@ -52,6 +62,17 @@ def _blueprint_of(module_name: str):
     except ModuleNotFoundError:
         return None
     return getattr(module, "bp", None)
+
+
+def _check_csrf() -> None:
+    if request.method in SAFE_METHODS or not current_app.config.get("WTF_CSRF_ENABLED", True):
+        return
+    if request.blueprint in current_app.extensions["asci_bearer_only_blueprints"]:
+        return
+    if request.blueprint in current_app.extensions["asci_api_blueprints"]:
+        if "Authorization" in request.headers or request.is_json:
+            return
+    csrf.protect()
 
 
 class CurrentUser:

@@ -91,3 +91,17 @@ def test_cookies_are_hardened(tmp_path, settings):
     assert app.config["SESSION_COOKIE_HTTPONLY"] is True
     assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
     assert create_app(settings).config["SESSION_COOKIE_SECURE"] is False  # plain-http demo on 127.0.0.1
+
+
+def test_api_requests_with_a_bearer_token_or_json_skip_csrf_but_cookie_forms_do_not(as_user, world):
+    alice = as_user("alice")
+    # a form-encoded POST with only the login cookie (what a cross-site form could send): refused
+    assert alice.post("/api/sessions", data={"environment": world["env"]}).status_code == 400
+    # JSON with the login cookie (needs a CORS preflight cross-site): reaches the broker API
+    reply = alice.post("/api/sessions", json={"environment": "nope", "experiment": world["e1"]})
+    assert reply.status_code == 404 and "unknown environment" in reply.json["error"]
+    # bearer token, no cookie: reaches the API
+    from flask import current_app  # noqa: F401
+    anonymous = alice.application.test_client()
+    reply = anonymous.post("/api/sessions", data="x", headers={"Authorization": f"Bearer {world['tokens']['alice']}"})
+    assert reply.status_code == 400 and reply.json["error"]
