@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Iterator
 
 from asci.config import Settings
 from web import WebError
@@ -31,6 +34,8 @@ def environment(settings: Settings) -> dict[str, str]:
 def start(settings: Settings, port: int | None = None, log_path=None, timeout: float = 15) -> subprocess.Popen:
     """Start websockify and wait until it listens; the caller stops it (``stop``)."""
     port = port or settings.websockify_port
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
     process = subprocess.Popen(command(settings, port), env=environment(settings), stdout=out,
                                stderr=subprocess.STDOUT, start_new_session=True)
@@ -67,3 +72,13 @@ def websocket_url(settings: Settings, host: str, scheme: str) -> str:
     if settings.websockify_url:
         return settings.websockify_url.rstrip("/")
     return f"{'wss' if scheme == 'https' else 'ws'}://{host}:{settings.websockify_port}"
+
+
+@contextlib.contextmanager
+def running(settings: Settings, log_path=None) -> Iterator[subprocess.Popen]:
+    """websockify for the lifetime of a ``with`` block (what ``asci serve`` wraps waitress in)."""
+    process = start(settings, log_path=log_path or settings.data_dir / "logs" / "websockify.log")
+    try:
+        yield process
+    finally:
+        stop(process)

@@ -1,0 +1,120 @@
+"""A real websockify process with the session-token plugin, in front of a stand-in VNC server:
+the owner's token is proxied to the session's port; other tokens never reach it."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+from asci import accounts
+from asci.db import session_scope
+from broker import service
+from tests.conftest import free_port
+from tests.unit.broker.fakes import FakeBackend, always_ready, make_world, user
+from web import vnc_proxy, vnc_tokens
+
+pytestmark = [pytest.mark.integration]
+GREETING = b"RFB 003.008\n"
+
+
+@pytest.fixture
+def proxied(settings, tmp_path):
+    vnc_port = free_port(20000, 30000)
+    settings = settings.replace(websockify_port=free_port(30000, 40000))
+    world = make_world(settings, [dict(name="n1", docker_url="unix:///fake.sock", port_min=vnc_port,
+                                       port_max=vnc_port)])
+    service.install(settings, service.Broker(settings, FakeBackend(), ready=always_ready))
+    with session_scope(settings) as db:
+        session_id = service.launch(settings, db, db.merge(user(settings, world, "alice")), world["env"], "current",
+                                    world["e1"]).id
+    listener = socket.create_server(("127.0.0.1", vnc_port))
+    accepted = []
+
+    def serve():
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(connection)
+            connection.sendall(GREETING)
+
+    threading.Thread(target=serve, daemon=True).start()
+    process = vnc_proxy.start(settings, log_path=tmp_path / "websockify.log")
+    yield settings, world, session_id, accepted
+    vnc_proxy.stop(process)
+    listener.close()
+    for connection in accepted:
+        connection.close()
+    service.install(settings, None)
+    print((tmp_path / "websockify.log").read_text(errors="replace")[-2000:])
+
+
+class Refused(Exception):
+    """websockify answered the upgrade with something other than 101."""
+
+
+def _open(settings, token: str) -> bytes:
+    """A WebSocket handshake with ``?token=`` (as noVNC does); the first binary message proxied back."""
+    import base64
+    import os
+
+    with socket.create_connection(("127.0.0.1", settings.websockify_port), timeout=10) as sock:
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall((f"GET /websockify?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                      "Sec-WebSocket-Protocol: binary\r\n\r\n").encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise Refused(f"closed during the handshake: {data[:200]!r}")
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise Refused(head.split(b"\r\n", 1)[0].decode(errors="replace"))
+        while len(rest) < 2 or len(rest) < 2 + (rest[1] & 0x7F):
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise Refused("closed before the VNC greeting")
+            rest += chunk
+        assert rest[0] & 0x0F == 0x2, "expected a binary frame"
+        return rest[2:2 + (rest[1] & 0x7F)]
+
+
+def test_the_owner_token_reaches_the_vnc_server(proxied):
+    settings, world, session_id, accepted = proxied
+    assert _open(settings, vnc_tokens.make_token(settings, world["ids"]["alice"], session_id)) == GREETING
+    assert len(accepted) == 1
+
+
+@pytest.mark.parametrize("who", ["bob", "root", "forged", "missing"])
+def test_other_tokens_are_refused(proxied, who):
+    settings, world, session_id, accepted = proxied
+    fixed = {"forged": "1.2.3.4", "missing": ""}
+    token = fixed[who] if who in fixed else vnc_tokens.make_token(settings, world["ids"][who], session_id)
+    with pytest.raises(Refused):
+        _open(settings, token)
+    assert accepted == []
+
+
+def test_a_stopped_session_cannot_be_reached(proxied):
+    settings, world, session_id, accepted = proxied
+    token = vnc_tokens.make_token(settings, world["ids"]["alice"], session_id)
+    with session_scope(settings) as db:
+        service.stop(settings, db, session_id, db.get(accounts.User, world["ids"]["alice"]))
+    with pytest.raises(Refused):
+        _open(settings, token)
+    assert accepted == []
+
+
+def test_running_wraps_the_server_lifetime(settings):
+    settings = settings.replace(websockify_port=free_port(30000, 40000))
+    with vnc_proxy.running(settings) as process:
+        assert process.poll() is None
+        with socket.create_connection(("127.0.0.1", settings.websockify_port), timeout=5):
+            pass
+    assert process.poll() is not None
+    assert (settings.data_dir / "logs" / "websockify.log").exists()
