@@ -89,6 +89,8 @@ def _load_user() -> None:
     from web import settings_of
 
     g.user = None
+    if request.path.startswith("/static/"):
+        return
     user_id = session.get("user_id")
     if not isinstance(user_id, int):
         return

@@ -102,5 +102,12 @@ def test_a_wrong_password_is_refused(stack, browser, artifacts_dir):
         assert page.locator(".alert-danger").inner_text() == "Wrong user name or password."
         page.screenshot(path=str(artifacts_dir / "wrong-password.png"))
         assert page.goto(f"{stack['url']}/sessions").url.startswith(f"{stack['url']}/login")
+        # the right password on the same phone: the home page fits the screen, the menu collapses
+        log_in(page, stack["url"], stack["world"]["names"]["alice"])
+        assert page.url == f"{stack['url']}/"
+        assert page.is_visible(".navbar-toggler") and not page.is_visible("#whoami")
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+        assert page.is_visible(".launch-form button[type=submit]")
+        page.screenshot(path=str(artifacts_dir / "home-phone.png"), full_page=True)
     finally:
         context.close()
