@@ -8,6 +8,7 @@ import click
 
 from asci import accounts, db
 from asci.cli import AsciContext, pass_ctx
+from asci.config import PROJECT_ROOT
 
 
 @click.group("db")
@@ -80,11 +81,13 @@ def serve(ctx: AsciContext, host: str | None, port: int | None) -> None:
 @pass_ctx
 def demo(ctx: AsciContext, username: str) -> None:
     """Bring up the platform on its embedded defaults with a demo login, then serve."""
-    from web.demo import prepare_demo
+    from web.demo import demo_recipes, prepare_demo
     from web.server import run_server
 
     settings = ctx.settings
     db.upgrade(settings)
+    if settings.recipes_dir.resolve() == (PROJECT_ROOT / "recipes").resolve():
+        settings = demo_recipes(settings)
     password = secrets.token_urlsafe(9)
     for line in prepare_demo(settings, username, password):
         click.echo(line)

@@ -119,21 +119,8 @@ def build_run(ctx: AsciContext, environment: str, reason: str) -> None:
     from ci.worker import Worker
 
     _check_environment(ctx.settings, environment)
-    with session_scope(ctx.settings) as session:
-        job_id = queue.enqueue(session, environment, reason, debounce_s=0,
-                               max_attempts=ctx.settings.ci_max_attempts).id
-    runner = Worker(ctx.settings)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        job = runner.claim()
-        if job is None:
-            time.sleep(1)
-            continue
-        result = runner.run_job(job)
-        if job.id != job_id:
-            continue  # another due job was older: it ran first
-        if result.state == SUCCEEDED:
-            click.echo(f"{environment} {result.version} built, passed the smoke test and is current")
-            return
-        raise CiError(f"job {job_id} {result.state}: {result.error}")
-    raise CiError(f"job {job_id} could not be claimed (another worker holds {environment}?)")
+    result = Worker(ctx.settings).run_environment(environment, reason)
+    if result.state == SUCCEEDED:
+        click.echo(f"{environment} {result.version} built, passed the smoke test and is current")
+        return
+    raise CiError(f"job {result.id} {result.state}: {result.error or 'not finished in time'}")

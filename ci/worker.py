@@ -156,6 +156,23 @@ class Worker:
         job = self.claim()
         return self.run_job(job) if job is not None else None
 
+    def run_environment(self, environment: str, reason: str, timeout_s: float = 900) -> BuildJob:
+        """Queue a build of ``environment`` and run it in this process (what ``asci build run`` does)."""
+        with session_scope(self.settings) as session:
+            job_id = queue.enqueue(session, environment, reason, debounce_s=0,
+                                   max_attempts=self.settings.ci_max_attempts).id
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            job = self.claim()
+            if job is None:
+                time.sleep(1)
+                continue
+            result = self.run_job(job)
+            if job.id == job_id and result.state in ("succeeded", "failed"):
+                return result
+        with session_scope(self.settings) as session:
+            return queue.get_job(session, job_id)
+
     def run_forever(self, stop: threading.Event | None = None, max_jobs: int | None = None) -> int:
         """Tick until ``stop`` is set (or ``max_jobs`` ran); returns the number of jobs run."""
         stop = stop or threading.Event()

@@ -1,22 +1,143 @@
-"""Prepare the embedded demo: a demo user, and everything later issues add to it."""
+"""``asci demo``: the platform on its embedded defaults with one environment to launch.
+
+Every step is idempotent, so the demo restarts quickly:
+
+1. a demo administrator (password reset on each start and printed);
+2. a recipes git repository under the data directory, kept in step with ``recipes/`` of the
+   checkout (the builder tags versions in it, so the code repository is left alone);
+3. the sample RPM (``rpmrepo/samples/asci-demo-viewer.spec``) built with rpmbuild and published;
+4. the ``demo`` environment built, verified, smoke-tested and made current through the same
+   ci job path as ``asci build run`` (skipped when it already has a current version);
+5. an experiment ``DEMO-001`` with a small data folder, the demo user as its member, allowed to
+   use the ``demo`` environment; the local Docker daemon registered as node ``local``.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import select
 
 from asci import accounts, db
-from asci.config import Settings
+from asci.config import PROJECT_ROOT, Settings
+from asci.errors import AsciError
+
+SAMPLE_SPEC = PROJECT_ROOT / "rpmrepo" / "samples" / "asci-demo-viewer.spec"
+SAMPLE_NEVRA = "asci-demo-viewer-1.0-1.noarch"
+DEMO_ENVIRONMENT = "demo"
+DEMO_EXPERIMENT = "DEMO-001"
+
+
+class DemoError(AsciError):
+    """A step of the demo set-up failed."""
+
+
+def demo_recipes(settings: Settings) -> Settings:
+    """Settings whose recipes live in a git repository under the data directory, synced from the checkout."""
+    import git
+
+    root = settings.data_dir / "recipes-repo"
+    target = root / "recipes"
+    source = settings.recipes_dir
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target)
+    repo = git.Repo.init(root) if not (root / ".git").exists() else git.Repo(root)
+    repo.git.add(A=True)
+    if repo.is_dirty(index=True, untracked_files=True) or not repo.head.is_valid():
+        actor = git.Actor("ASCI demo", "demo@asci.invalid")
+        repo.index.commit(f"recipes from {source}", author=actor, committer=actor)
+    return settings.replace(recipes_dir=target)
+
+
+def build_sample_rpm(out_dir: Path) -> Path:
+    """Build the sample application with rpmbuild (reproducible flags); returns the RPM."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{SAMPLE_NEVRA}.rpm"
+    if target.exists():
+        return target
+    with tempfile.TemporaryDirectory(prefix="asci-demo-rpm-") as top:
+        result = subprocess.run(
+            ["rpmbuild", "--quiet", "-bb", "--define", f"_topdir {top}", "--define", f"_rpmdir {out_dir}",
+             "--define", "_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm",
+             "--define", "use_source_date_epoch_as_buildtime 1", "--define", "clamp_mtime_to_source_date_epoch 1",
+             str(SAMPLE_SPEC)],
+            capture_output=True, text=True, env={**os.environ, "SOURCE_DATE_EPOCH": "1795600000"})
+    if result.returncode != 0:
+        raise DemoError(f"rpmbuild of the sample failed: {result.stderr.strip()[-300:]}")
+    return target
+
+
+def _publish_sample(settings: Settings) -> str:
+    import rpmrepo
+
+    with db.session_scope(settings) as session:
+        if rpmrepo.find_package(session, settings.default_repo, SAMPLE_NEVRA) is not None:
+            return f"sample {SAMPLE_NEVRA} already published"
+    rpmrepo.publish(settings, [build_sample_rpm(settings.data_dir / "samples")])
+    return f"published sample {SAMPLE_NEVRA} into {settings.default_repo}"
+
+
+def _build_environment(settings: Settings) -> str:
+    from builder.models import Environment
+    from ci.worker import Worker
+
+    with db.session_scope(settings) as session:
+        current = session.scalar(select(Environment.current_version).where(Environment.name == DEMO_ENVIRONMENT))
+    if current:
+        return f"environment {DEMO_ENVIRONMENT} {current} is current"
+    job = Worker(settings, echo=lambda line: None).run_environment(DEMO_ENVIRONMENT, "asci demo")
+    if job.state != "succeeded":
+        raise DemoError(f"building the {DEMO_ENVIRONMENT} environment failed: {job.error} (asci build show {job.id} --log)")
+    return f"built environment {DEMO_ENVIRONMENT} {job.version} (smoke-tested, current)"
+
+
+def _experiment_and_node(settings: Settings, username: str) -> str:
+    from broker.models import Experiment, ExperimentEnvironment, ExperimentMember, Node
+    from builder.models import Environment
+
+    data = settings.data_dir / "experiments" / DEMO_EXPERIMENT
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "README.txt").write_text("Data of the ASCI demo experiment, mounted read-only at /data.\n")
+    (data / "scan-0001.csv").write_text("angle,intensity\n" + "".join(f"{a},{(a * 37) % 101}\n" for a in range(0, 180, 5)))
+    with db.session_scope(settings) as session:
+        user = accounts.get_user(session, username)
+        experiment = session.scalar(select(Experiment).where(Experiment.code == DEMO_EXPERIMENT))
+        if experiment is None:
+            experiment = Experiment(code=DEMO_EXPERIMENT, title="ASCI demo experiment", data_path=str(data))
+            session.add(experiment)
+            session.flush()
+        if session.scalar(select(ExperimentMember).where(ExperimentMember.experiment_id == experiment.id,
+                                                         ExperimentMember.user_id == user.id)) is None:
+            session.add(ExperimentMember(experiment_id=experiment.id, user_id=user.id))
+        environment = session.scalar(select(Environment).where(Environment.name == DEMO_ENVIRONMENT))
+        if session.scalar(select(ExperimentEnvironment).where(
+                ExperimentEnvironment.experiment_id == experiment.id,
+                ExperimentEnvironment.environment_id == environment.id)) is None:
+            session.add(ExperimentEnvironment(experiment_id=experiment.id, environment_id=environment.id))
+        if session.scalar(select(Node)) is None:
+            low, high = settings.session_ports
+            session.add(Node(name="local", docker_url=settings.docker_hosts[0], cpus=float(os.cpu_count() or 2),
+                             memory_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+                             max_sessions=10, port_min=low, port_max=high, gpus=[]))
+    return f"experiment {DEMO_EXPERIMENT} (data in {data}) may use {DEMO_ENVIRONMENT}; node local registered"
 
 
 def prepare_demo(settings: Settings, username: str, password: str) -> Iterator[str]:
-    """Create or reset the demo user's password; yields progress lines."""
+    """Run every set-up step, yielding one progress line per step."""
     with db.session_scope(settings) as session:
         user = session.scalar(select(accounts.User).where(accounts.User.username == username))
         if user is None:
-            user = accounts.create_user(session, username, password, is_admin=True)
+            accounts.create_user(session, username, password, is_admin=True, display_name="Demo scientist")
             yield f"created demo user {username}"
         else:
             user.set_password(password)
-            yield f"reset password of demo user {username}"
+            yield f"reset the password of demo user {username}"
+    yield _publish_sample(settings)
+    yield _build_environment(settings)
+    yield _experiment_and_node(settings, username)

@@ -31,9 +31,12 @@ def rpm(folder: Path, name: str, version: str) -> Path:
 
 @pytest.fixture
 def recipes_repo(tmp_path) -> Path:
-    """A git repository holding a copy of recipes/ (environments and base), one commit."""
+    """A git repository holding recipes/base and the mx-crystallography and imaging recipes, one commit."""
     root = tmp_path / "recipes-repo"
-    shutil.copytree(PROJECT_ROOT / "recipes", root / "recipes")
+    shutil.copytree(PROJECT_ROOT / "recipes" / "base", root / "recipes" / "base")
+    (root / "recipes" / "environments").mkdir()
+    for name in ("schema.yaml", "mx-crystallography.yaml", "imaging.yaml"):
+        shutil.copy(PROJECT_ROOT / "recipes" / "environments" / name, root / "recipes" / "environments" / name)
     repo = git.Repo.init(root)
     repo.git.add(A=True)
     repo.index.commit("recipes", author=git.Actor("t", "t@example.invalid"), committer=git.Actor("t", "t@example.invalid"))
