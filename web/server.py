@@ -6,11 +6,12 @@ from asci.config import Settings
 
 
 def run_server(settings: Settings, host: str | None = None, port: int | None = None) -> None:
-    """Serve ``create_app(settings)`` until interrupted."""
+    """Serve ``create_app(settings)`` and websockify (the noVNC WebSocket) until interrupted."""
     import waitress
 
-    from web import create_app
+    from web import create_app, vnc_proxy
 
     app = create_app(settings)
-    waitress.serve(app, host=host or settings.web_host, port=port or settings.web_port, threads=16,
-                   ident="asci")
+    with vnc_proxy.running(settings):  # websockify on 127.0.0.1:<websockify_port>, token plugin
+        waitress.serve(app, host=host or settings.web_host, port=port or settings.web_port, threads=16,
+                       ident="asci")

@@ -15,8 +15,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def served(tmp_path):
-    port = free_port(18000, 19000)
-    environment = dict(os.environ, ASCI_DATA_DIR=str(tmp_path / "data"), ASCI_WEB_PORT=str(port))
+    port, ws_port = free_port(18000, 18500), free_port(18500, 19000)
+    environment = dict(os.environ, ASCI_DATA_DIR=str(tmp_path / "data"), ASCI_WEB_PORT=str(port),
+                       ASCI_WEBSOCKIFY_PORT=str(ws_port))
     subprocess.run([sys.executable, "-m", "asci", "db", "upgrade"], env=environment, check=True,
                    capture_output=True)
     process = subprocess.Popen([sys.executable, "-m", "asci", "serve"], env=environment,
@@ -29,14 +30,15 @@ def served(tmp_path):
                 break
             except requests.ConnectionError:
                 time.sleep(0.1)
-        yield url
+        yield url, ws_port
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
 def test_healthz_reports_database_docker_and_registry(served):
-    response = requests.get(served + "/healthz", timeout=10)
+    url, _ = served
+    response = requests.get(url + "/healthz", timeout=10)
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
@@ -45,6 +47,29 @@ def test_healthz_reports_database_docker_and_registry(served):
     assert set(body["checks"]) >= {"docker", "registry"}
     assert body["checks"]["docker"]["hosts"]["unix:///var/run/docker.sock"]["ok"] is True
     assert body["checks"]["registry"]["ok"] is True
+
+
+def test_serve_also_runs_websockify_on_loopback(served):
+    import socket
+
+    _, ws_port = served
+    for _ in range(50):
+        try:
+            socket.create_connection(("127.0.0.1", ws_port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        pytest.fail("websockify did not listen")
+    # a WebSocket upgrade without a token is refused by the token plugin
+    try:
+        response = requests.get(f"http://127.0.0.1:{ws_port}/websockify",
+                                headers={"Connection": "Upgrade", "Upgrade": "websocket",
+                                         "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="},
+                                timeout=5)
+    except requests.ConnectionError:
+        return  # websockify hung up on the token-less upgrade: refused
+    assert response.status_code != 101
 
 
 def test_healthz_fails_when_the_database_is_unreachable(tmp_path):
