@@ -3,6 +3,7 @@
 * ``GET  /repos/<repo>/<view>/<path>`` - the repository files (``repodata/*`` and ``*.rpm``) for
   ``view`` in ``all`` / ``current``: a dnf/yum ``baseurl``;
 * ``GET  /repos/<repo>.repo`` - a .repo file for clients (both views; ``current`` enabled);
+* ``GET  /repos/RPM-GPG-KEY-asci`` - the configured public keys (``gpgkey=`` of the .repo file);
 * ``GET  /api/repos/<repo>/packages`` - the index as JSON (``?all=1`` includes retracted);
 * ``POST /api/repos/<repo>/packages`` - multipart upload (field ``file``, repeatable) with
   ``Authorization: Bearer <token>``; 201 when something was published, 200 when all were
@@ -63,11 +64,21 @@ def repo_file_definition(repo: str):
             f"baseurl={base}/repos/{layout.name}/{view}/",
             f"enabled={enabled}",
             f"gpgcheck={1 if settings.repo_require_signature else 0}",
+            *([f"gpgkey={base}/repos/RPM-GPG-KEY-asci"] if settings.repo_require_signature else []),
             "metadata_expire=60",
             "",
         ]
     return Response("\n".join(lines), mimetype="text/plain",
                     headers={"Content-Disposition": f'attachment; filename="asci-{layout.name}.repo"'})
+
+
+@bp.get("/repos/RPM-GPG-KEY-asci")
+def gpg_keys():
+    """The armored public keys that signatures are checked against (404 when none are configured)."""
+    keys = [path.read_text() for path in _settings().repo_gpg_keys if path.is_file()]
+    if not keys:
+        abort(404)
+    return Response("\n".join(keys), mimetype="text/plain")
 
 
 @bp.get("/api/repos/<repo>/packages")

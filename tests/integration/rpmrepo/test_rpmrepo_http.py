@@ -57,7 +57,22 @@ def test_repo_file(server, built_rpms):
     text = requests.get(f"{base}/repos/beamline.repo", timeout=10).text
     assert f"baseurl={base}/repos/beamline/current/" in text
     assert f"baseurl={base}/repos/beamline/all/" in text
+    assert "gpgkey" not in text and "gpgcheck=0" in text
     assert requests.get(f"{base}/repos/nothere.repo", timeout=10).status_code == 404
+    assert requests.get(f"{base}/repos/RPM-GPG-KEY-asci", timeout=10).status_code == 404
+
+
+def test_repo_file_with_signatures(db_settings, built_rpms, gpg):
+    from web import create_app
+
+    key = gpg.public_key("facility")
+    settings = db_settings.replace(repo_require_signature=True, repo_gpg_keys=(key,))
+    client = create_app(settings).test_client()
+    assert client.get("/repos/beamline.repo").status_code == 404  # no repository yet
+    settings.repos_dir.joinpath("beamline", "all").mkdir(parents=True)
+    text = client.get("/repos/beamline.repo").get_data(as_text=True)
+    assert "gpgcheck=1" in text and "gpgkey=http://127.0.0.1:8080/repos/RPM-GPG-KEY-asci" in text
+    assert client.get("/repos/RPM-GPG-KEY-asci").get_data(as_text=True) == key.read_text()
 
 
 @pytest.mark.parametrize("header", [None, "Bearer", "Bearer asci_not-a-token", "Basic dXNlcjpwdw=="])
