@@ -14,6 +14,7 @@ Every step is idempotent, so the demo restarts quickly:
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import subprocess
@@ -109,7 +110,9 @@ def _experiment_and_node(settings: Settings, username: str) -> str:
         user = accounts.get_user(session, username)
         experiment = session.scalar(select(Experiment).where(Experiment.code == DEMO_EXPERIMENT))
         if experiment is None:
-            experiment = Experiment(code=DEMO_EXPERIMENT, title="ASCI demo experiment", data_path=str(data))
+            today = dt.date.today()
+            experiment = Experiment(code=DEMO_EXPERIMENT, title="ASCI demo experiment", data_path=str(data),
+                                    starts_on=today, ends_on=today + dt.timedelta(days=30))
             session.add(experiment)
             session.flush()
         if session.scalar(select(ExperimentMember).where(ExperimentMember.experiment_id == experiment.id,

@@ -34,6 +34,22 @@ def served(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=10)
+    time.sleep(0.5)
+    leftovers = [p for p in _cmdlines() if "websockify" in p and str(tmp_path) in p]
+    assert leftovers == [], "asci serve left websockify running after SIGTERM"
+
+
+def _cmdlines() -> list[str]:
+    from pathlib import Path
+
+    lines = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                lines.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            except OSError:
+                continue
+    return lines
 
 
 def test_healthz_reports_database_docker_and_registry(served):
