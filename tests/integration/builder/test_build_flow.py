@@ -4,6 +4,7 @@ build → push → pull by digest → run; publish 1.1 → build → diff → pr
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from click.testing import CliRunner
@@ -99,12 +100,18 @@ def test_build_push_pull_run_upgrade_diff_reproduce(settings, recipes_repo, fixt
     listing = invoke(settings, "env", "versions", name)
     assert f"  {first.version}" in listing and f"* {second.version}" in listing
 
-    # Reproduce the first version: the old package set, although 1.1 is the newest in the repository.
+    # Reproduce the first version: the old package set, although 1.1 is the newest in the repository
+    # and 1.0 has since been retracted (new builds can no longer resolve it; the "all" view keeps it).
+    rpmrepo.retract(settings, "asci-demo-viewer-1.0-1.noarch")
     result = reproduce(settings, name, first.version, log=lambda line: None, client=docker_client)
     assert result.packages == sorted(p["nevra"] for p in first.lock["packages"])
     assert "asci-demo-viewer-1.0-1.noarch" in result.packages
     assert result.sha256_checked == 3 and result.dockerfile_identical and result.base_image_identical
     assert not [t for t in images_named(docker_client, name) if t.startswith("asci-reproduce/")]
+    report = invoke(settings, "env", "reproduce", name, first.version)
+    assert "same package set: 3 NEVRAs, 3 sha256 verified" in report and "  asci-demo-viewer-1.0-1.noarch" in report
+    shown = json.loads(invoke(settings, "env", "show", name, first.version, "--json"))
+    assert shown["image_digest"] == first.image_digest and shown["lock"] == first.lock
     with session_scope(settings) as session:
         assert [v.version for v in versions.list_versions(session, name)] == [first.version, second.version]
         assert versions.find_environment(session, name).current_version == second.version
