@@ -127,3 +127,27 @@ def test_a_pushed_version_is_never_overwritten(settings, recipes_repo, fixture_r
     assert row.version == f"{today}.2"
     assert registry.manifest_digest(settings.registry, name, f"{today}.1") == before
     assert registry.manifest_digest(settings.registry, name, f"{today}.2") == row.image_digest != before
+
+
+def test_the_build_checks_every_rpm_against_the_locked_sha256(settings, recipes_repo, fixture_rpms, docker_client,
+                                                              base_image, env_name):
+    """A lock whose sha256 does not match the repository's file fails inside the build (error stream)."""
+    from builder import build
+    from builder.errors import DockerError
+
+    name = env_name("sha")
+    recipes_repo.write(name, recipe_text(name, ["mx-process"]))
+    settings = settings.replace(recipes_dir=recipes_repo.root)
+    rpmrepo.publish(settings, [fixture_rpms / f for f in V10])
+    prepared = build.prepare(settings, name, docker_client, log=lambda line: None)
+    prepared.lock["packages"][0]["sha256"] = "0" * 64
+    context = build.render_version(settings, prepared.recipe, prepared.lock, "2000.01.01.1",
+                                   dt.datetime.now(dt.timezone.utc))
+    tag = f"{settings.registry}/{name}:2000.01.01.1"
+    log: list[str] = []
+
+    with pytest.raises(DockerError, match="returned a non-zero code"):
+        build.build_from_context(settings, docker_client, context, "beamline", tag, log.append)
+
+    assert any("FAILED" in line for line in log)  # sha256sum's report, streamed to the log
+    assert not images_named(docker_client, name)
