@@ -87,8 +87,8 @@ def check_against_index(settings: Settings, repo: str, packages: list[dict]) -> 
 
     with session_scope(settings) as session:
         for pkg in packages:
-            row = rpmrepo.find_package(session, repo, pkg["nevra"] if pkg["epoch"] else
-                                       f"{pkg['name']}-0:{pkg['version']}-{pkg['release']}.{pkg['arch']}")
+            exact = f"{pkg['name']}-{pkg['epoch']}:{pkg['version']}-{pkg['release']}.{pkg['arch']}"
+            row = rpmrepo.find_package(session, repo, exact)
             if row is None:
                 raise LockError(f"{pkg['nevra']} is not in the index of repository {repo!r}")
             if row.sha256 != pkg["sha256"]:

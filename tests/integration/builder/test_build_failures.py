@@ -14,7 +14,7 @@ from asci.cli import main
 from asci.db import session_scope
 from builder import registry
 from builder.build import build_environment
-from builder.errors import LockError, RecipeError, VerifyError, VersionError
+from builder.errors import LockError, RecipeError, VerifyError
 from builder.models import FAILED, Environment, EnvironmentVersion
 from tests.integration.builder.conftest import images_named, recipe_text
 
