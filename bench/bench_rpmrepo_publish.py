@@ -1,11 +1,12 @@
 """Benchmark: publish one package into a repository of N packages vs a full createrepo_c run.
 
-    .venv/bin/python bench/bench_rpmrepo_publish.py [--sizes 2000,10000] [--repeat 5] [--workdir DIR]
+    .venv/bin/python bench/bench_rpmrepo_publish.py [--sizes 2000,10000] [--payload-kb 0,256] [--repeat 5]
 
 For each size N:
 
-1. generate N distinct tiny noarch RPMs with ``tests/fixtures/rpms/build_many.sh`` (rpmbuild, one
-   spec with 500 lua-generated subpackages per run, so every package has its own real header);
+1. generate N distinct noarch RPMs with ``tests/fixtures/rpms/build_many.sh`` (rpmbuild, one spec
+   with 500 lua-generated subpackages per run, so every package has its own real header), either
+   empty (payload 0: ~6 KB files) or each carrying a file of random bytes (``--payload-kb``);
 2. seed a repository with them: hard-link into ``all/`` and ``current/`` and run
    ``rpmrepo.reindex(..., regenerate_metadata=True)`` (index rows from ``rpm -qp``, full metadata);
 3. time ``rpmrepo.publish`` of one new package, ``--repeat`` times (validation, lock, createrepo_c
@@ -43,9 +44,10 @@ from rpmrepo.metadata import read_revision  # noqa: E402
 BUILD_MANY = ROOT / "tests" / "fixtures" / "rpms" / "build_many.sh"
 
 
-def _generate(count: int, out: Path, prefix: str) -> float:
+def _generate(count: int, out: Path, prefix: str, payload_kb: int) -> float:
     started = time.perf_counter()
-    subprocess.run([str(BUILD_MANY), str(count), str(out), prefix], check=True)
+    subprocess.run([str(BUILD_MANY), str(count), str(out), prefix, str(os.cpu_count() or 2), str(payload_kb)],
+                   check=True)
     return time.perf_counter() - started
 
 
@@ -53,13 +55,13 @@ def _fmt(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} s [{min(values):.2f}-{max(values):.2f}]"
 
 
-def bench_size(work: Path, size: int, repeat: int) -> dict:
-    base = work / f"n{size}"
+def bench_size(work: Path, size: int, repeat: int, payload_kb: int) -> dict:
+    base = work / f"n{size}-p{payload_kb}"
     settings = Settings(data_dir=base / "data")
     upgrade(settings)
-    gen_time = _generate(size, base / "pkgs", f"bench{size}")
+    gen_time = _generate(size, base / "pkgs", f"bench{size}", payload_kb)
     extra_dir = base / "extra"
-    _generate(repeat, extra_dir, f"extra{size}")
+    _generate(repeat, extra_dir, f"extra{size}", payload_kb)
 
     all_dir = repo_path(settings, view="all")
     current_dir = repo_path(settings, view="current")
@@ -102,15 +104,18 @@ def bench_size(work: Path, size: int, repeat: int) -> dict:
         subprocess.run(["createrepo_c", "--quiet", "--no-database", "--outputdir", str(out), str(all_dir)], check=True)
         full_times.append(time.perf_counter() - t0)
         shutil.rmtree(out)
-    return {"size": size, "generate": gen_time, "seed": seed_time, "publish": publish_times,
+    disk = sum(p.stat().st_size for p in all_dir.glob("*.rpm"))
+    shutil.rmtree(base, ignore_errors=True)
+    return {"size": size, "payload_kb": payload_kb, "bytes": disk, "generate": gen_time, "seed": seed_time, "publish": publish_times,
             "regenerate": regen_times, "full": full_times, "total_packages": size + repeat}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="2000,10000")
+    parser.add_argument("--payload-kb", default="0,256", help="payload per package in KiB (list)")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--workdir", type=Path, default=None, help="kept when given; a temp dir otherwise")
+    parser.add_argument("--workdir", type=Path, default=None, help="where to work (a temp dir otherwise)")
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="asci-bench-rpmrepo-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -119,20 +124,21 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} CPUs; {' '.join(platform.uname())}")
     print(f"createrepo_c: {createrepo_version}; python {platform.python_version()}; database: SQLite")
     rows = []
+    cases = [(int(p), int(n)) for p in args.payload_kb.split(",") for n in args.sizes.split(",")]
     try:
-        for size in (int(s) for s in args.sizes.split(",")):
-            r = bench_size(work, size, args.repeat)
+        for payload_kb, size in cases:
+            r = bench_size(work, size, args.repeat, payload_kb)
             rows.append(r)
-            print(f"  n={size}: generated in {r['generate']:.1f} s, seeded (reindex + full metadata) in {r['seed']:.1f} s",
-                  flush=True)
+            print(f"  n={size}, payload {payload_kb} KiB ({r['bytes'] / 2**20:.0f} MiB): generated in "
+                  f"{r['generate']:.1f} s, seeded (reindex + full metadata) in {r['seed']:.1f} s", flush=True)
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
     print()
-    print("| packages in repo | publish one package, until new metadata is visible | of which createrepo_c --update + swap | full createrepo_c run |")
-    print("|---:|---:|---:|---:|")
+    print("| packages in repo | repo size | publish one package, until new metadata is visible | of which createrepo_c --update + swap | full createrepo_c run |")
+    print("|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['size']:,} | {_fmt(r['publish'])} | {_fmt(r['regenerate'])} | {_fmt(r['full'])} |")
+        print(f"| {r['size']:,} | {r['bytes'] / 2**20:,.0f} MiB | {_fmt(r['publish'])} | {_fmt(r['regenerate'])} | {_fmt(r['full'])} |")
     return 0
 
 
