@@ -2,7 +2,10 @@
 
 Every publish and retract records a :class:`~rpmrepo.models.RepoEvent` (repository, NEVRAs,
 metadata revision) in the same transaction as the index change; the watcher records ``external``
-events. Ids only increase, so a consumer remembers the last id it handled and asks for newer ones::
+events. Ids only increase and become visible in id order: on PostgreSQL the inserting transaction
+locks ``repo_events`` against other writers until it commits (readers are not blocked), so an
+event with a lower id can never appear after a consumer has seen a higher one (SQLite serialises
+writers anyway). A consumer remembers the last id it handled and asks for newer ones::
 
     for event in events_after(session, last_id):
         ...; last_id = event.id
@@ -10,7 +13,7 @@ events. Ids only increase, so a consumer remembers the last id it handled and as
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from rpmrepo.models import RepoEvent
@@ -19,9 +22,12 @@ KINDS = ("publish", "retract", "external")
 
 
 def record_event(session: Session, repo: str, kind: str, packages: list[str], revision: str | int) -> RepoEvent:
-    """Add an event (flushed, so its id is known; committed with the caller's transaction)."""
+    """Add an event (flushed, so its id is known; committed with the caller's transaction, which
+    should commit promptly: on PostgreSQL other event writers wait for it)."""
     if kind not in KINDS:
         raise ValueError(f"unknown event kind {kind!r}")
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("LOCK TABLE repo_events IN SHARE ROW EXCLUSIVE MODE"))
     event = RepoEvent(repo=repo, kind=kind, packages=list(packages), revision=str(revision))
     session.add(event)
     session.flush()

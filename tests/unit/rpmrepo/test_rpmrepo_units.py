@@ -206,3 +206,32 @@ def test_events_have_increasing_ids(db_settings):
     with pytest.raises(ValueError):
         with session_scope(db_settings) as session:
             record_event(session, "beamline", "deleted", [], 1)
+
+
+@pytest.mark.postgres
+def test_events_become_visible_in_id_order_on_postgresql(pg_settings):
+    import threading
+
+    from asci.db import session_factory
+
+    first = session_factory(pg_settings)()
+    early = record_event(first, "beamline", "publish", ["a-1-1.noarch"], 1)
+    done = threading.Event()
+
+    def second_writer():
+        with session_scope(pg_settings) as session:
+            record_event(session, "mx", "publish", ["b-1-1.noarch"], 1)
+        done.set()
+
+    thread = threading.Thread(target=second_writer)
+    thread.start()
+    try:
+        assert not done.wait(0.5)  # waits for the first transaction: no later id can be seen first
+        first.commit()
+        assert done.wait(10)
+    finally:
+        first.close()
+        thread.join()
+    with session_scope(pg_settings) as session:
+        events = events_after(session, 0)
+    assert [e.repo for e in events] == ["beamline", "mx"] and events[0].id == early.id
