@@ -14,7 +14,7 @@ import click
 from asci.config import Settings, load_settings
 from asci.errors import AsciError
 
-# (module, attribute) of each package's click group, added when the package ships one.
+# (module, attribute) of each package's click command or group, imported when the CLI starts.
 PACKAGE_GROUPS = [
     ("asci.cli_core", "db_group"),
     ("asci.cli_core", "user_group"),
@@ -63,15 +63,7 @@ def cli(ctx: click.Context) -> None:
 
 def _register_groups() -> None:
     for module_name, attribute in PACKAGE_GROUPS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
-        command = getattr(module, attribute, None)
-        if command is not None:
-            cli.add_command(command)
+        cli.add_command(getattr(importlib.import_module(module_name), attribute))
 
 
 _register_groups()

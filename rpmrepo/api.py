@@ -1,26 +1,5 @@
-"""Public API of the beamline YUM repository (re-exported by ``rpmrepo``).
-
-Public API (for ``builder/``, ``ci/`` and ``web/``)::
-
-    publish(settings, paths, repo=None, user=None) -> PublishResult
-    retract(settings, nevra, repo=None, user=None) -> RetractResult
-    reindex(settings, repo=None, regenerate_metadata=False) -> ReindexResult
-    list_packages(session, repo, include_retracted=False) -> list[RpmPackage]
-    find_package(session, repo, nevra) -> RpmPackage | None
-    repo_path(settings, repo=None, view="all") -> Path     # local folder: baseurl=file://..., --repofrompath
-    repo_url(settings, repo=None, view="current") -> str   # HTTP baseurl under settings.public_url
-    events_after(session, last_id=0, limit=100, repo=None) -> list[RepoEvent]
-    detect_external_changes(settings, session) -> list[RepoEvent]
-
-Two views of each repository, both complete dnf repositories:
-
-* ``current`` - what new builds resolve against: every published package except retracted ones;
-* ``all`` - every package ever published, retracted ones included: reproducing a lock that names
-  a retracted NEVRA installs from here.
-
-Served at ``<public_url>/repos/<repo>/<view>/`` and described by ``<public_url>/repos/<repo>.repo``.
-Errors derive from :class:`rpmrepo.errors.RepoError`.
-"""
+"""Public API of the beamline YUM repository, re-exported by ``rpmrepo`` (whose docstring lists it
+with the two views, ``current`` and ``all``)."""
 
 from __future__ import annotations
 

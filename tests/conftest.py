@@ -128,3 +128,36 @@ def artifacts_dir(request):
     folder = ARTIFACTS / request.node.name.replace("/", "_").replace("[", "-").replace("]", "")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture(scope="session")
+def pushed_image(docker_client, base_image):
+    """``(reference, digest)`` of the base image pushed as 127.0.0.1:5000/asci-test-<uuid>:v1."""
+    import uuid
+
+    from builder.docker_engine import push_image
+
+    repository = f"127.0.0.1:5000/asci-test-{uuid.uuid4().hex[:8]}"
+    docker_client.images.get(base_image).tag(repository, "v1")
+    digest = push_image(docker_client, repository, "v1", log=lambda line: None)
+    yield f"{repository}:v1", digest
+    docker_client.images.remove(f"{repository}:v1", noprune=True)
+
+
+def remove_sessions(docker_url: str, broker_instance: str, user_names) -> None:
+    """Remove one broker instance's session containers (printing their logs) and the users' home volumes."""
+    import docker
+
+    try:
+        client = docker.DockerClient(base_url=docker_url, timeout=20)
+        for container in client.containers.list(all=True, filters={"label": f"asci.broker={broker_instance}"}):
+            print(container.name, container.logs(tail=30).decode(errors="replace"))
+            container.remove(force=True)
+        for name in user_names:
+            try:
+                client.volumes.get(f"asci-home-{name}").remove(force=True)
+            except docker.errors.NotFound:
+                pass
+        client.close()
+    except docker.errors.DockerException:
+        pass  # a daemon the test stopped on purpose

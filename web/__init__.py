@@ -41,11 +41,13 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
         app.config.update(test_config)
     app.extensions["asci_settings"] = settings
 
-    from web import health
+    import broker.api
+    import ci.http
+    import rpmrepo.http
+    from web import health, pages
 
-    app.register_blueprint(health.bp)
-    for module_name, attribute in (("rpmrepo.http", "bp"), ("broker.api", "bp"), ("ci.http", "bp"), ("web.pages", "bp")):
-        _register_optional(app, module_name, attribute)
+    for blueprint in (health.bp, rpmrepo.http.bp, broker.api.bp, ci.http.bp, pages.bp):
+        app.register_blueprint(blueprint)
     _register_pages(app)
     return app
 
@@ -58,18 +60,6 @@ def _register_pages(app: Flask) -> None:
         app.register_blueprint(blueprint)
     security.init_app(app)
     oidc.init_app(app)
-
-
-def _register_optional(app: Flask, module_name: str, attribute: str) -> None:
-    import importlib
-
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return
-        raise
-    app.register_blueprint(getattr(module, attribute))
 
 
 def settings_of(app: Flask) -> Settings:

@@ -9,13 +9,12 @@ import threading
 import uuid
 from pathlib import Path
 
-import docker
 import pytest
 from werkzeug.serving import make_server
 
 from asci import accounts
 from asci.db import session_scope
-from tests.conftest import free_port
+from tests.conftest import free_port, remove_sessions
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -42,20 +41,8 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture(scope="module")
-def pushed_base(docker_client, base_image):
-    """``(reference, digest)`` of the base desktop image pushed as 127.0.0.1:5000/asci-web-<id>:v1."""
-    from builder.docker_engine import push_image
-
-    repository = f"127.0.0.1:5000/asci-web-{uuid.uuid4().hex[:8]}"
-    docker_client.images.get(base_image).tag(repository, "v1")
-    digest = push_image(docker_client, repository, "v1", log=lambda line: None)
-    yield f"{repository}:v1", digest
-    docker_client.images.remove(f"{repository}:v1", noprune=True)
-
-
 @pytest.fixture
-def stack(tmp_path, pushed_base):
+def stack(tmp_path, pushed_image):
     """Settings, world (alice, bob, root with PASSWORD), base URL of the web app, the websockify process."""
     from asci import db
     from asci.config import Settings
@@ -65,7 +52,7 @@ def stack(tmp_path, pushed_base):
     from web import assets, create_app, vnc_proxy
 
     _need(not assets.missing(), "web assets are not installed: run npm ci in web/ (bash .ci/provision setup)")
-    reference, digest = pushed_base
+    reference, digest = pushed_image
     settings = Settings(data_dir=tmp_path / "data", broker_instance=f"web{uuid.uuid4().hex[:8]}",
                         session_start_timeout_s=90, websockify_port=free_port(21000, 29000), log_format="text")
     db.upgrade(settings)
@@ -89,16 +76,7 @@ def stack(tmp_path, pushed_base):
     server.shutdown()
     vnc_proxy.stop(proxy)
     service.install(settings, None)
-    client = docker.DockerClient(base_url=MAIN, timeout=30)
-    for container in client.containers.list(all=True, filters={"label": f"asci.broker={settings.broker_instance}"}):
-        print(container.name, container.logs(tail=30).decode(errors="replace"))
-        container.remove(force=True)
-    for name in world["names"].values():
-        try:
-            client.volumes.get(f"asci-home-{name}").remove(force=True)
-        except docker.errors.NotFound:
-            pass
-    client.close()
+    remove_sessions(MAIN, settings.broker_instance, world["names"].values())
     broker.backend.close()
     print((tmp_path / "websockify.log").read_text(errors="replace")[-3000:])
 

@@ -1,7 +1,6 @@
 """Each real service the platform needs answers and does its job."""
 
 import io
-import json
 import shutil
 import subprocess
 import tarfile

@@ -11,19 +11,8 @@ import uuid
 import docker
 import pytest
 
-from builder.docker_engine import push_image
 
 DOCKERD = "/usr/sbin/dockerd"
-
-
-@pytest.fixture(scope="session")
-def pushed_image(docker_client, base_image):
-    """``(reference, digest)`` of the base image pushed as 127.0.0.1:5000/asci-test-<uuid>:v1."""
-    repository = f"127.0.0.1:5000/asci-test-{uuid.uuid4().hex[:8]}"
-    docker_client.images.get(base_image).tag(repository, "v1")
-    digest = push_image(docker_client, repository, "v1", log=lambda line: None)
-    yield f"{repository}:v1", digest
-    docker_client.images.remove(f"{repository}:v1", noprune=True)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from broker.backends.docker import DockerBackend
 from broker.errors import NotFound
 from broker.models import DesktopSession, Node
 from broker.reconcile import reconcile
+from tests.conftest import remove_sessions
 from tests.unit.broker.fakes import make_world, user
 from web import create_app
 
@@ -53,19 +54,7 @@ def cluster(pg_settings, pushed_image, second_daemon, node2_image, tmp_path):
     yield settings, world, broker, app.test_client()
     service.install(settings, None)
     for url in (MAIN, second_daemon["url"]):
-        try:
-            client = docker.DockerClient(base_url=url, timeout=20)
-            for container in client.containers.list(all=True, filters={"label": f"asci.broker={settings.broker_instance}"}):
-                print(container.name, container.logs(tail=20).decode(errors="replace"))
-                container.remove(force=True)
-            for name in world["names"].values():
-                try:
-                    client.volumes.get(f"asci-home-{name}").remove(force=True)
-                except docker.errors.NotFound:
-                    pass
-            client.close()
-        except docker.errors.DockerException:
-            pass
+        remove_sessions(url, settings.broker_instance, world["names"].values())
     broker.backend.close()
 
 

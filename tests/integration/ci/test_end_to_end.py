@@ -145,7 +145,7 @@ def test_a_killed_worker_s_job_is_taken_up_again_and_completes(three_environment
         rescuer.watch()  # reaps the dead worker's lease once it expires
         claimed = rescuer.claim()
         if claimed is not None:
-            result = rescuer.run_job(claimed)
+            rescuer.run_job(claimed)
             if claimed.id == job_id:
                 break
         time.sleep(0.5)

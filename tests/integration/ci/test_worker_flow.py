@@ -13,7 +13,6 @@ from builder.errors import DockerError
 from builder.models import FAILED, SUCCEEDED, Environment, EnvironmentVersion
 from ci import queue
 from ci.errors import GateFailed
-from ci.models import BuildJob
 from ci.worker import Worker
 
 

@@ -1,6 +1,5 @@
 """Local login, logout, CSRF, cookie settings and the failed-login limit."""
 
-from asci.config import Settings
 from web import create_app
 from web.ratelimit import LoginLimiter
 from tests.unit.web.conftest import PASSWORD, csrf_of, login
