@@ -201,14 +201,20 @@ class Broker:
 
     # ---------------------------------------------------------------- launch
     def launch(self, db: Session, user: User, environment: str, version: str = "current", experiment: str = "",
-               gpu: bool = False, cpus=None, memory=None) -> DesktopSession:
-        """Start a session and wait until its VNC server answers; raises a BrokerError with the reason."""
+               gpu: bool = False, cpus=None, memory=None, on_created=None) -> DesktopSession:
+        """Start a session and wait until its VNC server answers; raises a BrokerError with the reason.
+
+        ``on_created(session_id)`` is called once the session's row is committed, before placement
+        and start, so a caller can show progress for exactly this session.
+        """
         began = time.monotonic()
         if not isinstance(gpu, bool):
             raise BadRequest(f"gpu: expected true or false, got {gpu!r}")
         env_version, exp = resolve(db, user, environment, version, experiment)
         cpus, memory_bytes = resources(self.settings, cpus, memory)
         session = self._create_row(db, user, env_version, exp, gpu, cpus, memory_bytes)
+        if on_created is not None:
+            on_created(session.id)
         logs.event("session.requested", session=session.id, user=user.username, environment=environment,
                    version=env_version.version, experiment=exp.code, gpu=gpu)
         excluded: set[int] = set()

@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from asci.accounts import User
@@ -69,16 +69,17 @@ def launch(settings: Settings, user_id: int, environment: str, version: str, exp
            wait_s: float = 10.0) -> int:
     """Start a session in the background; returns its id as soon as the broker has created its row.
 
-    ``broker.service.launch`` returns only once the desktop answers, so it runs in a
-    thread and the caller is sent to the progress page. Errors raised before the row
-    exists (unknown environment, not a member, quota...) propagate here with their message.
+    ``broker.service.launch`` returns only once the desktop answers, so it runs in a thread and
+    reports the new session's id through ``on_created``; the caller is sent to that session's
+    progress page. Errors raised before the row exists (unknown environment, not a member,
+    quota...) propagate here with their message.
     """
-    from broker.models import DesktopSession
-
-    with session_scope(settings) as dbs:
-        before = dbs.scalar(select(func.max(DesktopSession.id))) or 0
     outcome: dict = {}
-    done = threading.Event()
+    created, done = threading.Event(), threading.Event()
+
+    def on_created(session_id: int) -> None:
+        outcome["id"] = session_id
+        created.set()
 
     def run() -> None:
         from broker import service
@@ -86,7 +87,7 @@ def launch(settings: Settings, user_id: int, environment: str, version: str, exp
         try:
             with session_scope(settings) as dbs:
                 user = dbs.get(User, user_id)
-                outcome["id"] = service.launch(settings, dbs, user, environment, version, experiment).id
+                service.launch(settings, dbs, user, environment, version, experiment, on_created=on_created)
         except BaseException as exc:  # reported to the request while it waits, else logged
             outcome["error"] = exc
             log.warning("launch of %s %s for user %s failed: %s", environment, version, user_id, exc)
@@ -96,15 +97,10 @@ def launch(settings: Settings, user_id: int, environment: str, version: str, exp
     threading.Thread(target=run, name=f"launch-{user_id}", daemon=True).start()
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
-        if done.wait(0.1):
-            if "error" in outcome:
-                raise outcome["error"]
+        if created.wait(0.05):
             return int(outcome["id"])
-        with session_scope(settings) as dbs:
-            new_id = dbs.scalar(select(func.min(DesktopSession.id)).where(
-                DesktopSession.id > before, DesktopSession.user_id == user_id))
-        if new_id is not None:
-            return int(new_id)
+        if done.is_set():  # refused before its row existed: unknown environment, not a member, quota...
+            raise outcome["error"]
     raise WebError("the broker did not register the session in time; see My sessions")
 
 

@@ -174,3 +174,19 @@ def test_experiment_import_is_idempotent_and_all_or_nothing(settings, tmp_path):
         mx = db.scalar(select(Experiment).where(Experiment.code == "MX-1"))
         assert sorted(m.user.username for m in mx.members) == ["carol", "dave"]
         assert mx.members[0].user.password_hash is None
+
+
+def test_on_created_names_the_new_session_before_its_container_starts(env):
+    settings, world, backend, broker, client = env
+    seen = []
+
+    def on_created(session_id):
+        with session_scope(settings) as db:
+            row = db.get(DesktopSession, session_id)
+            seen.append((session_id, row.state, len(backend.created)))
+
+    with session_scope(settings) as db:
+        session = broker.launch(db, db.merge(user(settings, world, "alice")), world["env"], "current", world["e1"],
+                                on_created=on_created)
+        launched = session.id
+    assert seen == [(launched, "pending", 0)]
