@@ -15,6 +15,7 @@ import csv
 import datetime as dt
 import io
 import json
+import posixpath
 import re
 from pathlib import Path
 
@@ -32,6 +33,32 @@ _SPLIT = re.compile(r"[\s;|,]+")
 
 class ImportFailed(BrokerError):
     """A row of the import file is bad; nothing was imported."""
+
+
+# Host folders that must never be bind-mounted into a desktop, nor any folder above them (mounting
+# /var would expose /var/run/docker.sock, i.e. root on the node).
+_SYSTEM_PATHS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root",
+                 "/run", "/sbin", "/sys", "/usr", "/var/run", "/var/lib/docker", "/var/lib/containerd",
+                 "/var/lib/asci")
+
+
+def data_path_problem(data_path: str) -> str | None:
+    """Why ``data_path`` may not be mounted into a session as the experiment's data; None when it may.
+
+    It must be an absolute, normalised path (no ``.``/``..`` components, no ``//``) that is neither a
+    system folder nor a folder containing one (``/``, ``/var``, ``/var/run/docker.sock``...).
+    """
+    if not data_path.startswith("/"):
+        return "must be an absolute path"
+    if any(ch in data_path for ch in "\x00,:") or not data_path.isprintable():
+        return "must not contain control characters, ',' or ':'"
+    if posixpath.normpath(data_path) != data_path or data_path.startswith("//") or \
+            any(part in (".", "..") for part in data_path.split("/")):
+        return "must be a normalised path without '.' or '..' components"
+    for system in _SYSTEM_PATHS:
+        if data_path == system or data_path.startswith(system + "/") or system.startswith(data_path.rstrip("/") + "/"):
+            return f"is or contains the system folder {system}"
+    return None
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -82,8 +109,9 @@ def validate(rows: list[dict]) -> list[dict]:
         if start and end and end < start:
             raise ImportFailed(f"{row_name}: end {end} is before start {start}")
         data_path = str(row.get("data_path") or "").strip()
-        if data_path and not data_path.startswith("/"):
-            raise ImportFailed(f"{row_name}: data_path {data_path!r} must be an absolute path")
+        problem = data_path_problem(data_path) if data_path else None
+        if problem:
+            raise ImportFailed(f"{row_name}: data_path {data_path!r} {problem}")
         members = _names(row.get("members"))
         for member in members:
             if not re.fullmatch(r"[a-z_][a-z0-9_.\-]{0,63}", member):

@@ -38,6 +38,7 @@ from asci.config import Settings
 from broker import containers, logs, metrics, placement, ports
 from broker.backends.base import Backend, LaunchSpec, NodeRef
 from broker.errors import BackendError, BadRequest, Forbidden, NoCapacity, NodeUnreachable, NotFound, QuotaExceeded
+from broker.experiments_import import data_path_problem
 from broker.gpus import lease_gpu
 from broker.models import (ACTIVE_STATES, FAILED, FINAL_STATES, LOST, NODE_DOWN, PENDING, RUNNING, STARTING,
                            STOPPED, STOPPING, DesktopSession, Experiment, ExperimentEnvironment, ExperimentMember,
@@ -178,6 +179,10 @@ def resolve(db: Session, user: User, environment: str, version: str, experiment:
                                                                ExperimentEnvironment.environment_id == env.id))
     if allowed is None:
         raise Forbidden(f"experiment {experiment!r} may not use environment {environment!r}")
+    problem = data_path_problem(exp.data_path) if exp.data_path else None
+    if problem:  # rows written before the import checked paths, or edited by hand: never mount them
+        raise Forbidden(f"experiment {experiment!r}: its data folder {exp.data_path!r} {problem}; "
+                        "ask an administrator to correct it")
     return row, exp
 
 

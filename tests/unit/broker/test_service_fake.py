@@ -190,3 +190,31 @@ def test_on_created_names_the_new_session_before_its_container_starts(env):
                                 on_created=on_created)
         launched = session.id
     assert seen == [(launched, "pending", 0)]
+
+
+@pytest.mark.parametrize("data_path", ["data/mx", "/data/../var/run", "/", "/var", "/var/run/docker.sock",
+                                       "/etc", "/data/./x", "//etc", "/proc/1/root", "/run/docker.sock"])
+def test_experiment_import_refuses_unsafe_data_paths(settings, tmp_path, data_path):
+    bad = tmp_path / "office.json"
+    bad.write_text(json.dumps([{"code": "SAFE-1", "data_path": "/data/safe1", "members": ["gina"]},
+                               {"code": "EVIL-1", "data_path": data_path, "members": ["gina"]}]))
+    with pytest.raises(ImportFailed, match=r"row 2 \(EVIL-1\): data_path"):
+        import_file(settings, bad)
+    with session_scope(settings) as db:
+        assert db.scalar(select(func.count(Experiment.id)).where(Experiment.code.in_(["SAFE-1", "EVIL-1"]))) == 0
+
+
+def test_launch_refuses_an_experiment_whose_stored_data_path_is_unsafe(env):
+    settings, world, backend, broker, client = env
+    with session_scope(settings) as db:
+        db.scalar(select(Experiment).where(Experiment.code == world["e1"])).data_path = "/var/run/docker.sock"
+    before = _count_sessions(settings)
+    reply = client.post("/api/sessions", json={"environment": world["env"], "experiment": world["e1"]},
+                        headers=_auth(world, "alice"))
+    assert reply.status_code == 403 and "docker.sock" in reply.json["error"]
+    assert backend.created == {} and _count_sessions(settings) == before
+
+
+def _count_sessions(settings):
+    with session_scope(settings) as db:
+        return db.scalar(select(func.count(DesktopSession.id)))
