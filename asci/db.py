@@ -90,7 +90,8 @@ def engine_for(url: str) -> Engine:
 
 
 def session_factory(settings: Settings) -> sessionmaker[Session]:
-    """A session factory bound to the configured database."""
+    """A session factory bound to the configured database (every package's models mapped)."""
+    import_all_models()  # relationships name classes of other packages by string
     return sessionmaker(engine_for(settings.effective_database_url), expire_on_commit=False)
 
 

@@ -46,3 +46,18 @@ def test_db_upgrade_and_user_commands(tmp_path, monkeypatch, capsys):
     assert "at least 8 characters" in capsys.readouterr().err
     assert main(["user", "token", "alice"]) == 0
     assert capsys.readouterr().out.startswith("asci_")
+
+
+@pytest.mark.parametrize("argv", [["experiment", "list"], ["node", "list"], ["session", "list"], ["build", "list"],
+                                  ["rpm", "list"], ["env", "list"]])
+def test_listing_commands_work_in_a_fresh_process(tmp_path, argv):
+    """Each command runs alone in a new interpreter: no model may depend on another being imported first."""
+    import os
+    import subprocess
+    import sys
+
+    environment = dict(os.environ, ASCI_DATA_DIR=str(tmp_path))
+    subprocess.run([sys.executable, "-m", "asci", "db", "upgrade"], env=environment, check=True, capture_output=True)
+    result = subprocess.run([sys.executable, "-m", "asci", *argv], env=environment, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
