@@ -12,7 +12,7 @@ from flask import Blueprint, abort, current_app, flash, g, redirect, render_temp
 from asci import db
 from asci.errors import AsciError
 from web import broker_link, history
-from web.security import login_required
+from web.security import login_required, safe_next
 
 bp = Blueprint("pages", __name__)
 
@@ -106,8 +106,8 @@ def stop(session_id: int):
         flash(f"Session {session_id} is stopping.", "info")
     except AsciError as exc:
         flash(f"Could not stop session {session_id}: {exc}", "danger")
-    return redirect(request.form.get("back") if request.form.get("back", "").startswith("/")
-                    and not request.form.get("back", "").startswith("//") else url_for("pages.my_sessions"))
+    back = request.form.get("back", "")
+    return redirect(back if back and safe_next(back) == back else url_for("pages.my_sessions"))
 
 
 def _html_error(error, message: str):

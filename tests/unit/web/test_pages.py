@@ -119,6 +119,17 @@ def test_another_user_cannot_open_see_or_stop_my_session(settings, world, as_use
     assert root.get(f"/sessions/{session_id}/desktop").status_code == 404
 
 
+def test_stop_goes_back_only_to_a_local_page(settings, world, as_user):
+    alice = as_user("alice")
+    for back, expected in (("/\\evil.example/x", "/sessions"), ("//evil.example/", "/sessions"),
+                           ("https://evil.example/", "/sessions"), ("/admin/sessions", "/admin/sessions")):
+        session_id = int(_launch(alice, world).location.split("/")[2])
+        _wait_running(settings, session_id)
+        page = alice.get("/sessions").get_data(as_text=True)
+        reply = alice.post(f"/sessions/{session_id}/stop", data={"csrf_token": csrf_of(page), "back": back})
+        assert reply.status_code == 302 and reply.location == expected, back
+
+
 def test_a_refused_launch_says_why(world, as_user):
     alice = as_user("alice")
     reply = _launch(alice, world, experiment=world["e2"])  # bob's experiment
