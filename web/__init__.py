@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from flask import Flask
@@ -20,9 +23,18 @@ def _secret_key(settings: Settings) -> str:
         return settings.secret_key
     path: Path = settings.data_dir / "secret_key"
     if not path.exists():
+        # Written privately (0600 from the start) under a temporary name, then linked into place:
+        # no other local user can open it while it is readable, and a process starting at the same
+        # time (websockify beside the web server) never reads a half-written or different key.
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
+        fd, tmp = tempfile.mkstemp(prefix=".secret_key-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
     return path.read_text().strip()
 
 

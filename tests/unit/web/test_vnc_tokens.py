@@ -71,3 +71,21 @@ def test_websockify_command_binds_loopback(settings):
     assert argv[argv.index("--token-plugin") + 1] == "web.vnc_tokens.SessionTokens"
     assert vnc_proxy.websocket_url(settings, "example.org", "https") == "wss://example.org:6080"
     assert vnc_proxy.websocket_url(settings.replace(websockify_url="wss://asci/vnc/"), "x", "http") == "wss://asci/vnc"
+
+
+def test_the_generated_secret_key_is_private_and_the_same_for_racing_processes(settings, tmp_path, monkeypatch):
+    """Two processes (web server, websockify) that both find no key file must end up with one key."""
+    import stat
+    from pathlib import Path
+
+    import web
+
+    fresh = settings.replace(data_dir=tmp_path / "fresh", secret_key="")
+    real_exists = Path.exists
+    monkeypatch.setattr(Path, "exists", lambda self: False if self.name == "secret_key" else real_exists(self))
+    first, second = web._secret_key(fresh), web._secret_key(fresh)
+    monkeypatch.undo()
+    assert first == second and len(first) == 64
+    key_file = tmp_path / "fresh" / "secret_key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert [p.name for p in key_file.parent.iterdir()] == ["secret_key"]  # no temporary file left behind
