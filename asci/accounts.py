@@ -32,6 +32,8 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     uid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     gid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # "<issuer>|<subject>" of the single sign-on identity this account belongs to (None: local only)
+    external_id: Mapped[str | None] = mapped_column(String(400), unique=True, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     tokens: Mapped[list["ApiToken"]] = relationship(back_populates="user", cascade="all, delete-orphan")

@@ -20,6 +20,7 @@ The core owns time-outs, readiness checks and user-facing messages; backends
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import secrets
@@ -74,6 +75,8 @@ def parse_memory(value) -> int:
     if isinstance(value, bool):
         raise BadRequest(f"memory: expected bytes or a size such as 4g, got {value!r}")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise BadRequest(f"memory: expected bytes or a size such as 4g, got {value!r}")
         return int(value)
     match = _MEMORY.match(str(value))
     if not match:

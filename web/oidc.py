@@ -82,15 +82,24 @@ def callback():
         flash("Single sign-on failed. Please try again.", "danger")
         return redirect(url_for("auth.login"))
     username = username_from_claims(claims)
-    if not username:
+    if not username or not claims.get("sub"):
         flash("The identity provider did not say who you are.", "danger")
         return redirect(url_for("auth.login"))
     next_url = session.pop("oidc_next", None)
-    with db.session_scope(settings_of(current_app)) as dbs:
-        user = dbs.scalar(select(accounts.User).where(accounts.User.username == username))
+    settings = settings_of(current_app)
+    identity = f"{settings.oidc_issuer}|{claims['sub']}"
+    with db.session_scope(settings) as dbs:
+        # Accounts are bound to the provider's subject, never matched by a name the provider lets
+        # people choose: a taken name (a local account, an administrator) is refused, not taken over.
+        user = dbs.scalar(select(accounts.User).where(accounts.User.external_id == identity))
         if user is None:
+            if dbs.scalar(select(accounts.User).where(accounts.User.username == username)) is not None:
+                flash(f"An account named {username} already exists and is not linked to this sign-on "
+                      "identity; ask an administrator.", "danger")
+                return redirect(url_for("auth.login"))
             user = accounts.create_user(dbs, username, None, display_name=str(claims.get("name") or username))
             user.email = str(claims.get("email") or "")
+            user.external_id = identity
         if not user.is_active:
             flash("This account is disabled.", "danger")
             return redirect(url_for("auth.login"))

@@ -218,3 +218,13 @@ def test_launch_refuses_an_experiment_whose_stored_data_path_is_unsafe(env):
 def _count_sessions(settings):
     with session_scope(settings) as db:
         return db.scalar(select(func.count(DesktopSession.id)))
+
+
+@pytest.mark.parametrize("field", ["memory", "cpus"])
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_resources_are_a_bad_request(env, field, literal):
+    settings, world, backend, broker, client = env
+    body = f'{{"environment": "{world["env"]}", "experiment": "{world["e1"]}", "{field}": {literal}}}'
+    reply = client.post("/api/sessions", data=body, content_type="application/json", headers=_auth(world, "alice"))
+    assert reply.status_code == 400 and field in reply.json["error"]
+    assert backend.created == {}

@@ -83,6 +83,7 @@ def test_callback_logs_in_and_creates_the_account(settings, oidc_app, provider):
     with session_scope(settings) as db:
         carol = db.scalar(select(accounts.User).where(accounts.User.username == "carol.smith"))
         assert carol is not None and carol.password_hash is None and carol.email == "carol@example.org"
+        assert carol.external_id.endswith("|f-0001")
         carol_id = carol.id
     with client.session_transaction() as flask_session:
         assert flask_session["user_id"] == carol_id
@@ -91,6 +92,21 @@ def test_callback_logs_in_and_creates_the_account(settings, oidc_app, provider):
     client.get(f"/login/oidc/callback?code=good-code&state={query['state'][0]}")
     with session_scope(settings) as db:
         assert len(db.scalars(select(accounts.User).where(accounts.User.username == "carol.smith")).all()) == 1
+
+
+def test_a_sign_on_name_never_takes_over_a_local_account(settings, oidc_app, provider):
+    with session_scope(settings) as db:
+        local = accounts.create_user(db, "carol.smith", "local password", is_admin=True)
+        local_id = local.id
+    client = oidc_app.test_client()
+    _, query = _start(client)
+    reply = client.get(f"/login/oidc/callback?code=good-code&state={query['state'][0]}")
+    assert reply.location == "/login"
+    with client.session_transaction() as flask_session:
+        assert "user_id" not in flask_session
+    with session_scope(settings) as db:
+        assert db.get(accounts.User, local_id).external_id is None
+        assert len(db.scalars(select(accounts.User)).all()) == 1
 
 
 def test_bad_state_or_code_is_refused(oidc_app):
