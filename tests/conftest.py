@@ -106,9 +106,18 @@ def docker_client():
     from builder.docker_engine import client_for
 
     client = client_for("unix:///var/run/docker.sock")
+    dangling_before = {image.id for image in client.images.list(filters={"dangling": True})}
     yield client
     for container in client.containers.list(all=True, filters={"label": TEST_LABEL}):
         container.remove(force=True)
+    # Failed test builds leave their finished steps behind as untagged cache images: remove the ones
+    # this session made (never those that were there before it).
+    for image in client.images.list(filters={"dangling": True}):
+        if image.id not in dangling_before:
+            try:
+                client.images.remove(image.id)
+            except Exception:  # noqa: BLE001 - in use by another image or container: not ours to force
+                pass
     client.close()
 
 
