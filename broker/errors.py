@@ -45,7 +45,3 @@ class BackendError(BrokerError):
 
 class NodeUnreachable(BackendError):
     """A node's daemon does not answer."""
-
-
-class ImportError_(BrokerError):
-    """An experiment import file has a bad row; nothing was imported."""
