@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from docker.errors import ImageNotFound
+
 from asci.config import Settings
 from asci.db import utcnow
 from asci.errors import AsciError
@@ -96,12 +98,24 @@ def build_from_context(settings: Settings, client, context: render.BuildContext,
 
 def remove_local(client, reference: str) -> None:
     """Remove a local image tag, ignoring one that is not there."""
-    from docker.errors import ImageNotFound
-
     try:
         client.images.remove(reference, noprune=False)
     except ImageNotFound:
         pass
+
+
+def _withdraw_push(settings: Settings, client, name: str, version: str, reference: str, digest: str) -> None:
+    """Delete what this build pushed: by its digest, or by tag only when the tag is this image's."""
+    if not digest:
+        tagged = registry.manifest_digest(settings.registry, name, version)
+        try:
+            ours = client.images.get(reference).attrs.get("RepoDigests") or []
+        except ImageNotFound:
+            ours = []
+        if tagged is None or not any(item.endswith("@" + tagged) for item in ours):
+            return  # nothing pushed, or the tag holds another build's image: not ours to delete
+        digest = tagged
+    registry.delete_manifest(settings.registry, name, digest)
 
 
 def build_environment(settings: Settings, name: str, log: Log = print, *, client=None,
@@ -125,7 +139,7 @@ def build_environment(settings: Settings, name: str, log: Log = print, *, client
     version = row.version
     repository = f"{settings.registry}/{recipe.name}"
     reference = f"{repository}:{version}"
-    pushed = False
+    pushed, digest = False, ""
     try:
         if registry.tag_exists(settings.registry, recipe.name, version):
             raise VersionError(f"{reference} already exists in the registry; a pushed version is immutable")
@@ -149,9 +163,11 @@ def build_environment(settings: Settings, name: str, log: Log = print, *, client
     except BaseException as exc:
         sink(f"build of {reference} failed: {exc}")
         try:
-            remove_local(client, reference)
             if pushed:
-                registry.delete_manifest(settings.registry, recipe.name, version)
+                _withdraw_push(settings, client, recipe.name, version, reference, digest)
+            remove_local(client, reference)
+        except Exception as cleanup:  # noqa: BLE001 - report, but keep the build's own error
+            sink(f"cleanup after the failed build: {cleanup}")
         finally:
             versions.update_version(settings, row.id, status=FAILED, error=str(exc) or type(exc).__name__,
                                     build_log="\n".join(lines) + "\n", finished_at=utcnow())
