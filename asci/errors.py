@@ -7,9 +7,13 @@ non-zero, so expected failures never show a traceback.
 
 
 class AsciError(Exception):
-    """An expected failure with a message fit for the user."""
+    """An expected failure with a message fit for the user.
+
+    ``exit_code`` is what the CLI exits with, ``http_status`` what an HTTP API answers.
+    """
 
     exit_code = 1
+    http_status = 500
 
 
 class ConfigError(AsciError):

@@ -31,7 +31,7 @@ bp = Blueprint("broker_api", __name__)
 
 
 class Unauthorized(BrokerError):
-    status = 401
+    http_status = 401
 
 
 def _settings():
@@ -67,7 +67,7 @@ def _admin(db) -> User:
 
 @bp.errorhandler(BrokerError)
 def _error(exc: BrokerError):
-    return jsonify(error=str(exc)), exc.status
+    return jsonify(error=str(exc)), exc.http_status
 
 
 @bp.post("/api/sessions")

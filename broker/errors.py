@@ -4,9 +4,9 @@ from asci.errors import AsciError
 
 
 class BrokerError(AsciError):
-    """Root of every broker error; ``status`` is the HTTP status for the API."""
+    """Root of every broker error; ``http_status`` is the HTTP status for the API."""
 
-    status = 400
+    http_status = 400
 
 
 class BadRequest(BrokerError):
@@ -16,31 +16,31 @@ class BadRequest(BrokerError):
 class NotFound(BrokerError):
     """No such thing, or not one the caller may see."""
 
-    status = 404
+    http_status = 404
 
 
 class Forbidden(BrokerError):
     """The caller is known but not allowed to do this."""
 
-    status = 403
+    http_status = 403
 
 
 class QuotaExceeded(BrokerError):
     """The user already runs as many sessions as allowed."""
 
-    status = 429
+    http_status = 429
 
 
 class NoCapacity(BrokerError):
     """No node that is up has room (or a free GPU) for the session."""
 
-    status = 503
+    http_status = 503
 
 
 class BackendError(BrokerError):
     """A backend (Docker, Swarm) refused or failed an operation."""
 
-    status = 502
+    http_status = 502
 
 
 class NodeUnreachable(BackendError):

@@ -10,6 +10,8 @@ class CiError(AsciError):
 class JobNotFound(CiError):
     """No build job with that id."""
 
+    http_status = 404
+
 
 class GateFailed(CiError):
     """The smoke test refused a new version (it stays not current)."""

@@ -61,7 +61,7 @@ def show_build(job_id: int):
         try:
             job = queue.get_job(session, job_id)
         except JobNotFound as exc:
-            return jsonify(error=str(exc)), 404
+            return jsonify(error=str(exc)), exc.http_status
         return jsonify(job.as_dict() | {"log": job.log})
 
 
