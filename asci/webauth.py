@@ -19,11 +19,14 @@ def bearer_token() -> str:
 
 
 def request_user(db_session: Session) -> User | None:
-    """The active user behind this request (login session first, then API token), or None."""
-    user_id = session.get("user_id")
-    if user_id is not None:
-        user = db_session.get(User, int(user_id))
-        if user is not None and user.is_active:
-            return user
+    """The active user behind this request, or None.
+
+    A bearer token, when one is sent, decides alone (an invalid one is None even with a login
+    session); otherwise the login session does.
+    """
     token = bearer_token()
-    return user_for_token(db_session, token) if token else None
+    if token:
+        return user_for_token(db_session, token)
+    user_id = session.get("user_id")
+    user = db_session.get(User, int(user_id)) if user_id is not None else None
+    return user if user is not None and user.is_active else None

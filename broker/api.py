@@ -18,10 +18,11 @@ at login) or ``Authorization: Bearer <api token>``. Errors are
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request, session as login_session
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from asci import db as asci_db
-from asci.accounts import User, user_for_token
+from asci.accounts import User
+from asci.webauth import bearer_token, request_user
 from broker import metrics, placement, service
 from broker.backends.base import NodeRef
 from broker.errors import BadRequest, BrokerError, Forbidden
@@ -45,16 +46,10 @@ def _broker() -> service.Broker:
 
 
 def _user(db) -> User:
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        user = user_for_token(db, header[7:].strip())
-        if user is None:
-            raise Unauthorized("invalid API token")
-        return user
-    user_id = login_session.get("user_id")
-    user = db.get(User, user_id) if user_id is not None else None
-    if user is None or not user.is_active:
-        raise Unauthorized("log in or send an API token (Authorization: Bearer ...)")
+    user = request_user(db)
+    if user is None:
+        raise Unauthorized("invalid API token" if bearer_token() else
+                           "log in or send an API token (Authorization: Bearer ...)")
     return user
 
 

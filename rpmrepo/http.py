@@ -15,6 +15,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, current_app, jsonify, request, send_from_directory
 
 from asci.accounts import user_for_token
+from asci.webauth import bearer_token
 from asci.db import session_scope
 from rpmrepo.errors import InvalidPackage, RepoError
 from rpmrepo.index import list_packages
@@ -93,12 +94,12 @@ def api_list(repo: str):
 
 
 def _bearer_user_id(settings) -> int | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    """Uploads take an API token only (never the login cookie)."""
+    token = bearer_token()
+    if not token:
         return None
     with session_scope(settings) as session:
-        user = user_for_token(session, token.strip())
+        user = user_for_token(session, token)
         return user.id if user is not None else None
 
 
