@@ -11,13 +11,13 @@ recipe declares inside the running desktop, as the desktop's user. Any failure r
 from __future__ import annotations
 
 import secrets
-import socket
 import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
 from asci import rfb
 from asci.config import Settings
+from asci.net import free_port
 from broker.backends.base import LaunchSpec, NodeRef
 from broker.backends.docker import DockerBackend
 from ci.errors import GateFailed
@@ -37,13 +37,9 @@ class GateReport:
 
 
 def _free_port() -> int:
-    for port in GATE_PORTS:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
+    port = free_port(GATE_PORTS)
+    if port is not None:
+        return port
     raise GateFailed(f"no free port for the smoke test in {GATE_PORTS.start}-{GATE_PORTS.stop - 1}")
 
 

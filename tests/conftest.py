@@ -86,17 +86,14 @@ TEST_LABEL = "asci.test"
 
 
 def free_port(start: int = 5900, end: int = 6900) -> int:
-    """A TCP port on 127.0.0.1 nobody listens on, chosen in [start, end)."""
+    """A TCP port on 127.0.0.1 nobody listens on, chosen at random in [start, end)."""
     import random
-    import socket
 
-    for port in random.sample(range(start, end), end - start):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
+    from asci import net
+
+    port = net.free_port(random.sample(range(start, end), end - start))
+    if port is not None:
+        return port
     raise RuntimeError(f"no free port in {start}-{end}")
 
 
