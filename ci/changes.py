@@ -1,21 +1,16 @@
 """Turn repository change events and recipe commits into queued builds.
 
-Repository events are read after a cursor kept in ``ci_cursors``. Ids are allocated before
-commit, so on PostgreSQL a smaller id can become visible after a larger one: the cursor only
-moves past a missing id once a later event is older than :data:`GAP_GRACE_S`, and events
-already handled beyond a gap are remembered so they are not handled twice.
+Repository events are read after the last id handled, kept in ``ci_cursors``: ``rpmrepo.events``
+guarantees ids become visible in id order, so a plain last-id cursor misses none.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from asci.config import Settings
-from asci.db import utcnow
 from builder.recipes import list_recipes
 from ci import queue
 from ci.affected import affected_environments
@@ -23,7 +18,6 @@ from ci.models import CiCursor
 from rpmrepo.events import events_after
 
 EVENTS_CURSOR = "repo-events"
-GAP_GRACE_S = 30.0
 
 
 def _cursor(session: Session, name: str) -> CiCursor:
@@ -44,35 +38,14 @@ def _package_name(nevra: str) -> str:
 def consume_repo_events(session: Session, settings: Settings, debounce_s: float, max_attempts: int = 3) -> list[str]:
     """Queue builds for environments affected by new repository events; returns their names."""
     cursor = _cursor(session, EVENTS_CURSOR)
-    state = json.loads(cursor.position or '{"last": 0, "handled": []}')
-    last, handled = int(state["last"]), set(state["handled"])
-    events = events_after(session, last, limit=500)
     queued: list[str] = []
-    for event in events:
-        if event.id in handled:
-            continue
-        handled.add(event.id)
+    for event in events_after(session, int(cursor.position or 0), limit=500):
         names = {_package_name(n) for n in event.packages or []}
-        if not names:
-            continue
         for environment, hits in affected_environments(session, settings, names).items():
             reason = f"{event.kind} in {event.repo}: {', '.join(hits)} (event {event.id})"
             queue.enqueue(session, environment, reason, debounce_s=debounce_s, max_attempts=max_attempts)
             queued.append(environment)
-    # Move the cursor over handled ids, and over gaps that stayed empty for the grace period.
-    grace_line = utcnow() - dt.timedelta(seconds=GAP_GRACE_S)
-    while True:
-        following = last + 1
-        if following in handled:
-            last = following
-            continue
-        later = [e for e in events if e.id > following]
-        if later and min(later, key=lambda e: e.id).created_at < grace_line:
-            last = following  # that id never committed (rolled back)
-            continue
-        break
-    handled = {i for i in handled if i > last}
-    cursor.position = json.dumps({"last": last, "handled": sorted(handled)})
+        cursor.position = str(event.id)
     return sorted(set(queued))
 
 
