@@ -44,7 +44,7 @@ def init_app(app: Flask) -> None:
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # checked by _check_csrf below, with the API rule
     csrf.init_app(app)
     def names(modules):
-        return frozenset(bp.name for bp in map(_blueprint_of, modules) if bp is not None and bp.name in app.blueprints)
+        return frozenset(bp.name for bp in map(_blueprint_of, modules) if bp.name in app.blueprints)
 
     app.extensions["asci_api_blueprints"] = names(API_MODULES)
     app.extensions["asci_bearer_only_blueprints"] = names(BEARER_ONLY_MODULES)
@@ -57,11 +57,7 @@ def init_app(app: Flask) -> None:
 def _blueprint_of(module_name: str):
     import importlib
 
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError:
-        return None
-    return getattr(module, "bp", None)
+    return importlib.import_module(module_name).bp
 
 
 def _check_csrf() -> None:
