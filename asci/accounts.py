@@ -11,11 +11,9 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from asci.db import Base, UTCDateTime, utcnow
-from asci.errors import AsciError
+from asci.errors import AccountError
 
-
-class AccountError(AsciError):
-    """A user or token operation was refused."""
+__all__ = ["AccountError", "User", "ApiToken", "create_user", "get_user", "issue_token", "user_for_token"]
 
 
 class User(Base):
@@ -68,44 +66,44 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_user(session: Session, username: str, password: str | None = None, *, is_admin: bool = False,
+def create_user(db: Session, username: str, password: str | None = None, *, is_admin: bool = False,
                 display_name: str = "", uid: int | None = None, gid: int | None = None) -> User:
     """Add a user; refuses a taken or malformed user name."""
     import re
 
     if not re.fullmatch(r"[a-z_][a-z0-9_.\-]{0,63}", username):
         raise AccountError(f"user name {username!r}: expected lower-case letters, digits, '.', '-' or '_'")
-    if session.scalar(select(User).where(User.username == username)) is not None:
+    if db.scalar(select(User).where(User.username == username)) is not None:
         raise AccountError(f"user {username!r} already exists")
     user = User(username=username, display_name=display_name or username, is_admin=is_admin, uid=uid, gid=gid)
     if password is not None:
         user.set_password(password)
-    session.add(user)
-    session.flush()
+    db.add(user)
+    db.flush()
     return user
 
 
-def get_user(session: Session, username: str) -> User:
+def get_user(db: Session, username: str) -> User:
     """The user called ``username``, or an error saying there is none."""
-    user = session.scalar(select(User).where(User.username == username))
+    user = db.scalar(select(User).where(User.username == username))
     if user is None:
         raise AccountError(f"no user {username!r}")
     return user
 
 
-def issue_token(session: Session, user: User, name: str = "") -> str:
+def issue_token(db: Session, user: User, name: str = "") -> str:
     """Create an API token for ``user`` and return it (shown once, stored hashed)."""
     token = "asci_" + secrets.token_urlsafe(32)
-    session.add(ApiToken(user=user, name=name, token_sha256=_digest(token)))
-    session.flush()
+    db.add(ApiToken(user=user, name=name, token_sha256=_digest(token)))
+    db.flush()
     return token
 
 
-def user_for_token(session: Session, token: str) -> User | None:
+def user_for_token(db: Session, token: str) -> User | None:
     """The active user owning ``token``, or None."""
     if not token:
         return None
-    row = session.scalar(select(ApiToken).where(ApiToken.token_sha256 == _digest(token)))
+    row = db.scalar(select(ApiToken).where(ApiToken.token_sha256 == _digest(token)))
     if row is None or not row.user.is_active:
         return None
     row.last_used_at = utcnow()

@@ -1,34 +1,22 @@
 """The ``asci`` command: one entry point, sub-commands grouped by package.
 
+The core's own groups (``db``, ``user``) are added here; every package registers its groups
+under the ``asci.commands`` entry point group (``pyproject.toml``), so the core names none of them.
 Expected failures (:class:`asci.errors.AsciError`) print one ``error:`` line
 and exit non-zero; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
+from importlib.metadata import entry_points
 
 import click
 
 from asci.config import Settings, load_settings
 from asci.errors import AsciError
 
-# (module, attribute) of each package's click command or group, imported when the CLI starts.
-PACKAGE_GROUPS = [
-    ("asci.cli_core", "db_group"),
-    ("asci.cli_core", "user_group"),
-    ("asci.cli_core", "serve"),
-    ("asci.cli_core", "demo"),
-    ("builder.cli", "base"),
-    ("rpmrepo.cli", "rpm"),
-    ("builder.cli", "env"),
-    ("ci.cli", "worker"),
-    ("ci.cli", "build"),
-    ("broker.cli", "experiment"),
-    ("broker.cli", "node"),
-    ("broker.cli", "session"),
-]
+ENTRY_POINT_GROUP = "asci.commands"
 
 
 class AsciContext:
@@ -62,8 +50,12 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register_groups() -> None:
-    for module_name, attribute in PACKAGE_GROUPS:
-        cli.add_command(getattr(importlib.import_module(module_name), attribute))
+    from asci.cli_core import db_group, user_group
+
+    cli.add_command(db_group)
+    cli.add_command(user_group)
+    for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        cli.add_command(entry.load(), entry.name)
 
 
 _register_groups()

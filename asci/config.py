@@ -214,7 +214,7 @@ def _as_float(name: str, value: Any, low: float, high: float) -> float:
     return number
 
 
-def _port_range(name: str, value: Any) -> tuple[int, int]:
+def parse_port_range(name: str, value: Any) -> tuple[int, int]:
     if isinstance(value, str):
         parts = value.replace(" ", "").split("-")
     elif isinstance(value, (list, tuple)):
@@ -281,7 +281,7 @@ _PARSERS = {
     "login_window_s": lambda n, v: _as_int(n, v, 1, 86400),
     "broker_backend": _choice("docker", "swarm"),
     "broker_instance": _repo_name,
-    "session_ports": _port_range,
+    "session_ports": parse_port_range,
     "session_max_per_user": lambda n, v: _as_int(n, v, 1, 1000),
     "session_idle_timeout_s": lambda n, v: _as_int(n, v, 60, 365 * 86400),
     "session_idle_warning_s": lambda n, v: _as_int(n, v, 0, 86400),

@@ -98,15 +98,15 @@ def session_factory(settings: Settings) -> sessionmaker[Session]:
 @contextlib.contextmanager
 def session_scope(settings: Settings) -> Iterator[Session]:
     """A session that commits on success and rolls back on any error."""
-    session = session_factory(settings)()
+    db = session_factory(settings)()
     try:
-        yield session
-        session.commit()
+        yield db
+        db.commit()
     except BaseException:
-        session.rollback()
+        db.rollback()
         raise
     finally:
-        session.close()
+        db.close()
 
 
 def alembic_config(url: str):
@@ -157,13 +157,18 @@ def _redacted(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def import_all_models() -> None:
-    """Import every package's models so that ``Base.metadata`` is complete."""
-    import importlib
+MODELS_ENTRY_POINT_GROUP = "asci.models"
 
-    for module in ("asci.accounts", "rpmrepo.models", "builder.models", "ci.models", "broker.models"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+
+def import_all_models() -> None:
+    """Import the core's and every package's models so that ``Base.metadata`` is complete.
+
+    Packages register their models module under the ``asci.models`` entry point group
+    (``pyproject.toml``), so the core names none of them.
+    """
+    from importlib.metadata import entry_points
+
+    import asci.accounts  # noqa: F401  (the core's own tables)
+
+    for entry in entry_points(group=MODELS_ENTRY_POINT_GROUP):
+        entry.load()

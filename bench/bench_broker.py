@@ -91,7 +91,7 @@ def main() -> None:
         time.sleep(10)
         usages = []
         for row in running:
-            stats = client.api.stats(row.container_id, stream=False)
+            stats = client.api.stats(row.backend_state["container_id"], stream=False)
             memory = stats["memory_stats"]
             usages.append(memory["usage"] - memory.get("stats", {}).get("total_inactive_file", 0))
         result["idle_session_memory_mib"] = {"mean": round(statistics.mean(usages) / 2**20, 1),

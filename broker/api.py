@@ -1,9 +1,8 @@
-"""The broker's JSON API (blueprint ``bp``), described by ``/api/openapi.json``.
+"""The broker's JSON API (blueprint ``bp``), described by the OpenAPI document (``broker.openapi``).
 
-Authentication: the Flask login session (``session["user_id"]``, set by web/
-at login) or ``Authorization: Bearer <api token>``. Errors are
-``{"error": "..."}`` with a 4xx/5xx status. Another user's session answers
-404, exactly like a session that does not exist.
+Authentication (``asci.webauth.require_user``, before any body is read): the login session or
+``Authorization: Bearer <api token>``. Errors follow ``asci.http``: JSON ``{"error", "kind"}``
+with the error's status. Another user's session answers 404, exactly like one that does not exist.
 
 - ``POST   /api/sessions``        ``{"environment", "version" ("current" default), "experiment",
   "gpu"?, "cpus"?, "memory"?}`` → 201 and the session (running)
@@ -12,131 +11,94 @@ at login) or ``Authorization: Bearer <api token>``. Errors are
 - ``DELETE /api/sessions/<id>``   stop it → the session (state stopped)
 - ``GET    /api/nodes``           nodes with capacity and usage (administrators)
 - ``GET    /api/health``          database and node reachability (administrators)
-- ``GET    /api/openapi.json``    this API as OpenAPI 3
 - ``GET    /metrics``             Prometheus metrics
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Response, jsonify, request
+from sqlalchemy import select
 
-from asci import db as asci_db
-from asci.accounts import User
-from asci.webauth import bearer_token, request_user
-from broker import metrics, placement, service
+from asci.db import session_scope
+from asci.http import CSRF_API, blueprint, current_settings
+from asci.webauth import require_user
+from broker import metrics, service
 from broker.backends.base import NodeRef
 from broker.errors import BadRequest, BrokerError, Forbidden
 from broker.models import Node
+from broker.views import get_session as visible_session
+from broker.views import list_sessions as visible_sessions
+from broker.views import node_views, session_dict
 
-bp = Blueprint("broker_api", __name__)
+bp = blueprint("broker_api", __name__, csrf=CSRF_API)
 
-
-class Unauthorized(BrokerError):
-    http_status = 401
-
-
-def _settings():
-    from web import settings_of
-
-    return settings_of(current_app)
+SESSION_FIELDS = {"environment", "version", "experiment", "gpu", "cpus", "memory"}
+MAX_ID = 2**63 - 1
 
 
 def _broker() -> service.Broker:
-    return current_app.extensions.get("asci_broker") or service.broker_for(_settings())
+    return service.broker_for(current_settings())
 
 
-def _user(db) -> User:
-    user = request_user(db)
-    if user is None:
-        raise Unauthorized("invalid API token" if bearer_token() else
-                           "log in or send an API token (Authorization: Bearer ...)")
-    return user
-
-
-def _admin(db) -> User:
-    user = _user(db)
-    if not user.is_admin:
-        raise Forbidden("administrators only")
-    return user
-
-
-@bp.errorhandler(BrokerError)
-def _error(exc: BrokerError):
-    return jsonify(error=str(exc)), exc.http_status
+def _session_id(raw: str) -> int:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_ID:
+        raise BadRequest(f"session id: expected a number, got {raw[:40]!r}")
+    return int(raw)
 
 
 @bp.post("/api/sessions")
 def create_session():
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise BadRequest("expected a JSON object such as {\"environment\": ..., \"version\": \"current\", "
-                         "\"experiment\": ...}")
-    unknown = set(body) - {"environment", "version", "experiment", "gpu", "cpus", "memory"}
-    if unknown:
-        raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
-    with asci_db.session_scope(_settings()) as db:
-        user = _user(db)
-        session = _broker().launch(db, user, body.get("environment"), body.get("version", "current"),
+    with session_scope(current_settings()) as db:
+        user = require_user(db)
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise BadRequest("expected a JSON object such as {\"environment\": ..., \"version\": \"current\", "
+                             "\"experiment\": ...}")
+        unknown = set(body) - SESSION_FIELDS
+        if unknown:
+            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
+        desktop = _broker().launch(db, user, body.get("environment"), body.get("version", "current"),
                                    body.get("experiment"), gpu=body.get("gpu", False), cpus=body.get("cpus"),
                                    memory=body.get("memory"))
-        return jsonify(service.session_dict(session)), 201
+        return jsonify(session_dict(desktop)), 201
 
 
 @bp.get("/api/sessions")
 def list_sessions():
-    everyone = request.args.get("all", "") in {"1", "true", "yes"}
-    with asci_db.session_scope(_settings()) as db:
-        user = _user(db)
+    with session_scope(current_settings()) as db:
+        user = require_user(db)
+        everyone = request.args.get("all", "") in {"1", "true", "yes"}
         if everyone and not user.is_admin:
             raise Forbidden("only administrators may list everyone's sessions")
-        rows = service.list_sessions(db, user, everyone=everyone)
-        return jsonify(sessions=[service.session_dict(row) for row in rows])
+        return jsonify(sessions=[session_dict(row) for row in visible_sessions(db, user, everyone=everyone)])
 
 
-def _session_id(raw: str) -> int:
-    if not raw.isdigit():
-        raise BadRequest(f"session id: expected a number, got {raw!r}")
-    return int(raw)
+@bp.get("/api/sessions/<session_id>")
+def get_session(session_id: str):
+    with session_scope(current_settings()) as db:
+        user = require_user(db)
+        return jsonify(session_dict(visible_session(db, _session_id(session_id), user)))
 
 
-@bp.get("/api/sessions/<raw_id>")
-def get_session(raw_id: str):
-    with asci_db.session_scope(_settings()) as db:
-        return jsonify(service.session_dict(service.get_session(db, _session_id(raw_id), _user(db))))
-
-
-@bp.delete("/api/sessions/<raw_id>")
-def stop_session(raw_id: str):
-    with asci_db.session_scope(_settings()) as db:
-        session = _broker().stop(db, _session_id(raw_id), _user(db))
-        return jsonify(service.session_dict(session))
-
-
-def node_dict(db, node: Node) -> dict:
-    used = placement.usage(db, node)
-    return {"name": node.name, "docker_url": node.docker_url, "state": node.state, "cpus": node.cpus,
-            "memory_bytes": node.memory_bytes, "max_sessions": node.max_sessions,
-            "ports": [node.port_min, node.port_max], "gpus": node.gpus,
-            "used": {"sessions": used.sessions, "cpus": used.cpus, "memory_bytes": used.memory_bytes},
-            "last_seen": node.last_seen.isoformat() if node.last_seen else None, "last_error": node.last_error}
+@bp.delete("/api/sessions/<session_id>")
+def stop_session(session_id: str):
+    with session_scope(current_settings()) as db:
+        user = require_user(db)
+        return jsonify(session_dict(_broker().stop(db, _session_id(session_id), user)))
 
 
 @bp.get("/api/nodes")
 def list_nodes():
-    from sqlalchemy import select
-
-    with asci_db.session_scope(_settings()) as db:
-        _admin(db)
-        return jsonify(nodes=[node_dict(db, node) for node in db.scalars(select(Node).order_by(Node.name))])
+    with session_scope(current_settings()) as db:
+        require_user(db, admin=True)
+        return jsonify(nodes=node_views(db))
 
 
 @bp.get("/api/health")
 def health():
-    from sqlalchemy import select
-
     broker = _broker()
-    with asci_db.session_scope(_settings()) as db:
-        _admin(db)
+    with session_scope(current_settings()) as db:
+        require_user(db, admin=True)
         nodes = {}
         for node in db.scalars(select(Node).order_by(Node.name)):
             try:
@@ -149,15 +111,8 @@ def health():
         200 if healthy else 503)
 
 
-@bp.get("/api/openapi.json")
-def openapi():
-    from broker.openapi import document
-
-    return jsonify(document(_settings().public_url))
-
-
 @bp.get("/metrics")
 def prometheus():
     from prometheus_client import CONTENT_TYPE_LATEST
 
-    return Response(metrics.render(_settings()), mimetype=CONTENT_TYPE_LATEST)
+    return Response(metrics.render(current_settings()), mimetype=CONTENT_TYPE_LATEST)

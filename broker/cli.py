@@ -36,9 +36,9 @@ def experiment_allow(ctx: AsciContext, code: str, environment: str) -> None:
     """Let experiment CODE launch ENVIRONMENT."""
     from broker.experiments_import import import_rows
 
-    with session_scope(ctx.settings) as db:
-        from broker.models import Experiment
+    from broker.models import Experiment
 
+    with session_scope(ctx.settings) as db:
         found = db.scalar(select(Experiment).where(Experiment.code == code))
         if found is None:
             raise click.ClickException(f"no experiment {code!r}")
@@ -52,12 +52,12 @@ def experiment_allow(ctx: AsciContext, code: str, environment: str) -> None:
 @pass_ctx
 def experiment_list(ctx: AsciContext) -> None:
     """Experiments with their members."""
-    from broker.models import Experiment
+    from broker.views import all_experiments
 
     with session_scope(ctx.settings) as db:
-        for row in db.scalars(select(Experiment).order_by(Experiment.code)):
-            members = " ".join(sorted(m.user.username for m in row.members))
-            click.echo(f"{row.code}\t{row.starts_on or ''}..{row.ends_on or ''}\t{row.data_path}\t{members}")
+        for row in all_experiments(db):
+            click.echo(f"{row.code}\t{row.starts_on or ''}..{row.ends_on or ''}\t{row.data_path}\t"
+                       f"{' '.join(row.members)}")
 
 
 @click.group()
@@ -82,22 +82,17 @@ def node() -> None:
 def node_add(ctx: AsciContext, name, docker_url, cpus, memory, max_sessions, ports, vnc_host, tls_ca, tls_cert,
              tls_key, nvidia_smi) -> None:
     """Register (or update) node NAME."""
-    from asci.config import _port_range
+    from asci.config import parse_port_range
     from broker.gpus import parse_nvidia_smi
-    from broker.models import Node
-    from broker.service import parse_memory
+    from broker.nodes import register_node
+    from broker.resources import parse_memory
 
-    low, high = _port_range("--ports", ports) if ports else ctx.settings.session_ports
+    low, high = parse_port_range("--ports", ports) if ports else ctx.settings.session_ports
     gpus = parse_nvidia_smi(nvidia_smi.read_text()) if nvidia_smi else []
     with session_scope(ctx.settings) as db:
-        row = db.scalar(select(Node).where(Node.name == name)) or Node(name=name)
-        db.add(row)
-        row.docker_url, row.cpus, row.memory_bytes, row.max_sessions = docker_url, cpus, parse_memory(memory), max_sessions
-        row.port_min, row.port_max, row.vnc_host = low, high, vnc_host
-        row.tls_ca, row.tls_cert, row.tls_key, row.state = tls_ca, tls_cert, tls_key, "up"
-        if nvidia_smi:
-            row.gpus = gpus
-        row.gpus = row.gpus or []
+        register_node(db, name, docker_url, cpus=cpus, memory_bytes=parse_memory(memory), max_sessions=max_sessions,
+                      ports=(low, high), vnc_host=vnc_host, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
+                      gpus=gpus if nvidia_smi else None)
     click.echo(f"node {name}: {docker_url}, {cpus:g} CPUs, {len(gpus)} GPUs, ports {low}-{high}")
 
 
@@ -106,11 +101,10 @@ def node_add(ctx: AsciContext, name, docker_url, cpus, memory, max_sessions, por
 @pass_ctx
 def node_list(ctx: AsciContext, as_json: bool) -> None:
     """Nodes with their state and usage."""
-    from broker.api import node_dict
-    from broker.models import Node
+    from broker.views import node_views
 
     with session_scope(ctx.settings) as db:
-        rows = [node_dict(db, row) for row in db.scalars(select(Node).order_by(Node.name))]
+        rows = node_views(db)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -124,19 +118,16 @@ def node_list(ctx: AsciContext, as_json: bool) -> None:
 @pass_ctx
 def node_prepull(ctx: AsciContext) -> None:
     """Pull the current version of every environment on every node that is up."""
+    import builder
     from broker.backends.base import NodeRef
     from broker.errors import BrokerError
-    from broker.models import Node
+    from broker.nodes import up_nodes
     from broker.service import broker_for
-    from builder.models import SUCCEEDED, Environment, EnvironmentVersion
 
     broker = broker_for(ctx.settings)
     with session_scope(ctx.settings) as db:
-        images = [version.pull_reference for env in db.scalars(select(Environment))
-                  for version in db.scalars(select(EnvironmentVersion).where(
-                      EnvironmentVersion.environment_id == env.id, EnvironmentVersion.version == env.current_version,
-                      EnvironmentVersion.status == SUCCEEDED))]
-        nodes = [NodeRef.of(n) for n in db.scalars(select(Node).where(Node.state == "up"))]
+        images = builder.current_images(db)
+        nodes = [NodeRef.of(node) for node in up_nodes(db)]
     failures = 0
     for ref in nodes:
         for image in images:
@@ -161,7 +152,7 @@ def session() -> None:
 def session_list(ctx: AsciContext, active: bool) -> None:
     """Every user's sessions, newest first."""
     from asci.accounts import User
-    from broker.service import list_sessions, session_dict
+    from broker.views import list_sessions, session_dict
 
     with session_scope(ctx.settings) as db:
         admin = User(id=0, username="cli", is_admin=True)

@@ -18,9 +18,9 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from asci import db as asci_db
+from asci.db import utcnow
 from broker import logs
-from broker.models import RUNNING, DesktopSession
+from broker.models import DesktopSession, SessionState
 
 
 def connected_ports(proc: Path = Path("/proc/net")) -> set[int]:
@@ -41,30 +41,30 @@ def connected_ports(proc: Path = Path("/proc/net")) -> set[int]:
 def cull(broker, db: Session, now: dt.datetime | None = None, local_ports: set[int] | None = None) -> dict:
     """One culling pass; returns counts of warned and stopped sessions."""
     settings = broker.settings
-    now = now or asci_db.utcnow()
+    now = now or utcnow()
     if local_ports is None:
         local_ports = connected_ports()
     summary = {"warned": 0, "culled": 0, "expired": 0}
     idle_limit = dt.timedelta(seconds=settings.session_idle_timeout_s)
     warn_at = idle_limit - dt.timedelta(seconds=settings.session_idle_warning_s)
-    for session in db.scalars(select(DesktopSession).where(DesktopSession.state == RUNNING)).all():
-        local = session.node is not None and session.node.docker_url.startswith("unix://")
-        if local and session.vnc_port in local_ports:
-            session.last_activity, session.warned_at = now, None
-        started = session.started_at or session.created_at
+    for desktop in db.scalars(select(DesktopSession).where(DesktopSession.state == SessionState.RUNNING)).all():
+        local = desktop.node is not None and desktop.node.docker_url.startswith("unix://")
+        if local and desktop.vnc_port in local_ports:
+            desktop.last_activity, desktop.warned_at = now, None
+        started = desktop.started_at or desktop.created_at
         if now - started >= dt.timedelta(seconds=settings.session_max_lifetime_s):
-            broker.stop_session(db, session, "stopped: the session reached its maximum lifetime")
+            broker.stop_session(db, desktop, "stopped: the session reached its maximum lifetime")
             summary["expired"] += 1
             continue
-        idle = now - (session.last_activity or started)
+        idle = now - (desktop.last_activity or started)
         if idle >= idle_limit:
-            broker.stop_session(db, session, f"stopped: no VNC client for {int(idle.total_seconds() // 60)} minutes")
+            broker.stop_session(db, desktop, f"stopped: no VNC client for {int(idle.total_seconds() // 60)} minutes")
             summary["culled"] += 1
-        elif idle >= warn_at and session.warned_at is None:
-            stop_time = (session.last_activity or started) + idle_limit
-            session.warned_at = now
-            session.message = f"idle: no VNC client connected; the session stops at {stop_time:%Y-%m-%d %H:%M} UTC"
+        elif idle >= warn_at and desktop.warned_at is None:
+            stop_time = (desktop.last_activity or started) + idle_limit
+            desktop.warned_at = now
+            desktop.message = f"idle: no VNC client connected; the session stops at {stop_time:%Y-%m-%d %H:%M} UTC"
             summary["warned"] += 1
-            logs.event("session.idle_warning", session=session.id, stops_at=stop_time.isoformat())
+            logs.event("session.idle_warning", session=desktop.id, stops_at=stop_time.isoformat())
     db.commit()
     return summary

@@ -32,9 +32,10 @@ class QuotaExceeded(BrokerError):
 
 
 class NoCapacity(BrokerError):
-    """No node that is up has room (or a free GPU) for the session."""
+    """No node that is up has room (or a free GPU) for the session right now."""
 
     http_status = 503
+    retry_after = 30
 
 
 class BackendError(BrokerError):
@@ -45,3 +46,7 @@ class BackendError(BrokerError):
 
 class NodeUnreachable(BackendError):
     """A node's daemon does not answer."""
+
+
+class ImportFailed(BrokerError):
+    """A row of an experiment import is bad; nothing was imported."""

@@ -22,17 +22,13 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import builder
 from asci.accounts import AccountError, User, create_user
-from broker.errors import BrokerError
+from broker.errors import ImportFailed
 from broker.models import Experiment, ExperimentEnvironment, ExperimentMember
-from builder.models import Environment
 
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _SPLIT = re.compile(r"[\s;|,]+")
-
-
-class ImportFailed(BrokerError):
-    """A row of the import file is bad; nothing was imported."""
 
 
 # Host folders that must never be bind-mounted into a desktop, nor any folder above them (mounting
@@ -149,14 +145,14 @@ def import_rows(db: Session, rows: list[dict]) -> dict:
                                                            ExperimentMember.user_id == user.id)) is None:
                 db.add(ExperimentMember(experiment_id=experiment.id, user_id=user.id))
                 counts["memberships_added"] += 1
+        known = builder.environment_ids(db, row["environments"])
         for name in row["environments"]:
-            environment = db.scalar(select(Environment).where(Environment.name == name))
-            if environment is None:
+            if name not in known:
                 raise ImportFailed(f"{row['row']}: unknown environment {name!r}")
             if db.scalar(select(ExperimentEnvironment.id).where(
                     ExperimentEnvironment.experiment_id == experiment.id,
-                    ExperimentEnvironment.environment_id == environment.id)) is None:
-                db.add(ExperimentEnvironment(experiment_id=experiment.id, environment_id=environment.id))
+                    ExperimentEnvironment.environment_id == known[name])) is None:
+                db.add(ExperimentEnvironment(experiment_id=experiment.id, environment_id=known[name]))
         db.flush()
     return counts
 

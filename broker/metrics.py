@@ -7,8 +7,8 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
-from asci import db as asci_db
-from broker.models import ALL_STATES, NODE_UP, DesktopSession, Node
+from asci.db import session_scope
+from broker.models import DesktopSession, Node, NodeState, SessionState
 
 REGISTRY = CollectorRegistry()
 LAUNCH_SECONDS = Histogram("asci_session_launch_seconds", "Time from launch request to the VNC server answering",
@@ -23,11 +23,11 @@ class _DatabaseCollector:
         sessions = GaugeMetricFamily("asci_sessions", "Sessions by state", labels=["state"])
         nodes = GaugeMetricFamily("asci_nodes_up", "Nodes that answer (state up)")
         total = GaugeMetricFamily("asci_nodes", "Registered nodes")
-        with asci_db.session_scope(self.settings) as db:
+        with session_scope(self.settings) as db:
             counts = dict(db.execute(select(DesktopSession.state, func.count()).group_by(DesktopSession.state)).all())
-            up = db.scalar(select(func.count()).select_from(Node).where(Node.state == NODE_UP)) or 0
+            up = db.scalar(select(func.count()).select_from(Node).where(Node.state == NodeState.UP)) or 0
             registered = db.scalar(select(func.count()).select_from(Node)) or 0
-        for state in ALL_STATES:
+        for state in SessionState:
             sessions.add_metric([state], counts.get(state, 0))
         nodes.add_metric([], up)
         total.add_metric([], registered)

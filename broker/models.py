@@ -12,6 +12,7 @@ API, and only useful together with the websockify token route.
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 
 from sqlalchemy import JSON, BigInteger, Boolean, Date, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -19,13 +20,29 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from asci.accounts import User
 from asci.db import Base, UTCDateTime, utcnow
 
-# Session states.
-PENDING, STARTING, RUNNING, STOPPING, STOPPED, FAILED, LOST = (
-    "pending", "starting", "running", "stopping", "stopped", "failed", "lost")
-ACTIVE_STATES = (PENDING, STARTING, RUNNING, STOPPING)
-FINAL_STATES = (STOPPED, FAILED, LOST)
-ALL_STATES = ACTIVE_STATES + FINAL_STATES
-NODE_UP, NODE_DOWN = "up", "down"
+
+
+class SessionState(StrEnum):
+    """Where a desktop session is in its life."""
+
+    PENDING = "pending"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    LOST = "lost"
+
+
+class NodeState(StrEnum):
+    """Whether a node's engine answers."""
+
+    UP = "up"
+    DOWN = "down"
+
+
+ACTIVE_STATES = (SessionState.PENDING, SessionState.STARTING, SessionState.RUNNING, SessionState.STOPPING)
+FINAL_STATES = (SessionState.STOPPED, SessionState.FAILED, SessionState.LOST)
 
 
 class Experiment(Base):
@@ -89,7 +106,7 @@ class Node(Base):
     port_min: Mapped[int] = mapped_column(Integer, default=5901)
     port_max: Mapped[int] = mapped_column(Integer, default=5999)
     gpus: Mapped[list] = mapped_column(JSON, default=list)  # [{"index", "uuid", "name", "memory_mib"}]
-    state: Mapped[str] = mapped_column(String(16), default=NODE_UP)
+    state: Mapped[str] = mapped_column(String(16), default=NodeState.UP)
     last_seen: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -105,21 +122,21 @@ class DesktopSession(Base):
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), index=True)
     environment_version_id: Mapped[int] = mapped_column(
         ForeignKey("environment_versions.id", ondelete="RESTRICT"), index=True)
+    environment: Mapped[str] = mapped_column(String(64), default="")  # name, recorded at launch
+    version: Mapped[str] = mapped_column(String(32), default="")
     image: Mapped[str] = mapped_column(String(400), default="")  # registry/name@sha256:...
     image_digest: Mapped[str] = mapped_column(String(80), default="")
     node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id", ondelete="SET NULL"), nullable=True, index=True)
-    container_id: Mapped[str] = mapped_column(String(80), default="")
-    container_name: Mapped[str] = mapped_column(String(128), default="")
     vnc_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
     display: Mapped[int | None] = mapped_column(Integer, nullable=True)
     vnc_password: Mapped[str] = mapped_column(String(64), default="")
-    state: Mapped[str] = mapped_column(String(16), default=PENDING, index=True)
+    state: Mapped[str] = mapped_column(String(16), default=SessionState.PENDING, index=True)
     message: Mapped[str] = mapped_column(Text, default="")
     cpus: Mapped[float] = mapped_column(Float, default=2.0)
     memory_bytes: Mapped[int] = mapped_column(BigInteger, default=4 << 30)
     gpu: Mapped[bool] = mapped_column(Boolean, default=False)
     gpu_uuid: Mapped[str] = mapped_column(String(80), default="")
-    backend_state: Mapped[dict] = mapped_column(JSON, default=dict)
+    backend_state: Mapped[dict] = mapped_column(JSON, default=dict)  # opaque: what the backend returned
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -129,7 +146,6 @@ class DesktopSession(Base):
     user: Mapped[User] = relationship()
     experiment: Mapped[Experiment] = relationship()
     node: Mapped[Node | None] = relationship()
-    environment_version = relationship("EnvironmentVersion")
 
 
 class PortLease(Base):

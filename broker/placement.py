@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from broker import gpus as gpu_module
-from broker.models import ACTIVE_STATES, NODE_UP, DesktopSession, Node, PortLease
+from broker.models import ACTIVE_STATES, DesktopSession, Node, NodeState, PortLease
 
 
 @dataclass
@@ -49,7 +49,7 @@ def fits(db: Session, node: Node, cpus: float, memory_bytes: int, gpu: bool, sha
 def candidates(db: Session, cpus: float, memory_bytes: int, gpu: bool, share_count: int,
                exclude: set[int] = frozenset()) -> list[Node]:
     """Up nodes that fit the request, the one with the most free memory first."""
-    nodes = db.scalars(select(Node).where(Node.state == NODE_UP).order_by(Node.id)).all()
+    nodes = db.scalars(select(Node).where(Node.state == NodeState.UP).order_by(Node.id)).all()
     ranked = []
     for node in nodes:
         if node.id in exclude or (gpu and not node.gpus):

@@ -17,17 +17,17 @@ import time
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from asci import db as asci_db
+from asci.db import session_scope, utcnow
 from broker import logs, ports
 from broker.backends.base import NodeRef
 from broker.errors import BackendError, NodeUnreachable
-from broker.models import ACTIVE_STATES, FAILED, LOST, NODE_UP, PENDING, RUNNING, STARTING, DesktopSession, Node
+from broker.models import ACTIVE_STATES, DesktopSession, Node, NodeState, SessionState
 
 
 def reconcile(broker, db: Session) -> dict:
     """One pass over every node; returns counts of what changed."""
     summary = {"adopted": 0, "lost": 0, "removed": 0, "nodes_down": 0, "nodes_up": 0}
-    now = asci_db.utcnow()
+    now = utcnow()
     grace = dt.timedelta(seconds=broker.settings.session_start_timeout_s)
     for node in db.scalars(select(Node).order_by(Node.id)).all():
         ref = NodeRef.of(node)
@@ -35,56 +35,53 @@ def reconcile(broker, db: Session) -> dict:
             broker.backend.ping(ref)
             found = {m.session_id: m for m in broker.backend.list_managed(ref, broker.settings.broker_instance)}
         except NodeUnreachable as exc:
-            if node.state == NODE_UP:
+            if node.state == NodeState.UP:
                 broker.node_down(db, node.id, str(exc))
                 summary["nodes_down"] += 1
             continue
-        node.state, node.last_seen, node.last_error = NODE_UP, now, ""
+        node.state, node.last_seen, node.last_error = NodeState.UP, now, ""
         summary["nodes_up"] += 1
         active = db.scalars(select(DesktopSession).where(DesktopSession.node_id == node.id,
                                                          DesktopSession.state.in_(ACTIVE_STATES))).all()
-        for session in active:
-            managed = found.pop(session.id, None)
-            young = session.state in (PENDING, STARTING) and now - session.created_at < grace
+        for desktop in active:
+            managed = found.pop(desktop.id, None)
+            young = desktop.state in (SessionState.PENDING, SessionState.STARTING) and now - desktop.created_at < grace
             if managed is not None and managed.running:
-                if session.state != RUNNING or session.container_id != managed.container_id:
-                    session.state, session.container_id = RUNNING, managed.container_id
-                    session.container_name = managed.name
-                    session.backend_state = {"container_id": managed.container_id, "container_name": managed.name}
-                    session.started_at = session.started_at or now
-                    session.last_activity = session.last_activity or now
+                if desktop.state != SessionState.RUNNING or desktop.backend_state != managed.state:
+                    desktop.state, desktop.backend_state = SessionState.RUNNING, managed.state
+                    desktop.started_at = desktop.started_at or now
+                    desktop.last_activity = desktop.last_activity or now
                     summary["adopted"] += 1
-                    logs.event("session.adopted", session=session.id, node=node.name)
+                    logs.event("session.adopted", session=desktop.id, node=node.name)
             elif young:
                 continue
             else:
                 why = "its desktop exited" if managed is not None else "its container vanished"
                 if managed is not None:
-                    _remove(broker, ref, managed.container_id)
-                session.state, session.message, session.stopped_at = LOST, f"session lost: {why}", now
-                ports.release(db, session.id)
+                    _remove(broker, ref, managed)
+                desktop.state, desktop.message, desktop.stopped_at = SessionState.LOST, f"session lost: {why}", now
+                ports.release(db, desktop.id)
                 summary["lost"] += 1
-                logs.event("session.lost", session=session.id, node=node.name, reason=why)
+                logs.event("session.lost", session=desktop.id, node=node.name, reason=why)
         for managed in found.values():  # containers whose session ended or is unknown
-            _remove(broker, ref, managed.container_id)
+            _remove(broker, ref, managed)
             summary["removed"] += 1
-            logs.event("container.orphan_removed", node=node.name, container=managed.container_id,
-                       session=managed.session_id)
+            logs.event("container.orphan_removed", node=node.name, session=managed.session_id)
         db.commit()
-    stale = db.scalars(select(DesktopSession).where(DesktopSession.state == PENDING,
+    stale = db.scalars(select(DesktopSession).where(DesktopSession.state == SessionState.PENDING,
                                                     DesktopSession.created_at < now - grace)).all()
-    for session in stale:
-        session.state, session.message, session.stopped_at = FAILED, "the launch never got a node", now
-        ports.release(db, session.id)
+    for desktop in stale:
+        desktop.state, desktop.message, desktop.stopped_at = SessionState.FAILED, "the launch never got a node", now
+        ports.release(db, desktop.id)
     db.commit()
     return summary
 
 
-def _remove(broker, ref: NodeRef, container_id: str) -> None:
+def _remove(broker, ref: NodeRef, managed) -> None:
     try:
-        broker.backend.stop(ref, {"container_id": container_id})
+        broker.backend.stop(ref, managed.state)
     except BackendError as exc:
-        logs.event("container.remove_failed", container=container_id, error=str(exc))
+        logs.event("container.remove_failed", session=managed.session_id, error=str(exc))
 
 
 def loop(broker, interval: float, passes: int | None = None, cull: bool = True) -> None:
@@ -93,7 +90,7 @@ def loop(broker, interval: float, passes: int | None = None, cull: bool = True) 
 
     done = 0
     while passes is None or done < passes:
-        with asci_db.session_scope(broker.settings) as db:
+        with session_scope(broker.settings) as db:
             summary = reconcile(broker, db)
             if cull:
                 summary.update(cull_pass(broker, db))

@@ -1,28 +1,42 @@
 """Builder: recipe + repository → lock → Dockerfile → image → registry → recorded version.
 
-Also builds the base desktop images from ``recipes/base``. Python API (for ``ci/`` and ``web/``)::
+Also builds the base desktop images from ``recipes/base``. The public face, for ``broker``,
+``ci`` and ``web`` (nothing else of this package is theirs to import)::
 
     build_environment(settings, name, log=print, *, client=None, promote=False) -> EnvironmentVersion
     promote(settings, name, version) -> EnvironmentVersion          # moves latest, sets current
+    fail_version(settings, version_id, error); fail_unfinished_versions(settings, name, reason) -> int
     reproduce(settings, name, version, log=print, *, client=None, keep=False) -> ReproduceResult
-    diff_locks(old_lock, new_lock) -> LockDiff
     load_recipe(recipes_dir, name) -> Recipe;  list_recipes(recipes_dir) -> list[Recipe]
+    launchable_version(db, environment, version="current") -> LaunchableVersion
+    environment_summaries(db, ids=None); environment_ids(db, names); current_version(db, name)
+    current_images(db); recent_versions(db, limit); version_record(db, version_id); newest_lock(db, name)
+    version_history(db, name) -> list[VersionRow];  current_on(db, name, day) -> str | None
+    diff_locks(old_lock, new_lock) -> LockDiff
 
-Names are imported lazily so that ``import builder.models`` stays light.
+Rows returned (``EnvironmentVersion``) are for reading; every write goes through these functions.
 """
 
-_API = {
-    "build_environment": "builder.build", "prepare": "builder.build", "promote": "builder.versions",
-    "reproduce": "builder.reproduce", "diff_locks": "builder.diff", "load_recipe": "builder.recipes",
-    "list_recipes": "builder.recipes", "rpmvercmp": "builder.rpmvercmp", "label_compare": "builder.rpmvercmp",
-}
+from builder.build import build_environment
+from builder.catalog import (EnvironmentSummary, LaunchableVersion, current_images, current_version,
+                             environment_ids, environment_summaries, launchable_version, newest_lock,
+                             recent_versions, version_record)
+from builder.diff import LockDiff, diff_locks
+from builder.errors import (BuildError, DockerError, LockError, NotLaunchable, RecipeError, UnknownVersion,
+                            VersionError)
+from builder.history import Change, VersionRow, current_on, version_history
+from builder.models import VersionStatus
+from builder.recipes import Recipe, list_recipes, load_recipe
+from builder.reproduce import reproduce
+from builder.rpmvercmp import label_compare, rpmvercmp
+from builder.versions import fail_unfinished_versions, fail_version, promote
 
-__all__ = sorted(_API)
-
-
-def __getattr__(name: str):
-    if name in _API:
-        import importlib
-
-        return getattr(importlib.import_module(_API[name]), name)
-    raise AttributeError(f"module 'builder' has no attribute {name!r}")
+__all__ = [
+    "build_environment", "promote", "fail_version", "fail_unfinished_versions", "reproduce",
+    "load_recipe", "list_recipes", "Recipe",
+    "launchable_version", "LaunchableVersion", "environment_summaries", "EnvironmentSummary", "environment_ids",
+    "current_version", "current_images", "recent_versions", "version_record", "newest_lock",
+    "version_history", "VersionRow", "Change", "current_on", "diff_locks", "LockDiff",
+    "VersionStatus", "rpmvercmp", "label_compare",
+    "BuildError", "DockerError", "LockError", "RecipeError", "VersionError", "UnknownVersion", "NotLaunchable",
+]

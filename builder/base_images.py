@@ -18,11 +18,11 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import jinja2
 import yaml
 
+from asci.progress import LogSink
 from builder import docker_engine
 from builder.apt_sources import apt_mirror
 from builder.errors import BaseImageError
@@ -117,7 +117,7 @@ def render_dockerfile(definition: BaseDefinition, **context: str) -> str:
         raise BaseImageError(f"{definition.folder / 'Dockerfile.j2'}: {exc}") from None
 
 
-def _bootstrap_rootfs(definition: BaseDefinition, client, mirror: str, log: Callable[[str], None]) -> str:
+def _bootstrap_rootfs(definition: BaseDefinition, client, mirror: str, log: LogSink) -> str:
     boot = definition.spec.get("bootstrap") or {}
     suite, variant = boot.get("suite", "bookworm"), boot.get("variant", "minbase")
     key = hashlib.sha256(f"{suite}/{variant}".encode()).hexdigest()[:12]
@@ -143,7 +143,7 @@ def _bootstrap_rootfs(definition: BaseDefinition, client, mirror: str, log: Call
     return reference
 
 
-def build_base_image(definition: BaseDefinition, client, log: Callable[[str], None] = print,
+def build_base_image(definition: BaseDefinition, client, log: LogSink = print,
                      force: bool = False) -> str:
     """Build the base image unless an image with its hash exists; returns its tag."""
     if not definition.buildable:

@@ -10,23 +10,22 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from docker.errors import ImageNotFound
 
 from asci.config import Settings
 from asci.db import utcnow
 from asci.errors import AsciError
+from asci.progress import LogSink
 from builder import base_images, docker_engine, registry, render, versions
 from builder.errors import BuildError, VersionError
 from builder.lock import lock_digest, lock_recipe
-from builder.models import FAILED, SUCCEEDED, VERIFYING, EnvironmentVersion
+from builder.models import EnvironmentVersion, VersionStatus
 from builder.recipes import Recipe, load_recipe
 from builder.records import gittags
 from builder.serve import serve_folder
 from builder.verify import verify_image
 
-Log = Callable[[str], None]
 
 
 @dataclass
@@ -45,14 +44,14 @@ def client_for(settings: Settings):
     return docker_engine.client_for(settings.docker_hosts[0])
 
 
-def base_image(settings: Settings, client, name: str, log: Log) -> dict:
+def base_image(settings: Settings, client, name: str, log: LogSink) -> dict:
     """The base image of a recipe (built when missing): name, tag and image id."""
     definition = base_images.load_definition(settings.recipes_dir, name)
     tag = base_images.build_base_image(definition, client, log=log)
     return {"name": name, "tag": tag, "id": client.images.get(tag).id}
 
 
-def prepare(settings: Settings, name: str, client=None, log: Log = print) -> Prepared:
+def prepare(settings: Settings, name: str, client=None, log: LogSink = print) -> Prepared:
     """Load and validate the recipe, make sure its base exists, resolve its lock."""
     recipe = load_recipe(settings.recipes_dir, name)
     client = client or client_for(settings)
@@ -85,7 +84,7 @@ def render_version(settings: Settings, recipe: Recipe, lock: dict, version: str,
 
 
 def build_from_context(settings: Settings, client, context: render.BuildContext, repo: str, tag: str,
-                       log: Log) -> str:
+                       log: LogSink) -> str:
     """docker build of ``context`` with our repository's ``all`` view served on 127.0.0.1."""
     import rpmrepo
 
@@ -118,7 +117,7 @@ def _withdraw_push(settings: Settings, client, name: str, version: str, referenc
     registry.delete_manifest(settings.registry, name, digest)
 
 
-def build_environment(settings: Settings, name: str, log: Log = print, *, client=None,
+def build_environment(settings: Settings, name: str, log: LogSink = print, *, client=None,
                       promote: bool = False) -> EnvironmentVersion:
     """Build, verify, push and record a new version of environment ``name``.
 
@@ -146,7 +145,7 @@ def build_environment(settings: Settings, name: str, log: Log = print, *, client
         context = render_version(settings, recipe, lock, version, row.created_at)
         versions.update_version(settings, row.id, dockerfile=context.dockerfile, image_reference=reference)
         image_id = build_from_context(settings, client, context, lock["repo"], reference, sink)
-        versions.update_version(settings, row.id, status=VERIFYING, image_id=image_id)
+        versions.update_version(settings, row.id, status=VersionStatus.VERIFYING, image_id=image_id)
         sbom = verify_image(client, reference, lock, recipe.checks, sink)
         if registry.tag_exists(settings.registry, recipe.name, version):
             raise VersionError(f"{reference} appeared in the registry during the build; refusing to overwrite it")
@@ -158,7 +157,7 @@ def build_environment(settings: Settings, name: str, log: Log = print, *, client
                                   f"{recipe.name} {version}\n\nimage {repository}@{digest}\n"
                                   f"lock sha256:{prepared.digest}\n")
         sink(f"git tag {tag}")
-        row = versions.update_version(settings, row.id, status=SUCCEEDED, image_digest=digest, sbom=sbom,
+        row = versions.update_version(settings, row.id, status=VersionStatus.SUCCEEDED, image_digest=digest, sbom=sbom,
                                       build_log="\n".join(lines) + "\n", finished_at=utcnow())
     except BaseException as exc:
         sink(f"build of {reference} failed: {exc}")
@@ -169,7 +168,7 @@ def build_environment(settings: Settings, name: str, log: Log = print, *, client
         except Exception as cleanup:  # noqa: BLE001 - report, but keep the build's own error
             sink(f"cleanup after the failed build: {cleanup}")
         finally:
-            versions.update_version(settings, row.id, status=FAILED, error=str(exc) or type(exc).__name__,
+            versions.update_version(settings, row.id, status=VersionStatus.FAILED, error=str(exc) or type(exc).__name__,
                                     build_log="\n".join(lines) + "\n", finished_at=utcnow())
         if isinstance(exc, AsciError) or not isinstance(exc, Exception):
             raise

@@ -69,8 +69,8 @@ def _db(settings):
     from asci.errors import DatabaseError
 
     try:
-        with session_scope(settings) as session:
-            yield session
+        with session_scope(settings) as db:
+            yield db
     except (OperationalError, ProgrammingError) as exc:
         raise DatabaseError(f"database not ready ({exc.orig}); run 'asci db upgrade'") from None
 
@@ -89,8 +89,8 @@ def env_list(ctx: AsciContext) -> None:
     from builder.models import Environment
     from builder.recipes import list_recipes
 
-    with _db(ctx.settings) as session:
-        current = {e.name: e.current_version for e in session.scalars(select(Environment))}
+    with _db(ctx.settings) as db:
+        current = {e.name: e.current_version for e in db.scalars(select(Environment))}
     for recipe in list_recipes(ctx.settings.recipes_dir):
         click.echo(f"{recipe.name:28} {recipe.beamline:10} {recipe.base:20} "
                    f"current={current.get(recipe.name) or '-'}  {recipe.description}")
@@ -168,8 +168,8 @@ def env_versions(ctx: AsciContext, name: str) -> None:
     """List the versions of NAME, oldest first."""
     from builder.versions import list_versions
 
-    with _db(ctx.settings) as session:
-        for row in list_versions(session, name):
+    with _db(ctx.settings) as db:
+        for row in list_versions(db, name):
             mark = "*" if row.environment.current_version == row.version else " "
             click.echo(f"{mark} {row.version:16} {row.status:10} {row.created_at:%Y-%m-%d %H:%M} "
                        f"{len(row.lock.get('packages', []))} rpms  {row.image_digest or row.error[:60]}")
@@ -205,8 +205,8 @@ def env_show(ctx: AsciContext, name: str, version: str | None, as_of: str | None
 
     if bool(version) == bool(as_of):
         raise VersionError("give either VERSION or --as-of DATE")
-    with _db(ctx.settings) as session:
-        row = v.get_version(session, name, version) if version else v.current_as_of(session, name, v.parse_when(as_of))
+    with _db(ctx.settings) as db:
+        row = v.get_version(db, name, version) if version else v.current_as_of(db, name, v.parse_when(as_of))
         if as_json:
             click.echo(json.dumps({"environment": name, "version": row.version, "status": row.status,
                                    "image_reference": row.image_reference, "image_digest": row.image_digest,
@@ -227,8 +227,8 @@ def env_diff(ctx: AsciContext, name: str, old: str, new: str) -> None:
     from builder.diff import diff_locks
     from builder.versions import get_version
 
-    with _db(ctx.settings) as session:
-        result = diff_locks(get_version(session, name, old).lock, get_version(session, name, new).lock)
+    with _db(ctx.settings) as db:
+        result = diff_locks(get_version(db, name, old).lock, get_version(db, name, new).lock)
     click.echo("\n".join(result.lines()))
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from asci.nevra import format_evr
 from builder.rpmvercmp import label_compare
 
 
 def _evr(pkg: dict) -> str:
-    epoch = f"{pkg['epoch']}:" if int(pkg["epoch"]) else ""
-    return f"{epoch}{pkg['version']}-{pkg['release']}"
+    return format_evr(pkg["epoch"], pkg["version"], pkg["release"])
 
 
 @dataclass

@@ -6,14 +6,14 @@ raising; :func:`consume_stream` turns those into :class:`DockerError`.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Iterable
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound
 
+from asci.progress import LogSink
 from builder.errors import DockerError
 
-LogSink = Callable[[str], None]
 
 
 def client_for(base_url: str = "unix:///var/run/docker.sock", timeout: int = 600) -> docker.DockerClient:

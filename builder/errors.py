@@ -31,3 +31,15 @@ class VerifyError(BuildError):
 
 class VersionError(BuildError):
     """A version is unknown, not in the expected state, or already pushed."""
+
+
+class UnknownVersion(VersionError):
+    """No such environment or version."""
+
+    http_status = 404
+
+
+class NotLaunchable(VersionError):
+    """The version exists but did not succeed (or was never pushed)."""
+
+    http_status = 400

@@ -14,10 +14,11 @@ import re
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Callable
 
 from asci.config import Settings
 from asci.db import session_scope
+from asci.nevra import Nevra
+from asci.progress import LogSink, discard
 from builder.errors import LockError
 from builder.recipes import Recipe
 
@@ -35,8 +36,8 @@ def lock_digest(lock: dict) -> str:
 
 
 def nevra_of(pkg: dict) -> str:
-    epoch = f"{pkg['epoch']}:" if int(pkg["epoch"]) else ""
-    return f"{pkg['name']}-{epoch}{pkg['version']}-{pkg['release']}.{pkg['arch']}"
+    """The NEVRA string of a lock entry."""
+    return str(Nevra.of(pkg))
 
 
 def dnf_command(root: Path, baseurl: str, *args: str) -> list[str]:
@@ -85,10 +86,9 @@ def check_against_index(settings: Settings, repo: str, packages: list[dict]) -> 
     """Every locked package must be in the repository index with the same sha256."""
     import rpmrepo
 
-    with session_scope(settings) as session:
+    with session_scope(settings) as db:
         for pkg in packages:
-            exact = f"{pkg['name']}-{pkg['epoch']}:{pkg['version']}-{pkg['release']}.{pkg['arch']}"
-            row = rpmrepo.find_package(session, repo, exact)
+            row = rpmrepo.find_package(db, repo, Nevra.of(pkg))
             if row is None:
                 raise LockError(f"{pkg['nevra']} is not in the index of repository {repo!r}")
             if row.sha256 != pkg["sha256"]:
@@ -124,7 +124,7 @@ def make_lock(recipe: Recipe, repo: str, packages: list[dict], base: dict, recip
 
 
 def lock_recipe(settings: Settings, recipe: Recipe, base: dict, repo: str | None = None,
-                log: Callable[[str], None] = lambda line: None) -> dict:
+                log: LogSink = discard) -> dict:
     """Resolve ``recipe`` against the ``current`` view of ``repo`` into a lock document."""
     import rpmrepo
 

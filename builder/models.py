@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 
 from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from asci.db import Base, UTCDateTime, utcnow
 
-# Version states: a version is launchable only when SUCCEEDED.
-BUILDING, VERIFYING, SUCCEEDED, FAILED = "building", "verifying", "succeeded", "failed"
+
+
+class VersionStatus(StrEnum):
+    """Where a version's build is; a version is launchable only when ``SUCCEEDED``."""
+
+    BUILDING = "building"
+    VERIFYING = "verifying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
 
 
 class Environment(Base):
@@ -40,7 +48,7 @@ class EnvironmentVersion(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"), index=True)
     version: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16), default=BUILDING)
+    status: Mapped[str] = mapped_column(String(16), default=VersionStatus.BUILDING)
     image_reference: Mapped[str] = mapped_column(String(255), default="")  # registry/name:version
     image_digest: Mapped[str] = mapped_column(String(80), default="")  # sha256:... of the pushed manifest
     image_id: Mapped[str] = mapped_column(String(80), default="")  # local image config id

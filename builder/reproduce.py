@@ -9,19 +9,18 @@ The rebuilt image is tagged locally (``asci-reproduce/<env>:<version>``), never 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 import git
 
 from asci.config import Settings
 from asci.db import session_scope
+from asci.progress import LogSink
 from builder import base_images, build, versions
 from builder.errors import BuildError, LockError, VersionError
 from builder.lock import check_against_index, lock_digest
 from builder.recipes import Recipe, parse_recipe
 from builder.verify import compare_with_lock, inventory
 
-Log = Callable[[str], None]
 
 
 @dataclass
@@ -62,7 +61,7 @@ def recipe_at_commit(settings: Settings, lock: dict) -> Recipe:
     return parse_recipe(text, f"{info['path']}@{info['commit'][:12]}", settings.recipes_dir)
 
 
-def ensure_base(settings: Settings, client, lock: dict, log: Log) -> str:
+def ensure_base(settings: Settings, client, lock: dict, log: LogSink) -> str:
     """The locked base image tag, rebuilt from its definition when missing and still the same."""
     tag = lock["base"]["tag"]
     from builder.docker_engine import image_exists
@@ -75,11 +74,11 @@ def ensure_base(settings: Settings, client, lock: dict, log: Log) -> str:
     return client.images.get(tag).id
 
 
-def reproduce(settings: Settings, name: str, version: str, log: Log = print, *, client=None,
+def reproduce(settings: Settings, name: str, version: str, log: LogSink = print, *, client=None,
               keep: bool = False) -> ReproduceResult:
     """Rebuild ``name`` ``version`` from its lock; raise unless the package set is identical."""
-    with session_scope(settings) as session:
-        row = versions.get_version(session, name, version)
+    with session_scope(settings) as db:
+        row = versions.get_version(db, name, version)
         if row.status != "succeeded":
             raise VersionError(f"{name} {version} is {row.status}; only succeeded versions are reproduced")
         lock, recorded_dockerfile, created = row.lock, row.dockerfile, row.created_at

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from asci.config import Settings
 from asci.db import session_scope, utcnow
 from builder import registry
-from builder.errors import VersionError
-from builder.models import BUILDING, SUCCEEDED, Environment, EnvironmentVersion
+from builder.errors import UnknownVersion, VersionError
+from builder.models import Environment, EnvironmentVersion, VersionStatus
 from builder.recipes import Recipe
 
 VERSION_RE = re.compile(r"^(\d{4})\.(\d{2})\.(\d{2})\.(\d{1,4})$")
@@ -31,25 +31,25 @@ def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in match.groups())
 
 
-def next_version(session: Session, environment: Environment, today: dt.date, taken=()) -> str:
+def next_version(db: Session, environment: Environment, today: dt.date, taken=()) -> str:
     """The next free version of ``environment`` on ``today``, also past tags ``taken`` in the registry."""
     prefix = f"{today:%Y.%m.%d}."
-    used = list(session.scalars(select(EnvironmentVersion.version).where(
+    used = list(db.scalars(select(EnvironmentVersion.version).where(
         EnvironmentVersion.environment_id == environment.id, EnvironmentVersion.version.startswith(prefix))))
     used += [tag for tag in taken if tag.startswith(prefix) and VERSION_RE.match(tag)]
     highest = max((version_key(v)[3] for v in used), default=0)
     return f"{prefix}{highest + 1}"
 
 
-def upsert_environment(session: Session, recipe: Recipe, base_tag: str) -> Environment:
+def upsert_environment(db: Session, recipe: Recipe, base_tag: str) -> Environment:
     """The environment row of ``recipe``, created or refreshed from the recipe."""
-    environment = session.scalar(select(Environment).where(Environment.name == recipe.name))
+    environment = db.scalar(select(Environment).where(Environment.name == recipe.name))
     if environment is None:
         environment = Environment(name=recipe.name)
-        session.add(environment)
+        db.add(environment)
     environment.beamline, environment.description, environment.base_image = (
         recipe.beamline, recipe.description, base_tag)
-    session.flush()
+    db.flush()
     return environment
 
 
@@ -60,13 +60,13 @@ def start_version(settings: Settings, recipe: Recipe, base_tag: str, **fields) -
     taken = set(registry.list_tags(settings.registry, recipe.name))
     for _attempt in range(5):
         try:
-            with session_scope(settings) as session:
-                environment = upsert_environment(session, recipe, base_tag)
-                row = EnvironmentVersion(environment_id=environment.id, status=BUILDING,
-                                         version=next_version(session, environment, utcnow().date(), taken),
+            with session_scope(settings) as db:
+                environment = upsert_environment(db, recipe, base_tag)
+                row = EnvironmentVersion(environment_id=environment.id, status=VersionStatus.BUILDING,
+                                         version=next_version(db, environment, utcnow().date(), taken),
                                          **fields)
-                session.add(row)
-                session.flush()
+                db.add(row)
+                db.flush()
                 return row
         except IntegrityError:
             continue
@@ -75,33 +75,53 @@ def start_version(settings: Settings, recipe: Recipe, base_tag: str, **fields) -
 
 def update_version(settings: Settings, version_id: int, **fields) -> EnvironmentVersion:
     """Set fields of a version row and return it."""
-    with session_scope(settings) as session:
-        row = session.get(EnvironmentVersion, version_id)
+    with session_scope(settings) as db:
+        row = db.get(EnvironmentVersion, version_id)
         for key, value in fields.items():
             setattr(row, key, value)
         return row
 
 
-def find_environment(session: Session, name: str) -> Environment:
-    environment = session.scalar(select(Environment).where(Environment.name == name))
+def fail_version(settings: Settings, version_id: int, error: str) -> EnvironmentVersion:
+    """Record that a version failed after its build (e.g. the smoke test refused it): never current."""
+    return update_version(settings, version_id, status=VersionStatus.FAILED, error=error,
+                          finished_at=utcnow())
+
+
+def fail_unfinished_versions(settings: Settings, name: str, reason: str) -> int:
+    """Fail the versions of ``name`` left building or verifying (their builder stopped); returns how many.
+
+    Only call this while holding the environment's only running build (ci's job lease).
+    """
+    with session_scope(settings) as db:
+        rows = db.scalars(select(EnvironmentVersion).join(Environment).where(
+            Environment.name == name,
+            EnvironmentVersion.status.in_((VersionStatus.BUILDING, VersionStatus.VERIFYING)))).all()
+        for row in rows:
+            row.status, row.finished_at, row.error = VersionStatus.FAILED, utcnow(), reason
+        return len(rows)
+
+
+def find_environment(db: Session, name: str) -> Environment:
+    environment = db.scalar(select(Environment).where(Environment.name == name))
     if environment is None:
-        raise VersionError(f"unknown environment {name!r} (never built)")
+        raise UnknownVersion(f"unknown environment {name!r} (never built)")
     return environment
 
 
-def list_versions(session: Session, name: str) -> list[EnvironmentVersion]:
+def list_versions(db: Session, name: str) -> list[EnvironmentVersion]:
     """Every version of environment ``name``, oldest first."""
-    environment = find_environment(session, name)
-    rows = session.scalars(select(EnvironmentVersion).where(EnvironmentVersion.environment_id == environment.id))
+    environment = find_environment(db, name)
+    rows = db.scalars(select(EnvironmentVersion).where(EnvironmentVersion.environment_id == environment.id))
     return sorted(rows, key=lambda r: version_key(r.version))
 
 
-def get_version(session: Session, name: str, version: str) -> EnvironmentVersion:
-    environment = find_environment(session, name)
-    row = session.scalar(select(EnvironmentVersion).where(
+def get_version(db: Session, name: str, version: str) -> EnvironmentVersion:
+    environment = find_environment(db, name)
+    row = db.scalar(select(EnvironmentVersion).where(
         EnvironmentVersion.environment_id == environment.id, EnvironmentVersion.version == version))
     if row is None:
-        raise VersionError(f"{name} has no version {version!r}")
+        raise UnknownVersion(f"{name} has no version {version!r}")
     return row
 
 
@@ -117,22 +137,22 @@ def parse_when(text: str) -> dt.datetime:
     return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
 
 
-def current_as_of(session: Session, name: str, when: dt.datetime) -> EnvironmentVersion:
+def current_as_of(db: Session, name: str, when: dt.datetime) -> EnvironmentVersion:
     """The version of ``name`` that was current at ``when`` (the last promoted at or before it)."""
-    environment = find_environment(session, name)
-    row = session.scalar(select(EnvironmentVersion).where(
+    environment = find_environment(db, name)
+    row = db.scalar(select(EnvironmentVersion).where(
         EnvironmentVersion.environment_id == environment.id, EnvironmentVersion.became_current_at.is_not(None),
         EnvironmentVersion.became_current_at <= when).order_by(EnvironmentVersion.became_current_at.desc()).limit(1))
     if row is None:
-        raise VersionError(f"{name} had no current version on {when.isoformat()}")
+        raise UnknownVersion(f"{name} had no current version on {when.isoformat()}")
     return row
 
 
 def promote(settings: Settings, name: str, version: str) -> EnvironmentVersion:
     """Make a succeeded version current: move the registry's ``latest`` tag and record it."""
-    with session_scope(settings) as session:
-        row = get_version(session, name, version)
-        if row.status != SUCCEEDED or not row.image_digest:
+    with session_scope(settings) as db:
+        row = get_version(db, name, version)
+        if row.status != VersionStatus.SUCCEEDED or not row.image_digest:
             raise VersionError(f"{name} {version} is {row.status}; only a succeeded, pushed version can become current")
         registry_host, repository = row.image_reference.rsplit(":", 1)[0].split("/", 1)
         digest = registry.copy_tag(registry_host, repository, version, "latest")

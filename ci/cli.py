@@ -11,7 +11,7 @@ from asci.cli import AsciContext, pass_ctx
 from asci.db import session_scope
 from ci import queue
 from ci.errors import CiError
-from ci.models import FAILED, STATES, SUCCEEDED
+from ci.models import STATES, JobState
 
 
 @click.command("worker")
@@ -47,8 +47,8 @@ def build() -> None:
 @pass_ctx
 def build_list(ctx: AsciContext, state: str | None, environment: str | None, limit: int, as_json: bool) -> None:
     """List build jobs, newest first."""
-    with session_scope(ctx.settings) as session:
-        jobs = queue.list_jobs(session, state=state, environment=environment, limit=limit)
+    with session_scope(ctx.settings) as db:
+        jobs = queue.list_jobs(db, state=state, environment=environment, limit=limit)
         if as_json:
             click.echo(json.dumps([job.as_dict() for job in jobs], indent=2))
             return
@@ -64,17 +64,17 @@ def build_list(ctx: AsciContext, state: str | None, environment: str | None, lim
 @pass_ctx
 def build_show(ctx: AsciContext, job_id: int, with_log: bool) -> None:
     """Show one build job."""
-    with session_scope(ctx.settings) as session:
-        job = queue.get_job(session, job_id)
+    with session_scope(ctx.settings) as db:
+        job = queue.get_job(db, job_id)
         click.echo(json.dumps(job.as_dict(), indent=2))
         if with_log:
             click.echo(job.log)
 
 
 def _check_environment(settings, environment: str) -> None:
-    from builder.recipes import load_recipe
+    import builder
 
-    load_recipe(settings.recipes_dir, environment)  # raises a clear error for an unknown recipe
+    builder.load_recipe(settings.recipes_dir, environment)  # raises a clear error for an unknown recipe
 
 
 @build.command("enqueue")
@@ -86,9 +86,9 @@ def _check_environment(settings, environment: str) -> None:
 def build_enqueue(ctx: AsciContext, environment: str, reason: str, wait: bool, timeout: int) -> None:
     """Queue a build of ENVIRONMENT for the workers (folds into one already queued)."""
     _check_environment(ctx.settings, environment)
-    with session_scope(ctx.settings) as session:
-        job = queue.enqueue(session, environment, reason, debounce_s=0, max_attempts=ctx.settings.ci_max_attempts)
-        session.flush()
+    with session_scope(ctx.settings) as db:
+        job = queue.enqueue(db, environment, reason, debounce_s=0, max_attempts=ctx.settings.ci_max_attempts)
+        db.flush()
         job_id = job.id
     click.echo(f"queued job {job_id} for {environment}")
     if wait:
@@ -98,13 +98,13 @@ def build_enqueue(ctx: AsciContext, environment: str, reason: str, wait: bool, t
 def _wait_for(settings, job_id: int, timeout: int) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with session_scope(settings) as session:
-            job = queue.get_job(session, job_id)
+        with session_scope(settings) as db:
+            job = queue.get_job(db, job_id)
             state, version, error = job.state, job.version, job.error
-        if state == SUCCEEDED:
+        if state == JobState.SUCCEEDED:
             click.echo(f"job {job_id} succeeded: version {version}")
             return
-        if state == FAILED:
+        if state == JobState.FAILED:
             raise CiError(f"job {job_id} failed: {error}")
         time.sleep(2)
     raise CiError(f"job {job_id} did not finish within {timeout} s (state {state})")
@@ -120,7 +120,7 @@ def build_run(ctx: AsciContext, environment: str, reason: str) -> None:
 
     _check_environment(ctx.settings, environment)
     result = Worker(ctx.settings).run_environment(environment, reason)
-    if result.state == SUCCEEDED:
+    if result.state == JobState.SUCCEEDED:
         click.echo(f"{environment} {result.version} built, passed the smoke test and is current")
         return
     raise CiError(f"job {result.id} {result.state}: {result.error or 'not finished in time'}")

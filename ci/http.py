@@ -3,84 +3,65 @@
 GET  /api/builds?state=&environment=&limit=   newest first
 GET  /api/builds/<id>                         one job, with its log
 POST /api/builds {"environment": ..., "reason": ...}   queue a build (201)
+
+Authentication (administrators only) comes before the body is read; errors follow ``asci.http``.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import jsonify, request
 
+import builder
 from asci.db import session_scope
-from asci.webauth import request_user
-from builder.errors import RecipeError
-from builder.recipes import load_recipe
+from asci.errors import BadRequest
+from asci.http import CSRF_API, blueprint, current_settings
+from asci.webauth import require_user
 from ci import queue
 from ci.errors import JobNotFound
 from ci.models import STATES
 
-bp = Blueprint("ci_api", __name__, url_prefix="/api/builds")
-
-
-def _settings():
-    from web import settings_of
-
-    return settings_of(current_app)
-
-
-def _admin_or_error(session):
-    user = request_user(session)
-    if user is None:
-        return None, (jsonify(error="log in or send an API token (Authorization: Bearer <token>)"), 401)
-    if not user.is_admin:
-        return None, (jsonify(error="build jobs are visible to administrators only"), 403)
-    return user, None
+bp = blueprint("ci_api", __name__, csrf=CSRF_API, url_prefix="/api/builds")
+MAX_ID = 2**63 - 1
 
 
 @bp.get("")
 def list_builds():
-    state = request.args.get("state") or None
-    if state is not None and state not in STATES:
-        return jsonify(error=f"state must be one of {', '.join(STATES)}"), 400
-    try:
-        limit = min(max(int(request.args.get("limit", 50)), 1), 500)
-    except ValueError:
-        return jsonify(error="limit must be an integer"), 400
-    with session_scope(_settings()) as session:
-        _, error = _admin_or_error(session)
-        if error:
-            return error
-        jobs = queue.list_jobs(session, state=state, environment=request.args.get("environment") or None, limit=limit)
+    with session_scope(current_settings()) as db:
+        require_user(db, admin=True)
+        state = request.args.get("state") or None
+        if state is not None and state not in STATES:
+            raise BadRequest(f"state must be one of {', '.join(STATES)}")
+        try:
+            limit = min(max(int(request.args.get("limit", 50)), 1), 500)
+        except ValueError:
+            raise BadRequest("limit must be an integer") from None
+        jobs = queue.list_jobs(db, state=state, environment=request.args.get("environment") or None, limit=limit)
         return jsonify(builds=[job.as_dict() for job in jobs])
 
 
 @bp.get("/<int:job_id>")
 def show_build(job_id: int):
-    with session_scope(_settings()) as session:
-        _, error = _admin_or_error(session)
-        if error:
-            return error
-        try:
-            job = queue.get_job(session, job_id)
-        except JobNotFound as exc:
-            return jsonify(error=str(exc)), exc.http_status
+    with session_scope(current_settings()) as db:
+        require_user(db, admin=True)
+        if job_id > MAX_ID:
+            raise JobNotFound(f"no build job {job_id}")
+        job = queue.get_job(db, job_id)
         return jsonify(job.as_dict() | {"log": job.log})
 
 
 @bp.post("")
 def enqueue_build():
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict) or not isinstance(body.get("environment"), str):
-        return jsonify(error='expected JSON {"environment": NAME, "reason": TEXT}'), 400
-    settings = _settings()
-    with session_scope(settings) as session:
-        user, error = _admin_or_error(session)
-        if error:
-            return error
+    settings = current_settings()
+    with session_scope(settings) as db:
+        user = require_user(db, admin=True)
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("environment"), str):
+            raise BadRequest('expected JSON {"environment": NAME, "reason": TEXT}')
         try:
-            load_recipe(settings.recipes_dir, body["environment"])
-        except RecipeError as exc:
-            return jsonify(error=str(exc)), 404
+            builder.load_recipe(settings.recipes_dir, body["environment"])
+        except builder.RecipeError as exc:
+            raise JobNotFound(str(exc)) from None
         reason = str(body.get("reason") or f"requested by {user.username} through the API")[:500]
-        job = queue.enqueue(session, body["environment"], reason, debounce_s=0,
-                            max_attempts=settings.ci_max_attempts)
-        session.flush()
+        job = queue.enqueue(db, body["environment"], reason, debounce_s=0, max_attempts=settings.ci_max_attempts)
+        db.flush()
         return jsonify(job.as_dict()), 201

@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 
 from sqlalchemy import JSON, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from asci.db import Base, UTCDateTime, utcnow
 
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
-STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+
+
+class JobState(StrEnum):
+    """Where a build job is."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+STATES = tuple(state.value for state in JobState)
+FINISHED = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
 class BuildJob(Base):
@@ -31,7 +44,7 @@ class BuildJob(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     environment: Mapped[str] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(16), default=QUEUED)
+    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED)
     reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
     not_before: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from asci.db import utcnow
 from ci.errors import JobNotFound
-from ci.models import FAILED, QUEUED, RUNNING, SUCCEEDED, BuildJob
+from ci.models import BuildJob, JobState
 
 MAX_DEBOUNCE_FACTOR = 10  # a job is never pushed back more than this many windows after creation
 
@@ -33,126 +33,126 @@ def _fold(job: BuildJob, reason: str, not_before: dt.datetime) -> BuildJob:
     return job
 
 
-def enqueue(session: Session, environment: str, reason: str, debounce_s: float = 0.0,
+def enqueue(db: Session, environment: str, reason: str, debounce_s: float = 0.0,
             max_attempts: int = 3) -> BuildJob:
     """Queue a build of ``environment`` (or fold ``reason`` into the one already queued)."""
     now = utcnow()
     not_before = now + dt.timedelta(seconds=debounce_s)
-    queued = select(BuildJob).where(BuildJob.environment == environment, BuildJob.state == QUEUED)
-    job = session.scalar(queued.with_for_update())
+    queued = select(BuildJob).where(BuildJob.environment == environment, BuildJob.state == JobState.QUEUED)
+    job = db.scalar(queued.with_for_update())
     if job is not None:
         cap = job.created_at + dt.timedelta(seconds=debounce_s * MAX_DEBOUNCE_FACTOR)
         return _fold(job, reason, min(not_before, max(cap, job.not_before)))
-    job = BuildJob(environment=environment, state=QUEUED, reasons=[reason], not_before=not_before,
+    job = BuildJob(environment=environment, state=JobState.QUEUED, reasons=[reason], not_before=not_before,
                    max_attempts=max_attempts, created_at=now)
     try:
-        with session.begin_nested():
-            session.add(job)
+        with db.begin_nested():
+            db.add(job)
     except IntegrityError:  # another process queued it first: fold into theirs
-        job = session.scalar(queued.with_for_update())
+        job = db.scalar(queued.with_for_update())
         return _fold(job, reason, not_before)
     return job
 
 
-def claim(session: Session, worker_id: str, lease_s: float) -> BuildJob | None:
+def claim(db: Session, worker_id: str, lease_s: float) -> BuildJob | None:
     """Take the oldest due job and lease it to ``worker_id``; None when nothing is due."""
     now = utcnow()
-    candidates = session.scalars(
-        select(BuildJob.id).where(BuildJob.state == QUEUED, BuildJob.not_before <= now)
+    candidates = db.scalars(
+        select(BuildJob.id).where(BuildJob.state == JobState.QUEUED, BuildJob.not_before <= now)
         .order_by(BuildJob.not_before, BuildJob.id).limit(10).with_for_update(skip_locked=True)).all()
     for job_id in candidates:
         try:
-            with session.begin_nested():
-                result = session.execute(
-                    update(BuildJob).where(BuildJob.id == job_id, BuildJob.state == QUEUED)
-                    .values(state=RUNNING, lease_owner=worker_id, started_at=now, finished_at=None,
+            with db.begin_nested():
+                result = db.execute(
+                    update(BuildJob).where(BuildJob.id == job_id, BuildJob.state == JobState.QUEUED)
+                    .values(state=JobState.RUNNING, lease_owner=worker_id, started_at=now, finished_at=None,
                             lease_expires_at=now + dt.timedelta(seconds=lease_s),
                             attempts=BuildJob.attempts + 1)
                     .execution_options(synchronize_session=False))
         except IntegrityError:  # the same environment is already being built
             continue
         if result.rowcount == 1:
-            job = session.get(BuildJob, job_id)
-            session.refresh(job)
+            job = db.get(BuildJob, job_id)
+            db.refresh(job)
             return job
     return None
 
 
-def heartbeat(session: Session, job_id: int, worker_id: str, lease_s: float) -> bool:
+def heartbeat(db: Session, job_id: int, worker_id: str, lease_s: float) -> bool:
     """Renew the lease; False when the job is no longer this worker's (it must stop)."""
-    result = session.execute(
-        update(BuildJob).where(BuildJob.id == job_id, BuildJob.state == RUNNING,
+    result = db.execute(
+        update(BuildJob).where(BuildJob.id == job_id, BuildJob.state == JobState.RUNNING,
                                BuildJob.lease_owner == worker_id)
         .values(lease_expires_at=utcnow() + dt.timedelta(seconds=lease_s))
         .execution_options(synchronize_session=False))
     return result.rowcount == 1
 
 
-def _requeue_or_fail(session: Session, job: BuildJob, error: str, retry_base_s: float) -> None:
+def _requeue_or_fail(db: Session, job: BuildJob, error: str, retry_base_s: float) -> None:
     job.lease_owner = None
     job.lease_expires_at = None
     job.error = error
     if job.attempts >= job.max_attempts:
-        job.state = FAILED
+        job.state = JobState.FAILED
         job.finished_at = utcnow()
         return
     delay = retry_base_s * (2 ** max(job.attempts - 1, 0))
     job.not_before = utcnow() + dt.timedelta(seconds=delay)
     try:
-        with session.begin_nested():
-            job.state = QUEUED
-            session.flush()
+        with db.begin_nested():
+            job.state = JobState.QUEUED
+            db.flush()
     except IntegrityError:  # newer changes already queued a job: let that one carry the retry
-        job.state = FAILED
+        job.state = JobState.FAILED
         job.finished_at = utcnow()
-        newer = session.scalar(select(BuildJob).where(BuildJob.environment == job.environment,
-                                                      BuildJob.state == QUEUED))
+        newer = db.scalar(select(BuildJob).where(BuildJob.environment == job.environment,
+                                                      BuildJob.state == JobState.QUEUED))
         if newer is not None:
             _fold(newer, f"retry of job {job.id}", newer.not_before)
             job.error = f"{error} (retry folded into job {newer.id})"
 
 
-def finish(session: Session, job_id: int, worker_id: str, *, ok: bool, version: str | None = None,
+def finish(db: Session, job_id: int, worker_id: str, *, ok: bool, version: str | None = None,
            error: str = "", log: str = "", retryable: bool = False, retry_base_s: float = 10.0) -> BuildJob:
     """Record the outcome of the job ``worker_id`` holds (ignored when its lease was lost)."""
-    job = session.scalar(select(BuildJob).where(BuildJob.id == job_id).with_for_update())
+    job = db.scalar(select(BuildJob).where(BuildJob.id == job_id).with_for_update())
     if job is None:
         raise JobNotFound(f"no build job {job_id}")
-    if job.state != RUNNING or job.lease_owner != worker_id:
+    if job.state != JobState.RUNNING or job.lease_owner != worker_id:
         return job  # the lease expired and someone else owns it now
     job.log = log[-200_000:]
     job.version = version or job.version
     if ok:
-        job.state, job.error, job.finished_at = SUCCEEDED, "", utcnow()
+        job.state, job.error, job.finished_at = JobState.SUCCEEDED, "", utcnow()
         job.lease_owner = job.lease_expires_at = None
     elif retryable:
-        _requeue_or_fail(session, job, error, retry_base_s)
+        _requeue_or_fail(db, job, error, retry_base_s)
     else:
-        job.state, job.error, job.finished_at = FAILED, error, utcnow()
+        job.state, job.error, job.finished_at = JobState.FAILED, error, utcnow()
         job.lease_owner = job.lease_expires_at = None
     return job
 
 
-def reap_expired(session: Session, retry_base_s: float = 10.0) -> list[BuildJob]:
+def reap_expired(db: Session, retry_base_s: float = 10.0) -> list[BuildJob]:
     """Put running jobs whose lease ran out (their worker died) back in the queue."""
-    expired = session.scalars(
-        select(BuildJob).where(BuildJob.state == RUNNING, BuildJob.lease_expires_at < utcnow())
+    expired = db.scalars(
+        select(BuildJob).where(BuildJob.state == JobState.RUNNING, BuildJob.lease_expires_at < utcnow())
         .with_for_update(skip_locked=True)).all()
     for job in expired:
-        _requeue_or_fail(session, job, f"lease of worker {job.lease_owner} expired: the worker stopped "
+        _requeue_or_fail(db, job, f"lease of worker {job.lease_owner} expired: the worker stopped "
                                        "answering during the build", retry_base_s)
     return list(expired)
 
 
-def get_job(session: Session, job_id: int) -> BuildJob:
+def get_job(db: Session, job_id: int) -> BuildJob:
     """The job with ``job_id`` or :class:`JobNotFound`."""
-    job = session.get(BuildJob, job_id)
+    job = db.get(BuildJob, job_id)
     if job is None:
         raise JobNotFound(f"no build job {job_id}")
     return job
 
 
-def list_jobs(session: Session, state: str | None = None, environment: str | None = None,
+def list_jobs(db: Session, state: str | None = None, environment: str | None = None,
               limit: int = 50) -> list[BuildJob]:
     """Newest jobs first, optionally of one state or environment."""
     query = select(BuildJob)
@@ -160,4 +160,4 @@ def list_jobs(session: Session, state: str | None = None, environment: str | Non
         query = query.where(BuildJob.state == state)
     if environment:
         query = query.where(BuildJob.environment == environment)
-    return list(session.scalars(query.order_by(BuildJob.id.desc()).limit(limit)))
+    return list(db.scalars(query.order_by(BuildJob.id.desc()).limit(limit)))

@@ -17,20 +17,19 @@ import time
 import uuid
 from typing import Callable
 
-from sqlalchemy import select
-
+import builder
+import rpmrepo
 from asci.config import Settings
-from asci.db import session_scope, utcnow
+from asci.db import session_scope
 from asci.errors import AsciError
-from builder.errors import DockerError
-from builder.models import BUILDING, FAILED, VERIFYING, Environment, EnvironmentVersion
+from asci.progress import LogSink
 from ci import changes, notify, queue
 from ci.errors import GateFailed
-from ci.models import BuildJob
+from ci.models import FINISHED, BuildJob, JobState
 
 log = logging.getLogger("asci.ci.worker")
 
-Builder = Callable[..., EnvironmentVersion]
+Builder = Callable[..., object]
 
 
 def default_worker_id() -> str:
@@ -39,60 +38,50 @@ def default_worker_id() -> str:
 
 def mark_abandoned_versions(settings: Settings, environment: str, job_id: int) -> int:
     """Versions left ``building``/``verifying`` by a worker that died are failed (we hold the env's only running job)."""
-    with session_scope(settings) as session:
-        rows = session.scalars(
-            select(EnvironmentVersion).join(Environment)
-            .where(Environment.name == environment, EnvironmentVersion.status.in_((BUILDING, VERIFYING)))).all()
-        for row in rows:
-            row.status, row.finished_at = FAILED, utcnow()
-            row.error = f"abandoned: the worker building it stopped; rebuilt by job {job_id}"
-        return len(rows)
+    return builder.fail_unfinished_versions(
+        settings, environment, f"abandoned: the worker building it stopped; rebuilt by job {job_id}")
 
 
 class Worker:
     """A build worker; several may run against one PostgreSQL database."""
 
-    def __init__(self, settings: Settings, worker_id: str | None = None, *, echo: Callable[[str], None] = print,
-                 builder: Builder | None = None, gate=None, promote=None) -> None:
-        from builder.build import build_environment
-        from builder.versions import promote as promote_version
+    def __init__(self, settings: Settings, worker_id: str | None = None, *, echo: LogSink = print,
+                 build: Builder | None = None, gate=None, promote=None) -> None:
         from ci.gate import smoke_test
 
         self.settings = settings
         self.worker_id = worker_id or default_worker_id()
         self.echo = echo
-        self.build = builder or build_environment
+        self.build = build or builder.build_environment
         self.gate = gate or smoke_test
-        self.promote = promote or promote_version
+        self.promote = promote or builder.promote
 
     # -------------------------------------------------------------- watch
     def watch(self) -> list[str]:
         """Turn changes (repository events, external repodata edits, recipe commits) into jobs."""
-        from rpmrepo.watch import detect_external_changes
-
         settings = self.settings
-        with session_scope(settings) as session:
-            detect_external_changes(settings, session)
-        with session_scope(settings) as session:
-            queued = changes.consume_repo_events(session, settings, settings.ci_debounce_s, settings.ci_max_attempts)
-        with session_scope(settings) as session:
-            queued += changes.consume_recipe_commits(session, settings, settings.ci_debounce_s,
+        with session_scope(settings) as db:
+            rpmrepo.detect_external_changes(settings, db)
+        with session_scope(settings) as db:
+            queued = changes.consume_repo_events(settings, db, settings.ci_debounce_s, settings.ci_max_attempts)
+        with session_scope(settings) as db:
+            queued += changes.consume_recipe_commits(settings, db, settings.ci_debounce_s,
                                                      settings.ci_max_attempts)
-        with session_scope(settings) as session:
-            for job in queue.reap_expired(session, self.settings.ci_retry_base_s):
+        with session_scope(settings) as db:
+            for job in queue.reap_expired(db, self.settings.ci_retry_base_s):
                 self.echo(f"job {job.id} ({job.environment}): {job.error}")
         return queued
 
     # ---------------------------------------------------------------- run
     def claim(self) -> BuildJob | None:
-        with session_scope(self.settings) as session:
-            return queue.claim(session, self.worker_id, self.settings.ci_lease_s)
+        with session_scope(self.settings) as db:
+            return queue.claim(db, self.worker_id, self.settings.ci_lease_s)
 
     def _heartbeat(self, job_id: int, stop: threading.Event, lost: threading.Event) -> None:
         interval = max(self.settings.ci_lease_s / 3, 0.2)
         while not stop.wait(interval):
-            with session_scope(self.settings) as session:
-                if not queue.heartbeat(session, job_id, self.worker_id, self.settings.ci_lease_s):
+            with session_scope(self.settings) as db:
+                if not queue.heartbeat(db, job_id, self.worker_id, self.settings.ci_lease_s):
                     lost.set()
                     return
 
@@ -115,22 +104,18 @@ class Worker:
             sink(f"building {job.environment} (attempt {job.attempts}/{job.max_attempts}): {'; '.join(job.reasons)}")
             row = self.build(self.settings, job.environment, log=sink, promote=False)
             version = row.version
-            from builder.recipes import load_recipe
-
-            checks = list(load_recipe(self.settings.recipes_dir, job.environment).checks)
+            checks = list(builder.load_recipe(self.settings.recipes_dir, job.environment).checks)
             try:
                 self.gate(self.settings, row.pull_reference, checks, job.environment, log=sink)
             except GateFailed as exc:
-                from builder.versions import update_version
-
-                update_version(self.settings, row.id, status=FAILED, error=f"smoke test failed: {exc}")
+                builder.fail_version(self.settings, row.id, f"smoke test failed: {exc}")
                 raise
             self.promote(self.settings, job.environment, version)
             sink(f"{job.environment} {version} passed the smoke test and is now current")
             ok = True
         except GateFailed as exc:
             error = f"smoke test failed: {exc}"
-        except DockerError as exc:
+        except builder.DockerError as exc:
             error, retryable = str(exc), True
         except AsciError as exc:
             error = str(exc)
@@ -142,11 +127,11 @@ class Worker:
             beat.join(timeout=5)
         if error:
             sink(f"FAILED: {error}")
-        with session_scope(self.settings) as session:
-            result = queue.finish(session, job.id, self.worker_id, ok=ok, version=version, error=error,
+        with session_scope(self.settings) as db:
+            result = queue.finish(db, job.id, self.worker_id, ok=ok, version=version, error=error,
                                   log="\n".join(lines), retryable=retryable,
                                   retry_base_s=self.settings.ci_retry_base_s)
-        if result.state in ("succeeded", "failed"):
+        if result.state in (JobState.SUCCEEDED, JobState.FAILED):
             notify.notify(self.settings, result, "build.succeeded" if ok else "build.failed")
         return result
 
@@ -158,8 +143,8 @@ class Worker:
 
     def run_environment(self, environment: str, reason: str, timeout_s: float = 900) -> BuildJob:
         """Queue a build of ``environment`` and run it in this process (what ``asci build run`` does)."""
-        with session_scope(self.settings) as session:
-            job_id = queue.enqueue(session, environment, reason, debounce_s=0,
+        with session_scope(self.settings) as db:
+            job_id = queue.enqueue(db, environment, reason, debounce_s=0,
                                    max_attempts=self.settings.ci_max_attempts).id
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -168,10 +153,10 @@ class Worker:
                 time.sleep(1)
                 continue
             result = self.run_job(job)
-            if job.id == job_id and result.state in ("succeeded", "failed"):
+            if job.id == job_id and result.state in FINISHED:
                 return result
-        with session_scope(self.settings) as session:
-            return queue.get_job(session, job_id)
+        with session_scope(self.settings) as db:
+            return queue.get_job(db, job_id)
 
     def run_forever(self, stop: threading.Event | None = None, max_jobs: int | None = None) -> int:
         """Tick until ``stop`` is set (or ``max_jobs`` ran); returns the number of jobs run."""

@@ -5,12 +5,14 @@ Public API (for ``builder/``, ``ci/`` and ``web/``)::
     publish(settings, paths, repo=None, user=None) -> PublishResult
     retract(settings, nevra, repo=None, user=None) -> RetractResult
     reindex(settings, repo=None, regenerate_metadata=False) -> ReindexResult
-    list_packages(session, repo, include_retracted=False) -> list[RpmPackage]
-    find_package(session, repo, nevra) -> RpmPackage | None
+    list_packages(db, repo, include_retracted=False) -> list[RpmPackage]
+    find_package(db, repo, nevra) -> RpmPackage | None
     repo_path(settings, repo=None, view="all") -> Path     # local folder: baseurl=file://..., --repofrompath
     repo_url(settings, repo=None, view="current") -> str   # HTTP baseurl under settings.public_url
-    events_after(session, last_id=0, limit=100, repo=None) -> list[RepoEvent]
-    detect_external_changes(settings, session) -> list[RepoEvent]
+    events_after(db, last_id=0, limit=100, repo=None) -> list[RepoEvent]
+    detect_external_changes(settings, db) -> list[RepoEvent]
+    dependency_closure(db, repo, names) -> set[str]  # names reachable through requires → provides
+    blueprint, openapi_fragment()                    # the HTTP routes and their OpenAPI description
 
 Two views of each repository, both complete dnf repositories:
 

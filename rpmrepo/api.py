@@ -8,7 +8,9 @@ from pathlib import Path
 from asci.config import Settings
 from rpmrepo.errors import ConflictError, InvalidPackage, NotFound, RepoError
 from rpmrepo.events import events_after
-from rpmrepo.index import Nevra, find_package, list_packages, parse_nevra
+from rpmrepo.http import bp as blueprint
+from rpmrepo.index import capability_name, dependency_closure, find_package, list_packages, parse_nevra
+from rpmrepo.openapi import fragment as openapi_fragment
 from rpmrepo.models import RepoEvent, RpmPackage
 from rpmrepo.publish import PublishResult, ReindexResult, RetractResult, publish, reindex, retract
 from rpmrepo.store import RepoLayout, check_view, list_repos
@@ -28,6 +30,7 @@ def repo_url(settings: Settings, repo: str | None = None, view: str = "current")
 
 __all__ = [
     "publish", "retract", "reindex", "list_packages", "find_package", "repo_path", "repo_url", "events_after",
-    "detect_external_changes", "list_repos", "parse_nevra", "Nevra", "PublishResult", "RetractResult",
-    "ReindexResult", "RpmPackage", "RepoEvent", "RepoError", "InvalidPackage", "ConflictError", "NotFound",
+    "detect_external_changes", "list_repos", "parse_nevra", "dependency_closure", "capability_name",
+    "PublishResult", "RetractResult", "ReindexResult", "RpmPackage", "RepoEvent", "RepoError", "InvalidPackage",
+    "ConflictError", "NotFound", "blueprint", "openapi_fragment",
 ]

@@ -34,8 +34,8 @@ def publish_cmd(ctx: AsciContext, files: tuple[Path, ...], repo: str | None, use
     if username:
         from asci.accounts import get_user
 
-        with session_scope(ctx.settings) as session:
-            user_id = get_user(session, username).id
+        with session_scope(ctx.settings) as db:
+            user_id = get_user(db, username).id
     result = publish(ctx.settings, files, repo=repo, user=user_id)
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
@@ -54,8 +54,8 @@ def publish_cmd(ctx: AsciContext, files: tuple[Path, ...], repo: str | None, use
 def list_cmd(ctx: AsciContext, repo: str | None, include_retracted: bool, as_json: bool) -> None:
     """List the packages of a repository."""
     layout = RepoLayout.of(ctx.settings, repo)
-    with session_scope(ctx.settings) as session:
-        rows = list_packages(session, layout.name, include_retracted=include_retracted)
+    with session_scope(ctx.settings) as db:
+        rows = list_packages(db, layout.name, include_retracted=include_retracted)
         if as_json:
             click.echo(json.dumps([row.as_dict() for row in rows], indent=2))
             return
@@ -98,7 +98,7 @@ def repos_cmd(ctx: AsciContext) -> None:
     """List the repositories with their package counts."""
     from rpmrepo.api import repo_url
 
-    with session_scope(ctx.settings) as session:
+    with session_scope(ctx.settings) as db:
         for name in list_repos(ctx.settings):
-            count = len(list_packages(session, name))
+            count = len(list_packages(db, name))
             click.echo(f"{name}\t{count} packages\t{repo_url(ctx.settings, name, 'current')}")

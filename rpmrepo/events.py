@@ -21,27 +21,27 @@ from rpmrepo.models import RepoEvent
 KINDS = ("publish", "retract", "external")
 
 
-def record_event(session: Session, repo: str, kind: str, packages: list[str], revision: str | int) -> RepoEvent:
+def record_event(db: Session, repo: str, kind: str, packages: list[str], revision: str | int) -> RepoEvent:
     """Add an event (flushed, so its id is known; committed with the caller's transaction, which
     should commit promptly: on PostgreSQL other event writers wait for it)."""
     if kind not in KINDS:
         raise ValueError(f"unknown event kind {kind!r}")
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("LOCK TABLE repo_events IN SHARE ROW EXCLUSIVE MODE"))
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(text("LOCK TABLE repo_events IN SHARE ROW EXCLUSIVE MODE"))
     event = RepoEvent(repo=repo, kind=kind, packages=list(packages), revision=str(revision))
-    session.add(event)
-    session.flush()
+    db.add(event)
+    db.flush()
     return event
 
 
-def events_after(session: Session, last_id: int = 0, limit: int = 100, repo: str | None = None) -> list[RepoEvent]:
+def events_after(db: Session, last_id: int = 0, limit: int = 100, repo: str | None = None) -> list[RepoEvent]:
     """Events with ``id > last_id``, oldest first, at most ``limit`` (optionally of one repository)."""
     query = select(RepoEvent).where(RepoEvent.id > last_id)
     if repo is not None:
         query = query.where(RepoEvent.repo == repo)
-    return list(session.scalars(query.order_by(RepoEvent.id).limit(limit)))
+    return list(db.scalars(query.order_by(RepoEvent.id).limit(limit)))
 
 
-def last_event(session: Session, repo: str) -> RepoEvent | None:
+def last_event(db: Session, repo: str) -> RepoEvent | None:
     """The newest event of ``repo``, or None."""
-    return session.scalar(select(RepoEvent).where(RepoEvent.repo == repo).order_by(RepoEvent.id.desc()).limit(1))
+    return db.scalar(select(RepoEvent).where(RepoEvent.repo == repo).order_by(RepoEvent.id.desc()).limit(1))

@@ -12,35 +12,24 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, current_app, jsonify, request, send_from_directory
+from flask import Response, abort, jsonify, request, send_from_directory
 
-from asci.accounts import user_for_token
-from asci.webauth import bearer_token
 from asci.db import session_scope
-from rpmrepo.errors import InvalidPackage, RepoError
+from asci.http import CSRF_BEARER_ONLY, blueprint, current_settings
+from asci.webauth import require_user
+from rpmrepo.errors import InvalidPackage
 from rpmrepo.index import list_packages
 from rpmrepo.publish import publish_staged
 from rpmrepo.store import RepoLayout, check_view
 from rpmrepo.validate import discard, incoming_dir, stage_stream
 
-bp = Blueprint("rpmrepo", __name__)
-
-
-def _settings():
-    from web import settings_of
-
-    return settings_of(current_app)
-
-
-@bp.errorhandler(RepoError)
-def _repo_error(exc: RepoError):
-    return jsonify(error=str(exc), kind=type(exc).__name__), exc.http_status
+bp = blueprint("rpmrepo", __name__, csrf=CSRF_BEARER_ONLY)  # uploads take a token, never the login cookie
 
 
 @bp.get("/repos/<repo>/<view>/<path:filename>")
 def repo_file(repo: str, view: str, filename: str):
     """A file of a repository view (send_from_directory refuses paths leaving the folder)."""
-    layout = RepoLayout.of(_settings(), repo)
+    layout = RepoLayout.of(current_settings(), repo)
     if not layout.exists():
         abort(404)
     folder = layout.view_dir(check_view(view))
@@ -53,7 +42,7 @@ def repo_file(repo: str, view: str, filename: str):
 @bp.get("/repos/<repo>.repo")
 def repo_file_definition(repo: str):
     """A dnf/yum .repo file pointing at this server's ``public_url``."""
-    settings = _settings()
+    settings = current_settings()
     layout = RepoLayout.of(settings, repo).require()
     base = settings.public_url.rstrip("/")
     lines = []
@@ -76,7 +65,7 @@ def repo_file_definition(repo: str):
 @bp.get("/repos/RPM-GPG-KEY-asci")
 def gpg_keys():
     """The armored public keys that signatures are checked against (404 when none are configured)."""
-    keys = [path.read_text() for path in _settings().repo_gpg_keys if path.is_file()]
+    keys = [path.read_text() for path in current_settings().repo_gpg_keys if path.is_file()]
     if not keys:
         abort(404)
     return Response("\n".join(keys), mimetype="text/plain")
@@ -85,32 +74,20 @@ def gpg_keys():
 @bp.get("/api/repos/<repo>/packages")
 def api_list(repo: str):
     """The repository's packages as JSON."""
-    settings = _settings()
+    settings = current_settings()
     layout = RepoLayout.of(settings, repo)
     include = request.args.get("all", "").lower() in {"1", "true", "yes"}
-    with session_scope(settings) as session:
-        rows = [row.as_dict() for row in list_packages(session, layout.name, include_retracted=include)]
+    with session_scope(settings) as db:
+        rows = [row.as_dict() for row in list_packages(db, layout.name, include_retracted=include)]
     return jsonify(repo=layout.name, packages=rows)
-
-
-def _bearer_user_id(settings) -> int | None:
-    """Uploads take an API token only (never the login cookie)."""
-    token = bearer_token()
-    if not token:
-        return None
-    with session_scope(settings) as session:
-        user = user_for_token(session, token)
-        return user.id if user is not None else None
 
 
 @bp.post("/api/repos/<repo>/packages")
 def api_upload(repo: str):
     """Publish uploaded RPMs (the client's file names are used in messages only)."""
-    settings = _settings()
-    user_id = _bearer_user_id(settings)
-    if user_id is None:
-        return jsonify(error="a valid API token is required (Authorization: Bearer <token>)"), 401, \
-            {"WWW-Authenticate": 'Bearer realm="asci"'}
+    settings = current_settings()
+    with session_scope(settings) as db:  # authenticated before the body is read
+        user_id = require_user(db, bearer_only=True).id
     RepoLayout.of(settings, repo)
     uploads = request.files.getlist("file")
     if not uploads:

@@ -1,55 +1,40 @@
-"""Queries on the package index (no XML parsing): list, find by NEVRA, parse NEVRA strings."""
+"""Queries on the package index (no XML parsing): list, find by NEVRA, dependency closure."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections import defaultdict
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from asci import nevra as asci_nevra
+from asci.errors import InvalidNevra
+from asci.nevra import Nevra
 from rpmrepo.errors import InvalidName
 from rpmrepo.models import RpmPackage
 from rpmrepo.store import check_repo_name
 
-_NEVRA_RE = re.compile(r"^(?P<name>.+)-(?:(?P<epoch>\d+):)?(?P<version>[^-:]+)-(?P<release>[^-:]+)\.(?P<arch>[a-z0-9_]+)$")
-
-
-@dataclass(frozen=True)
-class Nevra:
-    """A parsed ``name-[epoch:]version-release.arch``."""
-
-    name: str
-    epoch: int
-    version: str
-    release: str
-    arch: str
-
-    def __str__(self) -> str:
-        epoch = f"{self.epoch}:" if self.epoch else ""
-        return f"{self.name}-{epoch}{self.version}-{self.release}.{self.arch}"
+_CAPABILITY_NAME = re.compile(r"^\s*([^\s<>=()]+)")
 
 
 def parse_nevra(text: str) -> Nevra:
-    """Parse ``name-[epoch:]version-release.arch`` (a trailing ``.rpm`` is accepted)."""
-    text = text.strip()
-    if text.endswith(".rpm"):
-        text = text[:-4]
-    match = _NEVRA_RE.match(text)
-    if not match:
-        raise InvalidName(f"{text!r} is not a NEVRA (name-[epoch:]version-release.arch)")
-    return Nevra(match["name"], int(match["epoch"] or 0), match["version"], match["release"], match["arch"])
+    """Parse ``name-[epoch:]version-release.arch`` (``asci.nevra``), refused as :class:`InvalidName`."""
+    try:
+        return asci_nevra.parse_nevra(text)
+    except InvalidNevra as exc:
+        raise InvalidName(str(exc)) from None
 
 
-def list_packages(session: Session, repo: str, include_retracted: bool = False) -> list[RpmPackage]:
+def list_packages(db: Session, repo: str, include_retracted: bool = False) -> list[RpmPackage]:
     """The packages of ``repo``, sorted by name then id (publication order)."""
     query = select(RpmPackage).where(RpmPackage.repo == check_repo_name(repo))
     if not include_retracted:
         query = query.where(RpmPackage.retracted.is_(False))
-    return list(session.scalars(query.order_by(RpmPackage.name, RpmPackage.id)))
+    return list(db.scalars(query.order_by(RpmPackage.name, RpmPackage.id)))
 
 
-def find_package(session: Session, repo: str, nevra: str | Nevra) -> RpmPackage | None:
+def find_package(db: Session, repo: str, nevra: str | Nevra) -> RpmPackage | None:
     """The package of ``repo`` with this NEVRA (retracted or not), or None.
 
     Without an explicit epoch, a NEVRA matches whatever epoch the package has.
@@ -62,9 +47,36 @@ def find_package(session: Session, repo: str, nevra: str | Nevra) -> RpmPackage 
     )
     if explicit_epoch:
         query = query.where(RpmPackage.epoch == wanted.epoch)
-    return session.scalars(query.order_by(RpmPackage.epoch)).first()
+    return db.scalars(query.order_by(RpmPackage.epoch)).first()
 
 
-def find_by_filename(session: Session, repo: str, filename: str) -> RpmPackage | None:
+def find_by_filename(db: Session, repo: str, filename: str) -> RpmPackage | None:
     """The package stored as ``filename`` in ``repo``, or None."""
-    return session.scalar(select(RpmPackage).where(RpmPackage.repo == repo, RpmPackage.filename == filename))
+    return db.scalar(select(RpmPackage).where(RpmPackage.repo == repo, RpmPackage.filename == filename))
+
+
+def capability_name(capability: str) -> str:
+    """``mx-lib >= 1:2.0`` → ``mx-lib``."""
+    match = _CAPABILITY_NAME.match(capability)
+    return match.group(1) if match else capability.strip()
+
+
+def dependency_closure(db: Session, repo: str, names: set[str]) -> set[str]:
+    """Every package name reachable from ``names`` through requires → provides in ``repo``."""
+    providers: dict[str, set[str]] = defaultdict(set)
+    requires: dict[str, set[str]] = defaultdict(set)
+    for package in db.scalars(select(RpmPackage).where(RpmPackage.repo == repo)):
+        providers[package.name].add(package.name)
+        for capability in package.provides or []:
+            providers[capability_name(capability)].add(package.name)
+        requires[package.name].update(capability_name(c) for c in package.requires or [])
+    seen: set[str] = set()
+    pending = list(names)
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for capability in requires.get(name, ()):
+            pending.extend(providers.get(capability, ()) - seen)
+    return seen

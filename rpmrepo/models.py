@@ -13,6 +13,7 @@ from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, St
 from sqlalchemy.orm import Mapped, mapped_column
 
 import asci.accounts  # noqa: F401  (defines the users table that published_by_id refers to)
+from asci.nevra import format_nevra
 from asci.db import Base, UTCDateTime, utcnow
 
 
@@ -50,8 +51,7 @@ class RpmPackage(Base):
     @property
     def nevra(self) -> str:
         """``name-[epoch:]version-release.arch`` (epoch shown only when not 0)."""
-        epoch = f"{self.epoch}:" if self.epoch else ""
-        return f"{self.name}-{epoch}{self.version}-{self.release}.{self.arch}"
+        return format_nevra(self.name, self.epoch, self.version, self.release, self.arch)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready description (what the HTTP API and ``asci rpm list --json`` show)."""

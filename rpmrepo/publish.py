@@ -111,11 +111,11 @@ def publish_staged(settings: Settings, staged: list[tuple[Path, str]], folder: P
     dbpath = keyring(settings, folder)
     candidates = [validate(settings, path, label, dbpath) for path, label in staged]
     with repo_lock(layout, settings.repo_lock_timeout_s):
-        with session_scope(settings) as session:
-            return _publish_locked(session, layout, candidates, _user_id(user))
+        with session_scope(settings) as db:
+            return _publish_locked(db, layout, candidates, _user_id(user))
 
 
-def _classify(session: Session, layout: RepoLayout, candidates: list[Candidate]):
+def _classify(db: Session, layout: RepoLayout, candidates: list[Candidate]):
     new: list[Candidate] = []
     relink: list[Candidate] = []
     outcomes: list[PublishedPackage] = []
@@ -128,7 +128,7 @@ def _classify(session: Session, layout: RepoLayout, candidates: list[Candidate])
                 raise ConflictError(f"{cand.label}: {cand.nevra} is given twice with different content")
             continue
         batch[cand.filename] = cand
-        row = find_by_filename(session, layout.name, cand.filename)
+        row = find_by_filename(db, layout.name, cand.filename)
         on_disk = layout.all_dir / cand.filename
         if row is not None:
             existing_sha, existing_nevra = row.sha256, row.nevra
@@ -145,7 +145,7 @@ def _classify(session: Session, layout: RepoLayout, candidates: list[Candidate])
                 "published packages are never replaced: publish a new release instead"
             )
         if row is None:  # file present but not indexed: repair the index
-            session.add(_row(layout.name, cand, None))
+            db.add(_row(layout.name, cand, None))
         elif not on_disk.is_file():  # indexed but the file went missing: put the same bytes back
             relink.append(cand)
         outcomes.append(PublishedPackage(cand.nevra, cand.filename, cand.sha256, cand.size, ALREADY))
@@ -162,17 +162,17 @@ def _row(repo: str, cand: Candidate, user_id: int | None) -> RpmPackage:
     )
 
 
-def _has_retracted(session: Session, repo: str) -> bool:
+def _has_retracted(db: Session, repo: str) -> bool:
     query = select(RpmPackage.id).where(RpmPackage.repo == repo, RpmPackage.retracted.is_(True)).limit(1)
-    return session.scalar(query) is not None
+    return db.scalar(query) is not None
 
 
-def _publish_locked(session: Session, layout: RepoLayout, candidates: list[Candidate], user_id: int | None) -> PublishResult:
+def _publish_locked(db: Session, layout: RepoLayout, candidates: list[Candidate], user_id: int | None) -> PublishResult:
     layout.create()
-    new, relink, outcomes = _classify(session, layout, candidates)
+    new, relink, outcomes = _classify(db, layout, candidates)
     result = PublishResult(repo=layout.name, packages=outcomes)
     if not new and not relink:
-        session.commit()
+        db.commit()
         return result
     added: list[Path] = []
     try:
@@ -180,27 +180,27 @@ def _publish_locked(session: Session, layout: RepoLayout, candidates: list[Candi
             for folder in (layout.all_dir, layout.current_dir):
                 target = folder / cand.filename
                 if folder is layout.current_dir and cand in relink:
-                    row = find_by_filename(session, layout.name, cand.filename)
+                    row = find_by_filename(db, layout.name, cand.filename)
                     if row is not None and row.retracted:
                         continue
                 if not target.exists():
                     os.link(cand.path, target)
                     added.append(target)
         for cand in new:
-            session.add(_row(layout.name, cand, user_id))
+            db.add(_row(layout.name, cand, user_id))
         try:
-            session.flush()
+            db.flush()
         except IntegrityError:
             raise ConflictError(f"a package of this batch is already indexed in {layout.name!r} with another file") from None
-        swap = metadata.regenerate(layout, separate_current=_has_retracted(session, layout.name))
+        swap = metadata.regenerate(layout, separate_current=_has_retracted(db, layout.name))
         try:
-            event = record_event(session, layout.name, "publish", [c.nevra for c in new + relink], swap.revision)
-            session.commit()
+            event = record_event(db, layout.name, "publish", [c.nevra for c in new + relink], swap.revision)
+            db.commit()
         except BaseException:
             swap.undo()
             raise
     except BaseException:
-        session.rollback()
+        db.rollback()
         for path in added:
             path.unlink(missing_ok=True)
         raise
@@ -224,14 +224,14 @@ def retract(settings: Settings, nevra: str, repo: str | None = None, user: Any =
     layout = RepoLayout.of(settings, repo)
     wanted = parse_nevra(nevra)
     with repo_lock(layout, settings.repo_lock_timeout_s):
-        with session_scope(settings) as session:
-            row = find_package(session, layout.name, nevra)
+        with session_scope(settings) as db:
+            row = find_package(db, layout.name, nevra)
             if row is None:
                 raise NotFound(f"no package {wanted} in repository {layout.name!r}")
             if row.retracted:
                 return RetractResult(layout.name, row.nevra, None, None)
             row.retracted, row.retracted_at = True, utcnow()
-            session.flush()
+            db.flush()
             link = layout.current_dir / row.filename
             removed = link.is_file()
             if removed:
@@ -239,13 +239,13 @@ def retract(settings: Settings, nevra: str, repo: str | None = None, user: Any =
             try:
                 swap = metadata.regenerate(layout, separate_current=True)
                 try:
-                    event = record_event(session, layout.name, "retract", [row.nevra], swap.revision)
-                    session.commit()
+                    event = record_event(db, layout.name, "retract", [row.nevra], swap.revision)
+                    db.commit()
                 except BaseException:
                     swap.undo()
                     raise
             except BaseException:
-                session.rollback()
+                db.rollback()
                 if removed and not link.exists():
                     os.link(layout.all_dir / row.filename, link)
                 raise
@@ -276,8 +276,8 @@ def reindex(settings: Settings, repo: str | None = None, regenerate_metadata: bo
     folder = incoming_dir(settings)
     try:
         dbpath = keyring(settings.replace(repo_require_signature=False), folder)
-        with repo_lock(layout, settings.repo_lock_timeout_s), session_scope(settings) as session:
-            rows = {row.filename: row for row in session.scalars(select(RpmPackage).where(RpmPackage.repo == layout.name))}
+        with repo_lock(layout, settings.repo_lock_timeout_s), session_scope(settings) as db:
+            rows = {row.filename: row for row in db.scalars(select(RpmPackage).where(RpmPackage.repo == layout.name))}
             seen = set()
             for path in layout.package_files("all"):
                 try:
@@ -296,7 +296,7 @@ def reindex(settings: Settings, repo: str | None = None, regenerate_metadata: bo
                     new_row = _row(layout.name, cand, None)
                     new_row.published_at = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
                     new_row.retracted, new_row.retracted_at = retracted, (utcnow() if retracted else None)
-                    session.add(new_row)
+                    db.add(new_row)
                     result.added.append(header.nevra)
                     continue
                 fresh = _row(layout.name, cand, row.published_by_id)
@@ -314,14 +314,14 @@ def reindex(settings: Settings, repo: str | None = None, regenerate_metadata: bo
             for filename, row in rows.items():
                 if filename not in seen:
                     result.removed.append(row.nevra)
-                    session.delete(row)
-            session.flush()
+                    db.delete(row)
+            db.flush()
             missing_md = any(metadata.read_revision(layout.view_dir(v)) is None for v in ("all", "current"))
             if regenerate_metadata or missing_md:
-                swap = metadata.regenerate(layout, separate_current=_has_retracted(session, layout.name), full=True)
+                swap = metadata.regenerate(layout, separate_current=_has_retracted(db, layout.name), full=True)
                 try:
-                    record_event(session, layout.name, "external", result.added, swap.revision)
-                    session.commit()
+                    record_event(db, layout.name, "external", result.added, swap.revision)
+                    db.commit()
                 except BaseException:
                     swap.undo()
                     raise

@@ -12,6 +12,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from asci.nevra import format_nevra
 from rpmrepo.errors import InvalidPackage
 
 RPM_LEAD_MAGIC = b"\xed\xab\xee\xdb"
@@ -52,8 +53,7 @@ class RpmHeader:
     @property
     def nevra(self) -> str:
         """``name-[epoch:]version-release.arch``."""
-        epoch = f"{self.epoch}:" if self.epoch else ""
-        return f"{self.name}-{epoch}{self.version}-{self.release}.{self.arch}"
+        return format_nevra(self.name, self.epoch, self.version, self.release, self.arch)
 
     @property
     def filename(self) -> str:

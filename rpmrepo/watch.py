@@ -50,7 +50,7 @@ def primary_nevras(view_dir) -> set[str]:
     return nevras
 
 
-def detect_external_changes(settings: Settings, session: Session) -> list[RepoEvent]:
+def detect_external_changes(settings: Settings, db: Session) -> list[RepoEvent]:
     """Record an ``external`` event for each repository whose metadata revision changed unseen.
 
     The event lists the NEVRAs in the metadata that the index does not know (often none).
@@ -64,12 +64,12 @@ def detect_external_changes(settings: Settings, session: Session) -> list[RepoEv
                 revision = read_revision(layout.all_dir)
                 if revision is None:
                     continue
-                last = last_event(session, name)
+                last = last_event(db, name)
                 if last is not None and last.revision == revision:
                     continue
-                known = {row.nevra for row in session.scalars(select(RpmPackage).where(RpmPackage.repo == name))}
+                known = {row.nevra for row in db.scalars(select(RpmPackage).where(RpmPackage.repo == name))}
                 unknown = sorted(primary_nevras(layout.all_dir) - known)
-                added.append(record_event(session, name, "external", unknown, revision))
+                added.append(record_event(db, name, "external", unknown, revision))
         except LockTimeout:
             continue
     return added

@@ -1,20 +1,24 @@
-"""Shared fixtures: settings on a fresh data directory, on SQLite and PostgreSQL.
+"""Shared fixtures: settings on a fresh data directory (SQLite and PostgreSQL), the Docker daemon,
+the base image in the registry, the fixture RPMs, a recipes git repository, a swapped broker.
 
-Markers (registered in pyproject/tox via pytest.ini options here):
-``integration`` real services, ``docker`` a Docker daemon, ``postgres`` the
-PostgreSQL server named by ``ASCI_TEST_POSTGRES_URL``, ``browser`` Chromium,
-``slow`` more than a few seconds.
+Helpers that are not fixtures live in ``tests/support.py``. Markers (registered here):
+``integration`` real services, ``docker`` a Docker daemon, ``postgres`` the PostgreSQL server
+named by ``ASCI_TEST_POSTGRES_URL``, ``browser`` Chromium, ``slow`` more than a few seconds.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
 from asci import db
 from asci.config import Settings
+from tests.support import ARTIFACTS, RPM_FIXTURES, TEST_LABEL, FakeBackend, RecipesRepo, always_ready, need, \
+    require_programs
 
 POSTGRES_URL_VAR = "ASCI_TEST_POSTGRES_URL"
 
@@ -49,10 +53,7 @@ def _sqlite_settings(tmp_path) -> Settings:
 
 def _postgres_settings(tmp_path) -> Settings:
     url = os.environ.get(POSTGRES_URL_VAR)
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail(f"{POSTGRES_URL_VAR} is not set: the test command must start PostgreSQL")
-        pytest.skip(f"{POSTGRES_URL_VAR} is not set")
+    need(bool(url), f"{POSTGRES_URL_VAR} is not set: the test command must start PostgreSQL")
     _reset_postgres(url)
     settings = Settings(data_dir=tmp_path / "data", database_url=url)
     db.upgrade(settings)
@@ -79,30 +80,20 @@ def db_settings(request, tmp_path) -> Settings:
     return _postgres_settings(tmp_path)
 
 
-# ------------------------------------------------------------ shared helpers
-
-ARTIFACTS = __import__("pathlib").Path(__file__).resolve().parent.parent / "test-artifacts"
-TEST_LABEL = "asci.test"
-
-
-def free_port(start: int = 5900, end: int = 6900) -> int:
-    """A TCP port on 127.0.0.1 nobody listens on, chosen at random in [start, end)."""
-    import random
-
-    from asci import net
-
-    port = net.free_port(random.sample(range(start, end), end - start))
-    if port is not None:
-        return port
-    raise RuntimeError(f"no free port in {start}-{end}")
-
+# ------------------------------------------------------------ services
 
 @pytest.fixture(scope="session")
 def docker_client():
     """A client for the local Docker daemon (the test command starts it)."""
+    import docker
+
     from builder.docker_engine import client_for
 
-    client = client_for("unix:///var/run/docker.sock")
+    try:
+        client = client_for("unix:///var/run/docker.sock")
+        client.ping()
+    except (docker.errors.DockerException, Exception) as exc:  # noqa: BLE001 - any failure: no daemon
+        need(False, f"no Docker daemon answers on /var/run/docker.sock ({exc})")
     dangling_before = {image.id for image in client.images.list(filters={"dangling": True})}
     yield client
     for container in client.containers.list(all=True, filters={"label": TEST_LABEL}):
@@ -128,14 +119,6 @@ def base_image(docker_client) -> str:
                             log=lambda line: None)
 
 
-@pytest.fixture
-def artifacts_dir(request):
-    """A folder under test-artifacts/ named after the test, kept after the run."""
-    folder = ARTIFACTS / request.node.name.replace("/", "_").replace("[", "-").replace("]", "")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 @pytest.fixture(scope="session")
 def pushed_image(docker_client, base_image):
     """``(reference, digest)`` of the base image pushed as 127.0.0.1:5000/asci-test-<uuid>:v1."""
@@ -150,20 +133,49 @@ def pushed_image(docker_client, base_image):
     docker_client.images.remove(f"{repository}:v1", noprune=True)
 
 
-def remove_sessions(docker_url: str, broker_instance: str, user_names) -> None:
-    """Remove one broker instance's session containers (printing their logs) and the users' home volumes."""
-    import docker
+@pytest.fixture
+def artifacts_dir(request):
+    """A folder under test-artifacts/ named after the test, kept after the run."""
+    folder = ARTIFACTS / request.node.name.replace("/", "_").replace("[", "-").replace("]", "")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
-    try:
-        client = docker.DockerClient(base_url=docker_url, timeout=20)
-        for container in client.containers.list(all=True, filters={"label": f"asci.broker={broker_instance}"}):
-            print(container.name, container.logs(tail=30).decode(errors="replace"))
-            container.remove(force=True)
-        for name in user_names:
-            try:
-                client.volumes.get(f"asci-home-{name}").remove(force=True)
-            except docker.errors.NotFound:
-                pass
-        client.close()
-    except docker.errors.DockerException:
-        pass  # a daemon the test stopped on purpose
+
+# ------------------------------------------------------------ RPMs and recipes
+
+@pytest.fixture(scope="session")
+def fixture_rpms(tmp_path_factory) -> Path:
+    """The packages of tests/fixtures/rpms/packages.txt, built once per session with rpmbuild."""
+    require_programs("rpmbuild", "createrepo_c", "dnf")
+    out = tmp_path_factory.mktemp("fixture-rpms")
+    subprocess.run([str(RPM_FIXTURES / "build.sh"), str(out)], check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture
+def recipes_repo(tmp_path) -> RecipesRepo:
+    """A recipes folder under git with the base definitions and the schema (add recipes with ``write``)."""
+    return RecipesRepo(tmp_path / "recipes")
+
+
+# ------------------------------------------------------------ the broker
+
+@pytest.fixture
+def swap_broker():
+    """``swap_broker(settings, backend=None, ready=None)`` puts a Broker in place for ``settings``
+    (a ``FakeBackend`` and a desktop that answers at once by default) and removes it afterwards."""
+    from broker import Broker, install
+
+    installed = []
+
+    def swap(settings, backend=None, ready=None):
+        if backend is None:
+            backend, ready = FakeBackend(), ready or always_ready
+        broker = Broker(settings, backend, ready=ready)
+        install(settings, broker)
+        installed.append(settings)
+        return broker
+
+    yield swap
+    for settings in installed:
+        install(settings, None)

@@ -1,49 +1,38 @@
-"""The ASCI web application: pages, login and the JSON API, built by ``create_app``."""
+"""The ASCI web application: pages, login and the JSON APIs, built by ``create_app``.
+
+The top of the layering: it composes the blueprints of every package (each through its
+package's public face) and shows what the domain packages compute.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
-import tempfile
-from pathlib import Path
+from flask import Flask, render_template
 
-from flask import Flask
-
+import broker
+import ci
+import rpmrepo
 from asci.config import Settings, load_settings
-from asci.errors import AsciError
+from asci.http import install_settings, register_error_handlers, secret_key
+from web.errors import DemoError, WebError
+
+__all__ = ["create_app", "WebError", "DemoError"]
 
 
-class WebError(AsciError):
-    """Root of the web package's errors."""
+PAGE_MESSAGES = {403: "You are not allowed to see this page.", 404: "There is nothing here."}
 
 
-def _secret_key(settings: Settings) -> str:
-    if settings.secret_key:
-        return settings.secret_key
-    path: Path = settings.data_dir / "secret_key"
-    if not path.exists():
-        # Written privately (0600 from the start) under a temporary name, then linked into place:
-        # no other local user can open it while it is readable, and a process starting at the same
-        # time (websockify beside the web server) never reads a half-written or different key.
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".secret_key-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(32))
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
-        finally:
-            os.unlink(tmp)
-    return path.read_text().strip()
+def _html_error(status: int, message: str):
+    return render_template("error.html", code=status, message=PAGE_MESSAGES.get(status, message)), status
 
 
 def create_app(settings: Settings | None = None, test_config: dict | None = None) -> Flask:
     """Build the Flask application for ``settings`` (read from the environment when omitted)."""
+    from web import admin, api, assets, auth, formatting, health, oidc, pages, security, viewer
+
     settings = settings or load_settings()
     app = Flask(__name__)
     app.config.update(
-        SECRET_KEY=_secret_key(settings),
+        SECRET_KEY=secret_key(settings),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
@@ -51,29 +40,12 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
     )
     if test_config:
         app.config.update(test_config)
-    app.extensions["asci_settings"] = settings
-
-    import broker.api
-    import ci.http
-    import rpmrepo.http
-    from web import health, pages
-
-    for blueprint in (health.bp, rpmrepo.http.bp, broker.api.bp, ci.http.bp, pages.bp):
-        app.register_blueprint(blueprint)
-    _register_pages(app)
-    return app
-
-
-def _register_pages(app: Flask) -> None:
-    """The page blueprints beside ``web.pages``, CSRF/cookies/login state, and OIDC when configured."""
-    from web import admin, assets, auth, oidc, security, viewer
-
-    for blueprint in (assets.bp, auth.bp, oidc.bp, viewer.bp, admin.bp):
-        app.register_blueprint(blueprint)
+    install_settings(app, settings)
+    for bp in (health.bp, rpmrepo.blueprint, broker.blueprint, ci.blueprint, api.bp, pages.bp, assets.bp,
+               auth.bp, oidc.bp, viewer.bp, admin.bp):
+        app.register_blueprint(bp)
+    register_error_handlers(app, html=_html_error)
+    formatting.register(app)
     security.init_app(app)
     oidc.init_app(app)
-
-
-def settings_of(app: Flask) -> Settings:
-    """The settings the application was built with."""
-    return app.extensions["asci_settings"]
+    return app

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, abort, send_from_directory
+from flask import abort, send_from_directory
+
+from asci.http import blueprint
 
 NODE_MODULES = Path(__file__).resolve().parent / "node_modules"
 PACKAGES = {
@@ -16,7 +18,7 @@ PACKAGES = {
     "novnc": NODE_MODULES / "@novnc" / "novnc",
 }
 
-bp = Blueprint("assets", __name__)
+bp = blueprint("assets", __name__)
 
 
 @bp.get("/static/vendor/<package>/<path:filename>")

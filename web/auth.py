@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import current_app, flash, g, redirect, render_template, request, session, url_for
 from sqlalchemy import select
 
-from asci import accounts, db
+from asci import accounts
+from asci.db import session_scope
+from asci.http import blueprint, current_settings
 from web.ratelimit import limiter_for
 from web.security import log_in, safe_next
 
-bp = Blueprint("auth", __name__)
+bp = blueprint("auth", __name__)
 
 WRONG = "Wrong user name or password."
 
@@ -17,8 +19,6 @@ WRONG = "Wrong user name or password."
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     """The login form; a wrong password says so politely, repeated failures are refused for a while."""
-    from web import settings_of
-
     if g.get("user") is not None and request.method == "GET":
         return redirect(safe_next(request.args.get("next")))
     next_url = request.values.get("next", "")
@@ -32,8 +32,8 @@ def login():
     if wait:
         flash(f"Too many failed attempts. Please wait {wait} seconds and try again.", "warning")
         return render_template("auth/login.html", next=next_url, username=username), 429, {"Retry-After": str(wait)}
-    with db.session_scope(settings_of(current_app)) as dbs:
-        user = dbs.scalar(select(accounts.User).where(accounts.User.username == username)) if username else None
+    with session_scope(current_settings()) as db:
+        user = db.scalar(select(accounts.User).where(accounts.User.username == username)) if username else None
         ok = user is not None and user.is_active and user.check_password(password)
         if ok:
             log_in(user)

@@ -6,10 +6,11 @@ Every step is idempotent, so the demo restarts quickly:
 2. a recipes git repository under the data directory, kept in step with ``recipes/`` of the
    checkout (the builder tags versions in it, so the code repository is left alone);
 3. the sample RPM (``rpmrepo/samples/asci-demo-viewer.spec``) built with rpmbuild and published;
-4. the ``demo`` environment built, verified, smoke-tested and made current through the same
+4. the local Docker daemon registered as node ``local`` (the smoke test and sessions run there);
+5. the ``demo`` environment built, verified, smoke-tested and made current through the same
    ci job path as ``asci build run`` (skipped when it already has a current version);
-5. an experiment ``DEMO-001`` with a small data folder, the demo user as its member, allowed to
-   use the ``demo`` environment; the local Docker daemon registered as node ``local``.
+6. an experiment ``DEMO-001`` with a small data folder, the demo user as its member, allowed to
+   use the ``demo`` environment.
 """
 
 from __future__ import annotations
@@ -24,18 +25,20 @@ from typing import Iterator
 
 from sqlalchemy import select
 
-from asci import accounts, db
+import broker
+import builder
+import ci
+import rpmrepo
+from asci import accounts
+from asci.db import session_scope
 from asci.config import PROJECT_ROOT, Settings
-from asci.errors import AsciError
+from asci.progress import discard
+from web.errors import DemoError
 
 SAMPLE_SPEC = PROJECT_ROOT / "rpmrepo" / "samples" / "asci-demo-viewer.spec"
 SAMPLE_NEVRA = "asci-demo-viewer-1.0-1.noarch"
 DEMO_ENVIRONMENT = "demo"
 DEMO_EXPERIMENT = "DEMO-001"
-
-
-class DemoError(AsciError):
-    """A step of the demo set-up failed."""
 
 
 def demo_recipes(settings: Settings) -> Settings:
@@ -75,72 +78,62 @@ def build_sample_rpm(out_dir: Path) -> Path:
 
 
 def _publish_sample(settings: Settings) -> str:
-    import rpmrepo
-
-    with db.session_scope(settings) as session:
-        if rpmrepo.find_package(session, settings.default_repo, SAMPLE_NEVRA) is not None:
+    with session_scope(settings) as db:
+        if rpmrepo.find_package(db, settings.default_repo, SAMPLE_NEVRA) is not None:
             return f"sample {SAMPLE_NEVRA} already published"
     rpmrepo.publish(settings, [build_sample_rpm(settings.data_dir / "samples")])
     return f"published sample {SAMPLE_NEVRA} into {settings.default_repo}"
 
 
-def _build_environment(settings: Settings) -> str:
-    from builder.models import Environment
-    from ci.worker import Worker
+def _node(settings: Settings) -> str:
+    with session_scope(settings) as db:
+        if broker.has_nodes(db):
+            return "a node is registered"
+        broker.register_node(db, "local", settings.docker_hosts[0], cpus=float(os.cpu_count() or 2),
+                             memory_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+                             max_sessions=10, ports=settings.session_ports)
+    return f"registered the local Docker daemon ({settings.docker_hosts[0]}) as node local"
 
-    with db.session_scope(settings) as session:
-        current = session.scalar(select(Environment.current_version).where(Environment.name == DEMO_ENVIRONMENT))
+
+def _build_environment(settings: Settings) -> str:
+    with session_scope(settings) as db:
+        current = builder.current_version(db, DEMO_ENVIRONMENT)
     if current:
         return f"environment {DEMO_ENVIRONMENT} {current} is current"
-    job = Worker(settings, echo=lambda line: None).run_environment(DEMO_ENVIRONMENT, "asci demo")
-    if job.state != "succeeded":
-        raise DemoError(f"building the {DEMO_ENVIRONMENT} environment failed: {job.error} (asci build show {job.id} --log)")
+    job = ci.Worker(settings, echo=discard).run_environment(DEMO_ENVIRONMENT, "asci demo")
+    if job.state != ci.JobState.SUCCEEDED:
+        raise DemoError(f"building the {DEMO_ENVIRONMENT} environment failed: {job.error} "
+                        f"(asci build show {job.id} --log)")
     return f"built environment {DEMO_ENVIRONMENT} {job.version} (smoke-tested, current)"
 
 
-def _experiment_and_node(settings: Settings, username: str) -> str:
-    from broker.models import Experiment, ExperimentEnvironment, ExperimentMember, Node
-    from builder.models import Environment
-
+def _experiment(settings: Settings, username: str) -> str:
     data = settings.data_dir / "experiments" / DEMO_EXPERIMENT
     data.mkdir(parents=True, exist_ok=True)
     (data / "README.txt").write_text("Data of the ASCI demo experiment, mounted read-only at /data.\n")
-    (data / "scan-0001.csv").write_text("angle,intensity\n" + "".join(f"{a},{(a * 37) % 101}\n" for a in range(0, 180, 5)))
-    with db.session_scope(settings) as session:
-        user = accounts.get_user(session, username)
-        experiment = session.scalar(select(Experiment).where(Experiment.code == DEMO_EXPERIMENT))
-        if experiment is None:
-            today = dt.date.today()
-            experiment = Experiment(code=DEMO_EXPERIMENT, title="ASCI demo experiment", data_path=str(data),
-                                    starts_on=today, ends_on=today + dt.timedelta(days=30))
-            session.add(experiment)
-            session.flush()
-        if session.scalar(select(ExperimentMember).where(ExperimentMember.experiment_id == experiment.id,
-                                                         ExperimentMember.user_id == user.id)) is None:
-            session.add(ExperimentMember(experiment_id=experiment.id, user_id=user.id))
-        environment = session.scalar(select(Environment).where(Environment.name == DEMO_ENVIRONMENT))
-        if session.scalar(select(ExperimentEnvironment).where(
-                ExperimentEnvironment.experiment_id == experiment.id,
-                ExperimentEnvironment.environment_id == environment.id)) is None:
-            session.add(ExperimentEnvironment(experiment_id=experiment.id, environment_id=environment.id))
-        if session.scalar(select(Node)) is None:
-            low, high = settings.session_ports
-            session.add(Node(name="local", docker_url=settings.docker_hosts[0], cpus=float(os.cpu_count() or 2),
-                             memory_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
-                             max_sessions=10, port_min=low, port_max=high, gpus=[]))
-    return f"experiment {DEMO_EXPERIMENT} (data in {data}) may use {DEMO_ENVIRONMENT}; node local registered"
+    (data / "scan-0001.csv").write_text("angle,intensity\n" + "".join(f"{a},{(a * 37) % 101}\n"
+                                                                      for a in range(0, 180, 5)))
+    with session_scope(settings) as db:
+        existing = next((e for e in broker.all_experiments(db) if e.code == DEMO_EXPERIMENT), None)
+        start = existing.starts_on if existing and existing.starts_on else dt.date.today()
+        end = existing.ends_on if existing and existing.ends_on else start + dt.timedelta(days=30)
+        broker.import_rows(db, [{"code": DEMO_EXPERIMENT, "title": "ASCI demo experiment", "data_path": str(data),
+                                 "start": start.isoformat(), "end": end.isoformat(), "members": [username],
+                                 "environments": [DEMO_ENVIRONMENT]}])
+    return f"experiment {DEMO_EXPERIMENT} (data in {data}) may use {DEMO_ENVIRONMENT}"
 
 
 def prepare_demo(settings: Settings, username: str, password: str) -> Iterator[str]:
     """Run every set-up step, yielding one progress line per step."""
-    with db.session_scope(settings) as session:
-        user = session.scalar(select(accounts.User).where(accounts.User.username == username))
+    with session_scope(settings) as db:
+        user = db.scalar(select(accounts.User).where(accounts.User.username == username))
         if user is None:
-            accounts.create_user(session, username, password, is_admin=True, display_name="Demo scientist")
+            accounts.create_user(db, username, password, is_admin=True, display_name="Demo scientist")
             yield f"created demo user {username}"
         else:
             user.set_password(password)
             yield f"reset the password of demo user {username}"
     yield _publish_sample(settings)
+    yield _node(settings)
     yield _build_environment(settings)
-    yield _experiment_and_node(settings, username)
+    yield _experiment(settings, username)

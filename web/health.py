@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import jsonify
 
-from asci import db
+from asci.db import current_revision, ping
 from asci.errors import AsciError
+from asci.http import blueprint, current_settings
 from asci.services import docker_status, registry_status
 
-bp = Blueprint("health", __name__)
+bp = blueprint("health", __name__)
 
 
 @bp.get("/healthz")
 def healthz():
     """200 when the database answers; Docker and registry reachability are reported alongside."""
-    from web import settings_of
-
-    settings = settings_of(current_app)
+    settings = current_settings()
     checks: dict[str, dict] = {}
     try:
-        db.ping(settings)
-        checks["database"] = {"ok": True, "revision": db.current_revision(settings)}
+        ping(settings)
+        checks["database"] = {"ok": True, "revision": current_revision(settings)}
     except AsciError as exc:
         checks["database"] = {"ok": False, "error": str(exc)}
     checks["docker"] = docker_status(settings)

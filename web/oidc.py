@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, abort, current_app, flash, redirect, request, session, url_for
+from flask import abort, current_app, flash, redirect, request, session, url_for
 from sqlalchemy import select
 
-from asci import accounts, db
+from asci import accounts
+from asci.db import session_scope
+from asci.http import app_settings, blueprint, current_settings
 from web.security import log_in, safe_next
 
-bp = Blueprint("oidc", __name__)
+bp = blueprint("oidc", __name__)
 
 CLIENT_NAME = "facility"
 
@@ -24,9 +26,7 @@ def init_app(app) -> None:
     """Register the OIDC client when the settings name an issuer."""
     from authlib.integrations.flask_client import OAuth
 
-    from web import settings_of
-
-    settings = settings_of(app)
+    settings = app_settings(app)
     if not settings.oidc_issuer:
         return
     oauth = OAuth(app)
@@ -69,8 +69,6 @@ def callback():
     """Exchange the code, read the identity, log the user in (creating the account on first login)."""
     from authlib.integrations.base_client import OAuthError
 
-    from web import settings_of
-
     client = _client()
     try:
         token = client.authorize_access_token()
@@ -86,18 +84,18 @@ def callback():
         flash("The identity provider did not say who you are.", "danger")
         return redirect(url_for("auth.login"))
     next_url = session.pop("oidc_next", None)
-    settings = settings_of(current_app)
+    settings = current_settings()
     identity = f"{settings.oidc_issuer}|{claims['sub']}"
-    with db.session_scope(settings) as dbs:
+    with session_scope(settings) as db:
         # Accounts are bound to the provider's subject, never matched by a name the provider lets
         # people choose: a taken name (a local account, an administrator) is refused, not taken over.
-        user = dbs.scalar(select(accounts.User).where(accounts.User.external_id == identity))
+        user = db.scalar(select(accounts.User).where(accounts.User.external_id == identity))
         if user is None:
-            if dbs.scalar(select(accounts.User).where(accounts.User.username == username)) is not None:
+            if db.scalar(select(accounts.User).where(accounts.User.username == username)) is not None:
                 flash(f"An account named {username} already exists and is not linked to this sign-on "
                       "identity; ask an administrator.", "danger")
                 return redirect(url_for("auth.login"))
-            user = accounts.create_user(dbs, username, None, display_name=str(claims.get("name") or username))
+            user = accounts.create_user(db, username, None, display_name=str(claims.get("name") or username))
             user.email = str(claims.get("email") or "")
             user.external_id = identity
         if not user.is_active:

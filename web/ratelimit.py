@@ -12,6 +12,8 @@ import threading
 import time
 from collections import deque
 
+from asci.http import app_settings
+
 
 class LoginLimiter:
     """Sliding-window counter of failed logins."""
@@ -53,11 +55,9 @@ class LoginLimiter:
 
 def limiter_for(app) -> LoginLimiter:
     """The application's limiter, created from its settings on first use."""
-    from web import settings_of
-
     limiter = app.extensions.get("asci_login_limiter")
     if limiter is None:
-        settings = settings_of(app)
+        settings = app_settings(app)
         limiter = LoginLimiter(settings.login_max_attempts, settings.login_window_s)
         app.extensions["asci_login_limiter"] = limiter
     return limiter

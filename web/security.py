@@ -1,12 +1,11 @@
 """Login state, CSRF protection and cookie settings shared by every page blueprint.
 
-The login contract with the broker is ``flask.session["user_id"]`` (``users.id``).
-Every HTML form carries a CSRF token (Flask-WTF). The JSON APIs that also
-accept the login cookie (broker, ci) skip the check for requests that carry an
-``Authorization`` header or a JSON body (a cross-site page can send neither
-without a CORS preflight, and the cookie is SameSite=Lax); any other
-state-changing request to them needs the token like a form does. The
-bearer-only repository upload (``rpmrepo``) never reads the cookie: exempt.
+The login contract with the API blueprints is ``flask.session["user_id"]`` (``users.id``).
+Every HTML form carries a CSRF token (Flask-WTF). Each blueprint declares its CSRF policy
+when it is made (``asci.http.blueprint``): forms need the token; API blueprints that also
+accept the login cookie skip the check for requests that carry an ``Authorization`` header
+or a JSON body (a cross-site page can send neither without a CORS preflight, and the cookie
+is SameSite=Lax); bearer-only blueprints never read the cookie and are exempt.
 """
 
 from __future__ import annotations
@@ -16,22 +15,17 @@ import functools
 from flask import Flask, abort, current_app, g, redirect, request, session, url_for
 from flask_wtf.csrf import CSRFProtect
 
-from asci import accounts, db
+from asci import accounts
+from asci.db import session_scope
+from asci.http import CSRF_API, CSRF_BEARER_ONLY, app_settings, csrf_policy, current_settings
 
 csrf = CSRFProtect()
-
-# JSON API blueprints that also accept the login cookie: requests with an Authorization header or a
-# JSON body skip the CSRF check. Bearer-only blueprints (they never read the cookie) skip it always.
-API_MODULES = ("broker.api", "ci.http")
-BEARER_ONLY_MODULES = ("rpmrepo.http",)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
 def init_app(app: Flask) -> None:
     """CSRF on every form, hardened cookies, and ``g.user`` loaded per request."""
-    from web import settings_of
-
-    settings = settings_of(app)
+    settings = app_settings(app)
     secure = settings.public_url.startswith("https://")
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", 8 * 3600)
     app.config.update(
@@ -43,31 +37,22 @@ def init_app(app: Flask) -> None:
     )
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # checked by _check_csrf below, with the API rule
     csrf.init_app(app)
-    def names(modules):
-        return frozenset(bp.name for bp in map(_blueprint_of, modules) if bp.name in app.blueprints)
-
-    app.extensions["asci_api_blueprints"] = names(API_MODULES)
-    app.extensions["asci_bearer_only_blueprints"] = names(BEARER_ONLY_MODULES)
     app.before_request(_check_csrf)
     app.before_request(_load_user)
     app.after_request(_security_headers)
     app.context_processor(lambda: {"current_user": g.get("user"), "oidc_enabled": bool(settings.oidc_issuer)})
 
 
-def _blueprint_of(module_name: str):
-    import importlib
-
-    return importlib.import_module(module_name).bp
-
-
 def _check_csrf() -> None:
     if request.method in SAFE_METHODS or not current_app.config.get("WTF_CSRF_ENABLED", True):
         return
-    if request.blueprint in current_app.extensions["asci_bearer_only_blueprints"]:
+    if request.routing_exception is not None:
+        return  # no such route or method: answered 404/405, nothing to protect
+    policy = csrf_policy(current_app, request.blueprint)
+    if policy == CSRF_BEARER_ONLY:
         return
-    if request.blueprint in current_app.extensions["asci_api_blueprints"]:
-        if "Authorization" in request.headers or request.is_json:
-            return
+    if policy == CSRF_API and ("Authorization" in request.headers or request.is_json):
+        return
     csrf.protect()
 
 
@@ -82,20 +67,23 @@ class CurrentUser:
 
 
 def _load_user() -> None:
-    from web import settings_of
-
     g.user = None
     if request.path.startswith("/static/"):
         return
     user_id = session.get("user_id")
     if not isinstance(user_id, int):
         return
-    with db.session_scope(settings_of(current_app)) as dbs:
-        user = dbs.get(accounts.User, user_id)
+    with session_scope(current_settings()) as db:
+        user = db.get(accounts.User, user_id)
         if user is None or not user.is_active:
             session.clear()
             return
         g.user = CurrentUser(user)
+
+
+def user_row(db) -> accounts.User:
+    """The logged-in user's row in ``db`` (for calls into the domain packages)."""
+    return db.get(accounts.User, g.user.id)
 
 
 def _security_headers(response):

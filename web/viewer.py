@@ -1,48 +1,45 @@
 """A session's progress page, its desktop through noVNC, and fresh VNC tokens for (re)connecting.
 
-Only the session's owner gets the desktop page, the VNC password and tokens;
-everyone else gets 404 (administrators may see progress and stop, not the desktop).
+Only the session's owner gets the desktop page, the VNC password and tokens; everyone else gets
+404 (administrators may see progress and stop, not the desktop). What a session is comes from
+the broker (``broker.session_dict``); the password only from ``broker.vnc_target``.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_template, request, url_for
+from flask import abort, current_app, g, jsonify, redirect, render_template, request, url_for
 
-from asci import db
-from web import broker_link, vnc_proxy, vnc_tokens
-from web.security import login_required
+import broker
+from asci.db import session_scope
+from asci.http import blueprint, current_settings
+from web import vnc_proxy, vnc_tokens
+from web.security import login_required, user_row
 
-bp = Blueprint("viewer", __name__)
+bp = blueprint("viewer", __name__)
 
-READY_STATES = ("running",)
-FINAL_STATES = ("stopped", "failed", "lost")
-
-
-def _settings():
-    from web import settings_of
-
-    return settings_of(current_app)
+READY = broker.SessionState.RUNNING
 
 
-def _own_session(session_id: int, allow_admin: bool = False) -> dict:
-    with db.session_scope(_settings()) as dbs:
-        row = broker_link.session_row(dbs, session_id)
-        if row is None or (row.user_id != g.user.id and not (allow_admin and g.user.is_admin)):
+def _session(session_id: int, allow_admin: bool = False) -> dict:
+    """The session as the broker shows it, when the user owns it (administrators too, if allowed)."""
+    with session_scope(current_settings()) as db:
+        try:
+            desktop = broker.get_session(db, session_id, user_row(db))
+        except broker.NotFound:
             abort(404)
-        version = row.environment_version
-        return {"id": row.id, "state": row.state, "message": row.message, "user_id": row.user_id,
-                "environment": version.environment.name if version else "?",
-                "version": version.version if version else "?",
-                "experiment": row.experiment.code if row.experiment else "",
-                "vnc_password": row.vnc_password, "has_port": bool(row.vnc_port)}
+        info = broker.session_dict(desktop)
+    if info["user"] != g.user.username and not allow_admin:
+        abort(404)
+    info["owner"] = info["user"] == g.user.username
+    return info
 
 
 @bp.get("/sessions/<int:session_id>")
 @login_required
 def open_session(session_id: int):
     """The desktop when it is running, its progress otherwise."""
-    info = _own_session(session_id, allow_admin=True)
-    if info["state"] in READY_STATES and info["user_id"] == g.user.id:
+    info = _session(session_id, allow_admin=True)
+    if info["state"] == READY and info["owner"]:
         return redirect(url_for("viewer.desktop", session_id=session_id))
     return redirect(url_for("viewer.progress", session_id=session_id))
 
@@ -51,7 +48,7 @@ def open_session(session_id: int):
 @login_required
 def progress(session_id: int):
     """Waits (by polling the state) until the desktop is ready, then opens it."""
-    info = _own_session(session_id, allow_admin=True)
+    info = _session(session_id, allow_admin=True)
     return render_template("viewer/progress.html", s=info,
                            state_url=url_for("viewer.state", session_id=session_id),
                            desktop_url=url_for("viewer.desktop", session_id=session_id))
@@ -61,21 +58,25 @@ def progress(session_id: int):
 @login_required
 def state(session_id: int):
     """The session's state as JSON for the progress page."""
-    info = _own_session(session_id, allow_admin=True)
+    info = _session(session_id, allow_admin=True)
     return jsonify(id=info["id"], state=info["state"], message=info["message"],
-                   ready=info["state"] in READY_STATES and info["has_port"], final=info["state"] in FINAL_STATES)
+                   ready=info["state"] == READY and bool(info["vnc_port"]),
+                   final=info["state"] in broker.FINAL_STATES)
 
 
 @bp.get("/sessions/<int:session_id>/desktop")
 @login_required
 def desktop(session_id: int):
     """The noVNC viewer; the page embeds this session's VNC password and a short-lived token."""
-    info = _own_session(session_id)
-    if info["state"] not in READY_STATES:
+    info = _session(session_id)
+    settings = current_settings()
+    try:
+        with session_scope(settings) as db:
+            _host, _port, password = broker.vnc_target(settings, session_id, user_row(db))
+    except broker.NotFound:  # not running (yet, or any more)
         return redirect(url_for("viewer.progress", session_id=session_id))
-    settings = _settings()
     response = current_app.make_response(render_template(
-        "viewer/desktop.html", s=info,
+        "viewer/desktop.html", s=info, vnc_password=password,
         ws_base=vnc_proxy.websocket_url(settings, request.host.split(":")[0], request.scheme),
         token=vnc_tokens.make_token(settings, g.user.id, session_id),
         token_url=url_for("viewer.token", session_id=session_id),
@@ -88,9 +89,9 @@ def desktop(session_id: int):
 @login_required
 def token(session_id: int):
     """A fresh VNC token for reconnecting (POST with the CSRF header)."""
-    info = _own_session(session_id)
-    if info["state"] not in READY_STATES:
+    info = _session(session_id)
+    if info["state"] != READY:
         return jsonify(error=f"session is {info['state']}", state=info["state"]), 409
-    response = jsonify(token=vnc_tokens.make_token(_settings(), g.user.id, session_id))
+    response = jsonify(token=vnc_tokens.make_token(current_settings(), g.user.id, session_id))
     response.headers["Cache-Control"] = "no-store"
     return response

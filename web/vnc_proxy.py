@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 from asci.config import Settings
-from web import WebError
+from web.errors import WebError
 
 
 def command(settings: Settings, port: int | None = None) -> list[str]:

@@ -17,16 +17,18 @@ from pathlib import Path
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 from websockify.token_plugins import BasePlugin
 
+import broker
+from asci import accounts
 from asci.config import Settings, load_settings
+from asci.db import session_scope
+from asci.http import secret_key
 
 log = logging.getLogger(__name__)
 SALT = "asci.vnc-token"
 
 
 def _signer(settings: Settings) -> TimestampSigner:
-    from web import _secret_key
-
-    return TimestampSigner(_secret_key(settings), salt=SALT)
+    return TimestampSigner(secret_key(settings), salt=SALT)
 
 
 def make_token(settings: Settings, user_id: int, session_id: int) -> str:
@@ -48,24 +50,29 @@ def read_token(settings: Settings, token: str) -> tuple[int, int] | None:
 
 def resolve(settings: Settings, token: str) -> tuple[str, int] | None:
     """``(host, port)`` of the VNC server the token opens, or None when it opens nothing."""
-    from asci import accounts, db
-    from web import broker_link
-
     parsed = read_token(settings, token)
     if parsed is None:
         return None
     user_id, session_id = parsed
-    with db.session_scope(settings) as dbs:
-        user = dbs.get(accounts.User, user_id)
+    with session_scope(settings) as db:
+        user = db.get(accounts.User, user_id)
         if user is None or not user.is_active:
             return None
-        dbs.expunge(user)
-    target = broker_link.vnc_target(settings, session_id, user)
-    if target is None:
-        return None
-    broker_link.touch(settings, session_id)
-    host, port = target[0], int(target[1])
-    return host, port
+        try:
+            desktop = broker.get_session(db, session_id, user)
+        except broker.NotFound:
+            return None
+        if desktop.user_id != user.id:  # only the owner's viewer, never an administrator's
+            return None
+        try:
+            host, port, _password = broker.vnc_target(settings, session_id, user)
+        except broker.BrokerError:  # not running
+            return None
+    try:
+        broker.touch(settings, session_id)
+    except broker.BrokerError as exc:
+        log.warning("touch of session %s failed: %s", session_id, exc)
+    return host, int(port)
 
 
 class SessionTokens(BasePlugin):

@@ -3,7 +3,9 @@
 A backend only talks to the container engine. The broker core (``service``)
 owns placement, time-outs, readiness checks, database state and every message
 a user sees. State a backend needs to find its container again is returned by
-``start`` as a JSON-able dict and kept in ``sessions.backend_state``.
+``start`` (and by ``list_managed`` for what it finds on a node) as a JSON-able
+dict; the core stores it in ``sessions.backend_state`` and hands it back
+unread: its keys are the backend's business alone.
 A Kubernetes backend would implement the same methods with pods.
 """
 
@@ -55,11 +57,10 @@ class LaunchSpec:
 
 @dataclass(frozen=True)
 class Managed:
-    """A session container found on a node by its labels."""
+    """A session found on a node by its labels: its backend state, and whether it runs."""
 
     session_id: int
-    container_id: str
-    name: str
+    state: dict
     running: bool
     labels: dict[str, str]
 
@@ -98,6 +99,14 @@ class Backend(abc.ABC):
     def logs(self, node: NodeRef, state: dict, tail: int = 50) -> str:
         """The session's last log lines, for failure messages (optional)."""
         return ""
+
+    @abc.abstractmethod
+    def exec(self, node: NodeRef, state: dict, command: list[str], user: str, environment: dict[str, str]
+             ) -> tuple[int, str]:
+        """Run ``command`` inside the running session as ``user``; its exit code and output."""
+
+    def remove_volume(self, node: NodeRef, name: str) -> None:
+        """Remove a named volume (a temporary home); a missing one is fine."""
 
     def close(self) -> None:
         """Release clients."""

@@ -108,8 +108,12 @@ class DockerBackend(Backend):
             raise
         return state
 
+    @staticmethod
+    def _ident(state: dict) -> str:
+        return state.get("container_id") or state.get("container_name") or ""
+
     def stop(self, node: NodeRef, state: dict) -> None:
-        ident = state.get("container_id") or state.get("container_name")
+        ident = self._ident(state)
         if not ident:
             return
         client = self.client(node)
@@ -123,7 +127,9 @@ class DockerBackend(Backend):
             raise
 
     def poll(self, node: NodeRef, state: dict) -> str | None:
-        ident = state.get("container_id") or state.get("container_name")
+        ident = self._ident(state)
+        if not ident:
+            return "missing"
         try:
             info = self._call(node, "inspect container", self.client(node).api.inspect_container, ident)
         except NotFound:
@@ -144,15 +150,29 @@ class DockerBackend(Backend):
             except ValueError:
                 continue
             name = (row.get("Names") or ["/"])[0].lstrip("/")
-            found.append(Managed(session_id, row["Id"], name, row.get("State") == "running", labels))
+            found.append(Managed(session_id, {"container_id": row["Id"], "container_name": name},
+                                 row.get("State") == "running", labels))
         return found
 
     def logs(self, node: NodeRef, state: dict, tail: int = 50) -> str:
         try:
-            raw = self.client(node).api.logs(state.get("container_id") or state.get("container_name"), tail=tail)
-            return raw.decode(errors="replace")
+            return self.client(node).api.logs(self._ident(state), tail=tail).decode(errors="replace")
         except Exception:  # noqa: BLE001 - logs are best effort
             return ""
+
+    def exec(self, node: NodeRef, state: dict, command: list[str], user: str, environment: dict[str, str]
+             ) -> tuple[int, str]:
+        client = self.client(node)
+        container = self._call(node, "inspect container", client.containers.get, self._ident(state))
+        exit_code, output = self._call(node, "exec", container.exec_run, command, user=user,
+                                       environment=environment)
+        return exit_code, output.decode(errors="replace")
+
+    def remove_volume(self, node: NodeRef, name: str) -> None:
+        try:
+            self._call(node, "remove volume", self.client(node).api.remove_volume, name, force=True)
+        except NotFound:
+            pass
 
     def discover_gpus(self, node: NodeRef, image: str) -> str:
         """Run nvidia-smi in a short-lived container with every GPU; its CSV output."""

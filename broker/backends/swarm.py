@@ -74,18 +74,28 @@ class SwarmBackend(Backend):
             raise BackendError(f"swarm: creating service {spec.name} failed: {exc.explanation}") from None
         return {"service_id": service.id, "service_name": spec.name}
 
+    @staticmethod
+    def _ident(state: dict) -> str:
+        return state.get("service_id") or state.get("service_name") or ""
+
     def stop(self, node: NodeRef, state: dict) -> None:
+        ident = self._ident(state)
+        if not ident:
+            return
         try:
-            self.client.services.get(state.get("service_id") or state["service_name"]).remove()
-        except (NotFound, KeyError):
+            self.client.services.get(ident).remove()
+        except NotFound:
             return
         except APIError as exc:
             raise BackendError(f"swarm: removing service failed: {exc.explanation}") from None
 
     def poll(self, node: NodeRef, state: dict) -> str | None:
+        ident = self._ident(state)
+        if not ident:
+            return "missing"
         try:
-            service = self.client.services.get(state.get("service_id") or state["service_name"])
-        except (NotFound, KeyError):
+            service = self.client.services.get(ident)
+        except NotFound:
             return "missing"
         tasks = service.tasks()
         if not tasks:
@@ -108,6 +118,32 @@ class SwarmBackend(Backend):
                 session_id = int(labels.get(containers.LABEL_SESSION, ""))
             except ValueError:
                 continue
-            found.append(Managed(session_id, service.id, service.name, self.poll(node, {"service_id": service.id}) is None,
-                                 labels))
+            state = {"service_id": service.id, "service_name": service.name}
+            found.append(Managed(session_id, state, self.poll(node, state) is None, labels))
         return found
+
+    def _task_container(self, state: dict) -> str:
+        """The container id of the service's running task."""
+        try:
+            tasks = self.client.services.get(self._ident(state)).tasks(filters={"desired-state": "running"})
+        except NotFound:
+            raise BackendError("swarm: the session's service is gone") from None
+        for task in tasks:
+            container_id = task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID")
+            if container_id:
+                return container_id
+        raise BackendError("swarm: the session's task has no running container")
+
+    def exec(self, node: NodeRef, state: dict, command: list[str], user: str, environment: dict[str, str]
+             ) -> tuple[int, str]:
+        # The task runs on the node named in the constraint; with one manager per node (or a one-node
+        # swarm) the manager's engine is the node's engine.
+        container = self.client.containers.get(self._task_container(state))
+        exit_code, output = container.exec_run(command, user=user, environment=environment)
+        return exit_code, output.decode(errors="replace")
+
+    def remove_volume(self, node: NodeRef, name: str) -> None:
+        try:
+            self.client.volumes.get(name).remove(force=True)
+        except NotFound:
+            pass

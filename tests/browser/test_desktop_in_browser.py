@@ -9,7 +9,7 @@ import pytest
 
 from asci.db import session_scope
 from broker.models import DesktopSession
-from tests.browser.conftest import log_in
+from tests.support import browser_log_in as log_in
 from web import vnc_tokens
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from asci import rfb
-from tests.conftest import TEST_LABEL, free_port
+from tests.support import TEST_LABEL, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
 

@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import free_port
+from tests.support import free_port
 
 pytestmark = pytest.mark.integration
 

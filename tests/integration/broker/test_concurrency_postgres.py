@@ -6,21 +6,19 @@ import pytest
 from sqlalchemy import select
 
 from asci.db import session_scope
-from broker import service
 from broker.models import DesktopSession, GpuLease
-from tests.unit.broker.fakes import FakeBackend, always_ready, make_world
+from tests.support import make_world
 from web import create_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 
-def test_thirty_concurrent_launches_never_collide(pg_settings):
+def test_thirty_concurrent_launches_never_collide(pg_settings, swap_broker):
     settings = pg_settings.replace(session_max_per_user=100, gpu_share_count=2)
     nodes = [dict(name=f"n{i}", docker_url=f"unix:///fake{i}.sock", port_min=6000 + 20 * i, port_max=6011 + 20 * i,
                   cpus=64, memory_bytes=256 << 30, max_sessions=50, nvidia_smi="a100x2.csv") for i in range(3)]
     world = make_world(settings, nodes)
-    backend = FakeBackend()
-    service.install(settings, service.Broker(settings, backend, ready=always_ready))
+    backend = swap_broker(settings).backend
     app = create_app(settings)
     headers = {"Authorization": f"Bearer {world['tokens']['alice']}"}
 
@@ -30,11 +28,8 @@ def test_thirty_concurrent_launches_never_collide(pg_settings):
             reply = client.post("/api/sessions", json=body, headers=headers)
             return reply.status_code, reply.json
 
-    try:
-        with ThreadPoolExecutor(max_workers=10) as pool:
-            results = list(pool.map(request, range(30)))
-    finally:
-        service.install(settings, None)
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        results = list(pool.map(request, range(30)))
     statuses = sorted(status for status, _ in results)
     # 36 ports for 30 sessions; 3 nodes x 2 GPUs x 2 slots = 12 GPU slots for 15 GPU requests
     assert statuses.count(201) == 27 and statuses.count(503) == 3, results

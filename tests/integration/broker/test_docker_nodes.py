@@ -16,8 +16,8 @@ from broker.backends.docker import DockerBackend
 from broker.errors import NotFound
 from broker.models import DesktopSession, Node
 from broker.reconcile import reconcile
-from tests.conftest import remove_sessions
-from tests.unit.broker.fakes import make_world, user
+from tests.support import make_world, remove_sessions
+from tests.support import user_of as user
 from web import create_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.postgres, pytest.mark.slow]
@@ -37,7 +37,7 @@ def node2_image(second_daemon, pushed_image):
 
 
 @pytest.fixture
-def cluster(pg_settings, pushed_image, second_daemon, node2_image, tmp_path):
+def cluster(pg_settings, pushed_image, second_daemon, node2_image, tmp_path, swap_broker):
     reference, digest = pushed_image
     data = tmp_path / "experiment-data"
     data.mkdir()
@@ -48,11 +48,9 @@ def cluster(pg_settings, pushed_image, second_daemon, node2_image, tmp_path):
              dict(name="node2", docker_url=second_daemon["url"], port_min=6350, port_max=6399, cpus=4,
                   memory_bytes=16 << 30)]
     world = make_world(settings, nodes, image=reference, digest=digest, data_path=str(data))
-    broker = service.Broker(settings, DockerBackend())
-    service.install(settings, broker)
+    broker = swap_broker(settings, DockerBackend())
     app = create_app(settings)
     yield settings, world, broker, app.test_client()
-    service.install(settings, None)
     for url in (MAIN, second_daemon["url"]):
         remove_sessions(url, settings.broker_instance, world["names"].values())
     broker.backend.close()
@@ -77,8 +75,7 @@ def test_launch_shows_a_drawn_desktop_isolated_and_stops(cluster, artifacts_dir)
     frame = rfb.wait_for_desktop(host, port, password, timeout=60)
     (artifacts_dir / "session.png").write_bytes(frame.to_png())
     with session_scope(settings) as db:
-        row = db.get(DesktopSession, body["id"])
-        container_id = row.container_id
+        container_id = db.get(DesktopSession, body["id"]).backend_state["container_id"]
     attrs = broker.backend.client(NodeRef.of(_node(settings, "node2"))).api.inspect_container(container_id)
     config, host_config = attrs["Config"], attrs["HostConfig"]
     assert config["Image"].endswith(body["image_digest"]) and config["User"] == "4242:4242"
@@ -126,7 +123,7 @@ def test_restart_readopts_and_a_killed_daemon_loses_its_sessions(cluster, second
     # broker restart: forget the container ids, then a fresh broker reconciles from the labels
     with session_scope(settings) as db:
         for row in db.scalars(select(DesktopSession)):
-            row.state, row.container_id, row.backend_state = "starting", "", {}
+            row.state, row.backend_state = "starting", {}
             row.created_at = row.created_at.replace(year=row.created_at.year - 1)
     restarted = service.Broker(settings, DockerBackend())
     with session_scope(settings) as db:

@@ -15,8 +15,8 @@ from asci.db import session_scope
 from builder import registry
 from builder.build import build_environment
 from builder.errors import LockError, RecipeError, VerifyError
-from builder.models import FAILED, Environment, EnvironmentVersion
-from tests.integration.builder.conftest import images_named, recipe_text
+from builder.models import Environment, EnvironmentVersion, VersionStatus
+from tests.support import images_named, recipe_text
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -90,7 +90,7 @@ def test_a_failing_check_fails_the_build_and_tags_nothing(settings, recipes_repo
 
     with session_scope(settings) as session:
         (row,) = session.scalars(select(EnvironmentVersion))
-        assert row.status == FAILED and "/bin/false" in row.error and row.finished_at is not None
+        assert row.status == VersionStatus.FAILED and "/bin/false" in row.error and row.finished_at is not None
         assert "Successfully built" in row.build_log and row.image_digest == ""
         assert row.environment.current_version is None
         assert row.lock["packages"] and row.dockerfile.startswith("# Rendered by builder.render")

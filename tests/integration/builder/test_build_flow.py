@@ -14,10 +14,10 @@ from asci.cli import AsciContext, cli
 from asci.db import session_scope
 from builder import registry, versions
 from builder.build import build_environment
-from builder.models import SUCCEEDED
+from builder.models import VersionStatus
 from builder.reproduce import reproduce
-from tests.conftest import TEST_LABEL
-from tests.integration.builder.conftest import images_named, recipe_text
+from tests.support import TEST_LABEL
+from tests.support import images_named, recipe_text
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
 
@@ -50,7 +50,7 @@ def test_build_push_pull_run_upgrade_diff_reproduce(settings, recipes_repo, fixt
     first = build_environment(settings, name, log=log.append, client=docker_client, promote=True)
 
     today = dt.datetime.now(dt.timezone.utc).strftime("%Y.%m.%d")
-    assert first.status == SUCCEEDED and first.version == f"{today}.1"
+    assert first.status == VersionStatus.SUCCEEDED and first.version == f"{today}.1"
     assert first.image_reference == f"{settings.registry}/{name}:{first.version}"
     assert first.image_digest.startswith("sha256:")
     assert {p["nevra"] for p in first.lock["packages"]} == {
@@ -83,7 +83,7 @@ def test_build_push_pull_run_upgrade_diff_reproduce(settings, recipes_repo, fixt
     # Version 1.1 of the application is published: a new build picks it up; latest stays until promoted.
     rpmrepo.publish(settings, [fixture_rpms / "asci-demo-viewer-1.1-1.noarch.rpm"])
     second = build_environment(settings, name, log=lambda line: None, client=docker_client)
-    assert second.version == f"{today}.2" and second.status == SUCCEEDED
+    assert second.version == f"{today}.2" and second.status == VersionStatus.SUCCEEDED
     assert registry.manifest_digest(settings.registry, name, "latest") == first.image_digest
     assert run(docker_client, second.image_reference, "asci-demo-viewer --version") == "asci-demo-viewer 1.1-1"
 

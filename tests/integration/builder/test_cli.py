@@ -8,7 +8,7 @@ import pytest
 
 import rpmrepo
 from asci.cli import main
-from tests.integration.builder.conftest import recipe_text
+from tests.support import recipe_text
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 

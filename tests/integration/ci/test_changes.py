@@ -6,10 +6,11 @@ from sqlalchemy import select
 import rpmrepo
 from asci import db
 from ci import changes
-from ci.affected import affected_environments, capability_name
+from asci.nevra import package_name
+from ci.affected import affected_environments
 from ci.models import BuildJob
-
-from .conftest import commit_all, rpm
+from rpmrepo import capability_name
+from tests.support import rpm_file as rpm
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +22,7 @@ def _jobs(settings):
 
 def _consume(settings, debounce_s=0):
     with db.session_scope(settings) as session:
-        return changes.consume_repo_events(session, settings, debounce_s)
+        return changes.consume_repo_events(settings, session, debounce_s)
 
 
 def test_dependencies_among_our_rpms_make_an_environment_affected(ci_settings, fixture_rpms):
@@ -29,9 +30,9 @@ def test_dependencies_among_our_rpms_make_an_environment_affected(ci_settings, f
                                   rpm(fixture_rpms, "asci-demo-viewer", "1.0"),
                                   rpm(fixture_rpms, "imaging-tool", "3.2")])
     with db.session_scope(ci_settings) as session:
-        assert affected_environments(session, ci_settings, {"mx-lib"}) == {"mx-crystallography": ["mx-lib"]}
-        assert set(affected_environments(session, ci_settings, {"asci-demo-viewer"})) == {"mx-crystallography", "imaging"}
-        assert affected_environments(session, ci_settings, {"unrelated"}) == {}
+        assert affected_environments(ci_settings, session, {"mx-lib"}) == {"mx-crystallography": ["mx-lib"]}
+        assert set(affected_environments(ci_settings, session, {"asci-demo-viewer"})) == {"mx-crystallography", "imaging"}
+        assert affected_environments(ci_settings, session, {"unrelated"}) == {}
 
 
 def test_a_new_version_queues_one_job_per_affected_environment(ci_settings, fixture_rpms):
@@ -61,10 +62,10 @@ def test_a_burst_of_publishes_gives_one_job_per_environment(ci_settings, fixture
     assert len(jobs["imaging"].reasons) == 2
 
 
-def test_recipe_commits_trigger_builds_of_that_recipe_only(ci_settings):
+def test_recipe_commits_trigger_builds_of_that_recipe_only(ci_settings, ci_recipes):
     def consume():
         with db.session_scope(ci_settings) as session:
-            return changes.consume_recipe_commits(session, ci_settings, 0)
+            return changes.consume_recipe_commits(ci_settings, session, 0)
 
     assert consume() == ["imaging", "mx-crystallography"]  # never built: first look builds
     with db.session_scope(ci_settings) as session:
@@ -73,12 +74,12 @@ def test_recipe_commits_trigger_builds_of_that_recipe_only(ci_settings):
     recipe = ci_settings.recipes_dir / "environments" / "imaging.yaml"
     recipe.write_text(recipe.read_text().replace("IMAGING_DATA: /data", "IMAGING_DATA: /data/imaging"))
     assert consume() == []  # uncommitted edits do not trigger
-    commit_all(ci_settings.recipes_dir, "imaging: data under /data/imaging")
+    ci_recipes.commit("imaging: data under /data/imaging")
     assert consume() == ["imaging"]
 
 
 def test_package_names_from_nevras_and_capabilities():
-    assert changes._package_name("mx-lib-1:2.1-1.noarch") == "mx-lib"
-    assert changes._package_name("asci-demo-viewer-1.1-1.el7.x86_64") == "asci-demo-viewer"
+    assert package_name("mx-lib-1:2.1-1.noarch") == "mx-lib"
+    assert package_name("asci-demo-viewer-1.1-1.el7.x86_64") == "asci-demo-viewer"
     assert capability_name("mx-lib >= 1:2.0") == "mx-lib"
     assert capability_name("libmx") == "libmx"

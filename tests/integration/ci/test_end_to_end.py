@@ -21,7 +21,7 @@ from builder.models import Environment, EnvironmentVersion
 from ci.models import BuildJob
 from ci.worker import Worker
 
-from .conftest import commit_all, rpm
+from tests.support import rpm_file as rpm
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.postgres, pytest.mark.slow]
 
@@ -45,16 +45,13 @@ def three_environments(pg_settings, recipes_repo, docker_client):
     suffix = uuid.uuid4().hex[:6]
     names = {key: f"ci-{key}-{suffix}" for key in "abc"}
     apps = {"a": ["asci-demo-viewer", "mx-process"], "b": ["asci-demo-viewer"], "c": ["imaging-tool"]}
-    folder = recipes_repo / "environments"
-    for path in folder.glob("*.yaml"):
-        if path.name != "schema.yaml":
-            path.unlink()
+    folder = recipes_repo.root / "environments"
     for key, name in names.items():
         (folder / f"{name}.yaml").write_text(RECIPE.format(
             name=name, first=apps[key][0], packages="\n".join(f"  - {p}" for p in apps[key]),
             checks="\n".join(f"  - /usr/bin/{p} --version" for p in apps[key])))
-    commit_all(recipes_repo, "three test environments")
-    settings = pg_settings.replace(recipes_dir=recipes_repo, ci_debounce_s=1, ci_poll_s=0.2, ci_retry_base_s=0,
+    recipes_repo.commit("three test environments")
+    settings = pg_settings.replace(recipes_dir=recipes_repo.root, ci_debounce_s=1, ci_poll_s=0.2, ci_retry_base_s=0,
                                    ci_lease_s=6, ci_gate_timeout_s=90)
     yield settings, names
     for name in names.values():

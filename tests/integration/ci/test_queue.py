@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 
 from asci import db
 from ci import queue
-from ci.models import FAILED, QUEUED, RUNNING, SUCCEEDED, BuildJob
+from ci.models import BuildJob, JobState
 
 
 def _run(settings, fn, *args, **kwargs):
@@ -23,7 +23,7 @@ def test_a_burst_of_changes_folds_into_one_queued_job(db_settings):
     with db.session_scope(db_settings) as session:
         jobs = session.scalars(select(BuildJob)).all()
         assert len(jobs) == 1
-        assert jobs[0].state == QUEUED and len(jobs[0].reasons) == 10
+        assert jobs[0].state == JobState.QUEUED and len(jobs[0].reasons) == 10
         # the window moved with the last change: not due yet
     assert _run(db_settings, queue.claim, "w1", lease_s=30) is None
 
@@ -32,7 +32,7 @@ def test_due_jobs_are_claimed_once_and_one_build_per_environment_runs(db_setting
     _run(db_settings, queue.enqueue, "mx", "first")
     _run(db_settings, queue.enqueue, "imaging", "first")
     first = _run(db_settings, queue.claim, "w1", lease_s=30)
-    assert first.state == RUNNING and first.lease_owner == "w1" and first.attempts == 1
+    assert first.state == JobState.RUNNING and first.lease_owner == "w1" and first.attempts == 1
     # a new change of the running environment queues a second job, which must wait
     _run(db_settings, queue.enqueue, first.environment, "second change")
     second = _run(db_settings, queue.claim, "w2", lease_s=30)
@@ -55,7 +55,7 @@ def test_an_expired_lease_puts_the_job_back_and_the_dead_worker_cannot_finish_it
     again = _run(db_settings, queue.claim, "w2", lease_s=30)
     assert again.id == job.id and again.attempts == 2 and "expired" in again.error
     late = _run(db_settings, queue.finish, job.id, "dead-worker", ok=False, error="late")
-    assert late.state == RUNNING and late.lease_owner == "w2"
+    assert late.state == JobState.RUNNING and late.lease_owner == "w2"
 
 
 def test_retryable_failures_back_off_then_fail(db_settings):
@@ -63,20 +63,20 @@ def test_retryable_failures_back_off_then_fail(db_settings):
     job = _run(db_settings, queue.claim, "w1", lease_s=30)
     result = _run(db_settings, queue.finish, job.id, "w1", ok=False, error="daemon hiccup", retryable=True,
                   retry_base_s=60)
-    assert result.state == QUEUED and result.not_before > db.utcnow() + dt.timedelta(seconds=50)
+    assert result.state == JobState.QUEUED and result.not_before > db.utcnow() + dt.timedelta(seconds=50)
     assert _run(db_settings, queue.claim, "w1", lease_s=30) is None  # backing off
     with db.session_scope(db_settings) as session:
         session.execute(update(BuildJob).values(not_before=db.utcnow()))
     job = _run(db_settings, queue.claim, "w1", lease_s=30)
     result = _run(db_settings, queue.finish, job.id, "w1", ok=False, error="daemon hiccup", retryable=True)
-    assert result.state == FAILED and result.attempts == 2 and result.finished_at is not None
+    assert result.state == JobState.FAILED and result.attempts == 2 and result.finished_at is not None
 
 
 def test_gate_failures_are_not_retried(db_settings):
     _run(db_settings, queue.enqueue, "mx", "change")
     job = _run(db_settings, queue.claim, "w1", lease_s=30)
     result = _run(db_settings, queue.finish, job.id, "w1", ok=False, error="check failed")
-    assert result.state == FAILED and result.error == "check failed"
+    assert result.state == JobState.FAILED and result.error == "check failed"
 
 
 def _claim_loop(url, data_dir, worker, results):
@@ -113,4 +113,4 @@ def test_several_worker_processes_never_take_the_same_job(pg_settings):
     ids = [job_id for job_id, _ in claimed]
     assert len(ids) == 40 and len(set(ids)) == 40
     with db.session_scope(pg_settings) as session:
-        assert {j.state for j in session.scalars(select(BuildJob))} == {SUCCEEDED}
+        assert {j.state for j in session.scalars(select(BuildJob))} == {JobState.SUCCEEDED}

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from asci import accounts, db
 from builder.errors import DockerError
-from builder.models import FAILED, SUCCEEDED, Environment, EnvironmentVersion
+from builder.models import Environment, EnvironmentVersion, VersionStatus
 from ci import queue
 from ci.errors import GateFailed
 from ci.worker import Worker
@@ -60,7 +60,7 @@ class FakeBuilder:
                 env = Environment(name=name, beamline="T", description="", base_image="b")
                 session.add(env)
                 session.flush()
-            row = EnvironmentVersion(environment=env, version=f"2026.11.25.{self.calls}", status=SUCCEEDED,
+            row = EnvironmentVersion(environment=env, version=f"2026.11.25.{self.calls}", status=VersionStatus.SUCCEEDED,
                                      image_reference=f"127.0.0.1:5000/{name}:2026.11.25.{self.calls}",
                                      image_digest="sha256:" + "ab" * 32)
             session.add(row)
@@ -75,7 +75,7 @@ def _promote(settings, name, version):
 
 
 def _worker(settings, builder, gate, echo=lambda line: None):
-    return Worker(settings, "test-worker", echo=echo, builder=builder, gate=gate, promote=_promote)
+    return Worker(settings, "test-worker", echo=echo, build=builder, gate=gate, promote=_promote)
 
 
 def _queue(settings, environment="imaging"):
@@ -116,7 +116,7 @@ def test_a_gate_failure_keeps_the_previous_version_current(ci_settings, hooks):
     assert _current(settings) == "2026.11.25.1"
     with db.session_scope(settings) as session:
         second = session.scalar(select(EnvironmentVersion).where(EnvironmentVersion.version == "2026.11.25.2"))
-        assert second.status == FAILED and "smoke test failed" in second.error
+        assert second.status == VersionStatus.FAILED and "smoke test failed" in second.error
     assert [h["event"] for h in hooks.received] == ["build.succeeded", "build.failed"]
 
 

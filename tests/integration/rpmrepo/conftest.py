@@ -4,44 +4,27 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "rpms"
-
-
-def _require(*programs: str) -> None:
-    missing = [p for p in programs if shutil.which(p) is None]
-    if missing:
-        pytest.skip(f"not installed: {', '.join(missing)}")
-
-
-@pytest.fixture(scope="session")
-def built_rpms(tmp_path_factory) -> Path:
-    """The fixture packages of tests/fixtures/rpms/packages.txt, built once per session."""
-    _require("rpmbuild", "createrepo_c")
-    out = tmp_path_factory.mktemp("rpms")
-    subprocess.run([str(FIXTURES / "build.sh"), str(out)], check=True, capture_output=True)
-    return out
+from tests.support import RPM_FIXTURES, require_programs, serving
 
 
 @pytest.fixture(scope="session")
 def many_rpms(tmp_path_factory) -> Path:
     """20 distinct tiny packages gen-pkg-00001 ... gen-pkg-00020."""
-    _require("rpmbuild")
+    require_programs("rpmbuild")
     out = tmp_path_factory.mktemp("many")
-    subprocess.run([str(FIXTURES / "build_many.sh"), "20", str(out), "gen-pkg", "2"], check=True, capture_output=True)
+    subprocess.run([str(RPM_FIXTURES / "build_many.sh"), "20", str(out), "gen-pkg", "2"], check=True, capture_output=True)
     return out
 
 
 @pytest.fixture(scope="session")
 def gpg(tmp_path_factory):
     """Two throw-away signing keys; returns a function signing a copy of an RPM with one of them."""
-    _require("gpg", "rpmsign")
+    require_programs("gpg", "rpmsign")
     base = tmp_path_factory.mktemp("gpg")
     keys = {}
     for who in ("facility", "stranger"):
@@ -94,7 +77,7 @@ class Dnf:
 @pytest.fixture
 def dnf_client(tmp_path):
     """Factory of :class:`Dnf` clients, each with its own install root."""
-    _require("dnf")
+    require_programs("dnf")
     counter = iter(range(1000))
 
     def make(url: str) -> Dnf:
@@ -108,19 +91,10 @@ def dnf_client(tmp_path):
 @pytest.fixture
 def live_server(db_settings):
     """The web app served by waitress on 127.0.0.1 (public_url set to it); yields (settings, base_url)."""
-    from waitress.server import create_server
-
+    from tests.support import free_port
     from web import create_app
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port(21000, 29000)
     settings = db_settings.replace(public_url=f"http://127.0.0.1:{port}")
-    server = create_server(create_app(settings), host="127.0.0.1", port=port, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield settings, f"http://127.0.0.1:{port}"
-    finally:
-        server.close()
-        thread.join(timeout=5)
+    with serving(create_app(settings), port=port) as url:
+        yield settings, url

@@ -27,10 +27,10 @@ def _upload(base, headers, *files, repo="beamline"):
     return requests.post(f"{base}/api/repos/{repo}/packages", headers=headers, files=parts, timeout=60)
 
 
-def test_upload_list_and_install_over_http(server, built_rpms, dnf_client):
+def test_upload_list_and_install_over_http(server, fixture_rpms, dnf_client):
     settings, base, auth = server
     names = ["mx-lib-2.0-1.noarch.rpm", "mx-process-1.0-1.noarch.rpm"]
-    response = _upload(base, auth, *[(n, (built_rpms / n).read_bytes()) for n in names])
+    response = _upload(base, auth, *[(n, (fixture_rpms / n).read_bytes()) for n in names])
     assert response.status_code == 201, response.text
     body = response.json()
     assert [p["status"] for p in body["packages"]] == ["published", "published"]
@@ -47,13 +47,13 @@ def test_upload_list_and_install_over_http(server, built_rpms, dnf_client):
     dnf.run("install", "mx-process")
     assert (dnf.root / "root/usr/bin/mx-process").exists()
 
-    again = _upload(base, auth, (names[0], (built_rpms / names[0]).read_bytes()))
+    again = _upload(base, auth, (names[0], (fixture_rpms / names[0]).read_bytes()))
     assert again.status_code == 200 and again.json()["packages"][0]["status"] == "already published"
 
 
-def test_repo_file(server, built_rpms):
+def test_repo_file(server, fixture_rpms):
     settings, base, auth = server
-    _upload(base, auth, (VIEWER, (built_rpms / VIEWER).read_bytes()))
+    _upload(base, auth, (VIEWER, (fixture_rpms / VIEWER).read_bytes()))
     text = requests.get(f"{base}/repos/beamline.repo", timeout=10).text
     assert f"baseurl={base}/repos/beamline/current/" in text
     assert f"baseurl={base}/repos/beamline/all/" in text
@@ -62,7 +62,7 @@ def test_repo_file(server, built_rpms):
     assert requests.get(f"{base}/repos/RPM-GPG-KEY-asci", timeout=10).status_code == 404
 
 
-def test_repo_file_with_signatures(db_settings, built_rpms, gpg):
+def test_repo_file_with_signatures(db_settings, fixture_rpms, gpg):
     from web import create_app
 
     key = gpg.public_key("facility")
@@ -76,35 +76,35 @@ def test_repo_file_with_signatures(db_settings, built_rpms, gpg):
 
 
 @pytest.mark.parametrize("header", [None, "Bearer", "Bearer asci_not-a-token", "Basic dXNlcjpwdw=="])
-def test_upload_without_a_valid_token_is_401(server, built_rpms, header):
+def test_upload_without_a_valid_token_is_401(server, fixture_rpms, header):
     settings, base, _ = server
     headers = {"Authorization": header} if header else {}
-    response = _upload(base, headers, (VIEWER, (built_rpms / VIEWER).read_bytes()))
+    response = _upload(base, headers, (VIEWER, (fixture_rpms / VIEWER).read_bytes()))
     assert response.status_code == 401
     assert not settings.repos_dir.joinpath("beamline").exists()
 
 
-def test_upload_errors(server, built_rpms):
+def test_upload_errors(server, fixture_rpms):
     settings, base, auth = server
-    assert _upload(base, auth, (VIEWER, (built_rpms / VIEWER).read_bytes())).status_code == 201
+    assert _upload(base, auth, (VIEWER, (fixture_rpms / VIEWER).read_bytes())).status_code == 201
 
-    conflict = _upload(base, auth, (VIEWER, (built_rpms / "variant-b" / VIEWER).read_bytes()))
+    conflict = _upload(base, auth, (VIEWER, (fixture_rpms / "variant-b" / VIEWER).read_bytes()))
     assert conflict.status_code == 409
     assert "different content" in conflict.json()["error"]
 
     text = _upload(base, auth, ("notes.rpm", b"hello\n"))
     assert text.status_code == 400 and "notes.rpm: not an RPM package" in text.json()["error"]
 
-    arch = _upload(base, auth, ("odd.rpm", (built_rpms / "odd-arch-tool-1.0-1.aarch64.rpm").read_bytes()))
+    arch = _upload(base, auth, ("odd.rpm", (fixture_rpms / "odd-arch-tool-1.0-1.aarch64.rpm").read_bytes()))
     assert arch.status_code == 400 and "not allowed" in arch.json()["error"]
 
     assert requests.post(f"{base}/api/repos/beamline/packages", headers=auth, timeout=10).status_code == 400
     assert _upload(base, auth, (VIEWER, b"x"), repo="Bad..Name").status_code in (400, 404)
 
 
-def test_path_in_uploaded_name_is_never_followed(server, built_rpms, tmp_path):
+def test_path_in_uploaded_name_is_never_followed(server, fixture_rpms, tmp_path):
     settings, base, auth = server
-    response = _upload(base, auth, ("../../../../tmp/escape.rpm", (built_rpms / VIEWER).read_bytes()))
+    response = _upload(base, auth, ("../../../../tmp/escape.rpm", (fixture_rpms / VIEWER).read_bytes()))
     assert response.status_code == 201
     assert response.json()["packages"][0]["filename"] == VIEWER
     assert not (settings.data_dir.parent / "escape.rpm").exists()
@@ -115,23 +115,23 @@ def test_path_in_uploaded_name_is_never_followed(server, built_rpms, tmp_path):
     assert bad.status_code == 400 and "evil.rpm" in bad.json()["error"] and ".." not in bad.json()["error"]
 
 
-def test_oversized_upload_is_413(db_settings, built_rpms):
+def test_oversized_upload_is_413(db_settings, fixture_rpms):
     from web import create_app
 
     settings = db_settings.replace(repo_max_rpm_bytes=1000)
     with session_scope(settings) as session:
         token = issue_token(session, create_user(session, "scientist"))
     client = create_app(settings).test_client()
-    data = {"file": [((built_rpms / VIEWER).open("rb"), VIEWER)]}
+    data = {"file": [((fixture_rpms / VIEWER).open("rb"), VIEWER)]}
     response = client.post("/api/repos/beamline/packages", data=data, headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 413
     assert not (settings.repos_dir / "beamline").exists()
 
 
-def test_served_files_stay_inside_the_repository(server, built_rpms):
+def test_served_files_stay_inside_the_repository(server, fixture_rpms):
     settings, base, auth = server
-    _upload(base, auth, (VIEWER, (built_rpms / VIEWER).read_bytes()))
-    assert requests.get(f"{base}/repos/beamline/all/{VIEWER}", timeout=10).content == (built_rpms / VIEWER).read_bytes()
+    _upload(base, auth, (VIEWER, (fixture_rpms / VIEWER).read_bytes()))
+    assert requests.get(f"{base}/repos/beamline/all/{VIEWER}", timeout=10).content == (fixture_rpms / VIEWER).read_bytes()
     assert requests.get(f"{base}/repos/beamline/current/repodata/repomd.xml", timeout=10).status_code == 200
     for path in ("/repos/beamline/all/../../../asci.db", "/repos/beamline/all/%2e%2e/.lock",
                  "/repos/beamline/other/repodata/repomd.xml", "/repos/nothere/all/repodata/repomd.xml"):

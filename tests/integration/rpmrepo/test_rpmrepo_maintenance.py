@@ -20,9 +20,9 @@ OLD, NEW = "asci-demo-viewer-1.0-1.noarch", "asci-demo-viewer-1.1-1.noarch"
 
 
 @pytest.fixture
-def repo(db_settings, built_rpms):
-    rpmrepo.publish(db_settings, [built_rpms / f"{OLD}.rpm", built_rpms / f"{NEW}.rpm",
-                                  built_rpms / "mx-lib-2.0-1.noarch.rpm"])
+def repo(db_settings, fixture_rpms):
+    rpmrepo.publish(db_settings, [fixture_rpms / f"{OLD}.rpm", fixture_rpms / f"{NEW}.rpm",
+                                  fixture_rpms / "mx-lib-2.0-1.noarch.rpm"])
     return db_settings
 
 
@@ -48,9 +48,9 @@ def test_retract_hides_from_current_but_keeps_all_installable(repo, dnf_client):
         rpmrepo.retract(repo, "nothing-1-1.noarch")
 
 
-def test_publishing_after_a_retract_keeps_it_retracted(repo, built_rpms, dnf_client):
+def test_publishing_after_a_retract_keeps_it_retracted(repo, fixture_rpms, dnf_client):
     rpmrepo.retract(repo, OLD)
-    rpmrepo.publish(repo, [built_rpms / "mx-process-1.0-1.noarch.rpm"])
+    rpmrepo.publish(repo, [fixture_rpms / "mx-process-1.0-1.noarch.rpm"])
     assert dnf_client(rpmrepo.repo_path(repo, view="current").as_uri()).available() == {
         NEW, "mx-lib-1:2.0-1.noarch", "mx-process-1.0-1.noarch"}
     assert OLD in dnf_client(rpmrepo.repo_path(repo, view="all").as_uri()).available()
@@ -73,7 +73,7 @@ def test_reindex_rebuilds_the_index_from_the_folder(repo):
     assert (again.added, again.updated, again.removed) == ([], [], [])
 
 
-def test_watcher_records_metadata_changed_by_other_means(repo, built_rpms, dnf_client):
+def test_watcher_records_metadata_changed_by_other_means(repo, fixture_rpms, dnf_client):
     with session_scope(repo) as session:
         assert rpmrepo.detect_external_changes(repo, session) == []
     all_dir = rpmrepo.repo_path(repo, view="all")
@@ -86,14 +86,14 @@ def test_watcher_records_metadata_changed_by_other_means(repo, built_rpms, dnf_c
         assert rpmrepo.detect_external_changes(repo, session) == []
         assert rpmrepo.events_after(session, 0)[-1].kind == "external"
     # the next publish adopts the hand-made metadata and swaps as usual
-    rpmrepo.publish(repo, [built_rpms / "mx-process-1.0-1.noarch.rpm"])
+    rpmrepo.publish(repo, [fixture_rpms / "mx-process-1.0-1.noarch.rpm"])
     assert (all_dir / "repodata").is_symlink()
     assert "mx-process-1.0-1.noarch" in dnf_client(all_dir.as_uri()).available()
     with session_scope(repo) as session:
         assert rpmrepo.detect_external_changes(repo, session) == []
 
 
-def test_failed_createrepo_leaves_everything_as_it_was(repo, built_rpms, tmp_path, monkeypatch):
+def test_failed_createrepo_leaves_everything_as_it_was(repo, fixture_rpms, tmp_path, monkeypatch):
     root = rpmrepo.repo_path(repo).parent
     revision = read_revision(root / "all")
     fake_bin = tmp_path / "bin"
@@ -103,7 +103,7 @@ def test_failed_createrepo_leaves_everything_as_it_was(repo, built_rpms, tmp_pat
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
     with pytest.raises(MetadataError, match="disk full"):
-        rpmrepo.publish(repo, [built_rpms / "mx-process-1.0-1.noarch.rpm"])
+        rpmrepo.publish(repo, [fixture_rpms / "mx-process-1.0-1.noarch.rpm"])
     assert read_revision(root / "all") == revision == read_revision(root / "current")
     assert not (root / "all" / "mx-process-1.0-1.noarch.rpm").exists()
     assert not list((root / ".meta").glob("stage-*"))
@@ -112,15 +112,15 @@ def test_failed_createrepo_leaves_everything_as_it_was(repo, built_rpms, tmp_pat
         assert len(rpmrepo.events_after(session, 0)) == 1
 
 
-def test_cli(settings, built_rpms, monkeypatch, capsys):
+def test_cli(settings, fixture_rpms, monkeypatch, capsys):
     monkeypatch.setenv("ASCI_DATA_DIR", str(settings.data_dir))
     monkeypatch.delenv("ASCI_DATABASE_URL", raising=False)
     monkeypatch.delenv("ASCI_CONFIG", raising=False)
-    assert asci_main(["rpm", "publish", str(built_rpms / f"{OLD}.rpm"), str(built_rpms / f"{NEW}.rpm")]) == 0
+    assert asci_main(["rpm", "publish", str(fixture_rpms / f"{OLD}.rpm"), str(fixture_rpms / f"{NEW}.rpm")]) == 0
     assert f"published: {OLD}" in capsys.readouterr().out
-    assert asci_main(["rpm", "publish", str(built_rpms / f"{OLD}.rpm")]) == 0
+    assert asci_main(["rpm", "publish", str(fixture_rpms / f"{OLD}.rpm")]) == 0
     assert f"already published: {OLD}" in capsys.readouterr().out
-    assert asci_main(["rpm", "publish", str(built_rpms / "variant-b" / f"{OLD}.rpm")]) == 1
+    assert asci_main(["rpm", "publish", str(fixture_rpms / "variant-b" / f"{OLD}.rpm")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "different content" in err
     assert asci_main(["rpm", "retract", NEW]) == 0

@@ -28,10 +28,10 @@ def _snapshot(settings, repo="beamline"):
     return files, rows, events, read_revision(root / "all"), read_revision(root / "current")
 
 
-def test_publish_index_and_install_with_dnf(db_settings, built_rpms, dnf_client, tmp_path):
+def test_publish_index_and_install_with_dnf(db_settings, fixture_rpms, dnf_client, tmp_path):
     with session_scope(db_settings) as session:
         user = create_user(session, "scientist")
-    result = rpmrepo.publish(db_settings, [built_rpms / name for name in APPS], user=user)
+    result = rpmrepo.publish(db_settings, [fixture_rpms / name for name in APPS], user=user)
 
     assert [p.status for p in result.packages] == ["published"] * 5
     assert result.event_id is not None and result.revision
@@ -61,36 +61,36 @@ def test_publish_index_and_install_with_dnf(db_settings, built_rpms, dnf_client,
     assert (dnf.root / "root" / "usr/share/applications/mx-process.desktop").exists()
 
 
-def test_same_bytes_is_a_no_op_and_different_bytes_are_refused(db_settings, built_rpms):
-    rpmrepo.publish(db_settings, [built_rpms / APPS[0]])
+def test_same_bytes_is_a_no_op_and_different_bytes_are_refused(db_settings, fixture_rpms):
+    rpmrepo.publish(db_settings, [fixture_rpms / APPS[0]])
     before = _snapshot(db_settings)
 
-    again = rpmrepo.publish(db_settings, [built_rpms / APPS[0]])
+    again = rpmrepo.publish(db_settings, [fixture_rpms / APPS[0]])
     assert [p.status for p in again.packages] == ["already published"]
     assert again.event_id is None and again.revision is None
     assert _snapshot(db_settings) == before
 
     with pytest.raises(ConflictError, match="already published in 'beamline' with different content"):
-        rpmrepo.publish(db_settings, [built_rpms / "variant-b" / APPS[0]])
+        rpmrepo.publish(db_settings, [fixture_rpms / "variant-b" / APPS[0]])
     assert _snapshot(db_settings) == before
 
 
-def test_a_batch_is_all_or_nothing_and_regenerates_once(db_settings, built_rpms):
-    rpmrepo.publish(db_settings, [built_rpms / APPS[0]])
+def test_a_batch_is_all_or_nothing_and_regenerates_once(db_settings, fixture_rpms):
+    rpmrepo.publish(db_settings, [fixture_rpms / APPS[0]])
     before = _snapshot(db_settings)
     with pytest.raises(ConflictError):
-        rpmrepo.publish(db_settings, [built_rpms / APPS[1], built_rpms / "variant-b" / APPS[0]])
+        rpmrepo.publish(db_settings, [fixture_rpms / APPS[1], fixture_rpms / "variant-b" / APPS[0]])
     assert _snapshot(db_settings) == before
 
-    result = rpmrepo.publish(db_settings, [built_rpms / name for name in APPS])
+    result = rpmrepo.publish(db_settings, [fixture_rpms / name for name in APPS])
     assert [p.status for p in result.packages] == ["already published"] + ["published"] * 4
     generations = [p for p in (rpmrepo.repo_path(db_settings).parent / ".meta").iterdir() if p.name.isdigit()]
     assert len(generations) == 2  # one per publish call, not one per package
 
 
-def test_several_repositories_are_independent(db_settings, built_rpms, dnf_client):
-    rpmrepo.publish(db_settings, [built_rpms / APPS[0]], repo="mx")
-    rpmrepo.publish(db_settings, [built_rpms / APPS[1]])
+def test_several_repositories_are_independent(db_settings, fixture_rpms, dnf_client):
+    rpmrepo.publish(db_settings, [fixture_rpms / APPS[0]], repo="mx")
+    rpmrepo.publish(db_settings, [fixture_rpms / APPS[1]])
     assert rpmrepo.list_repos(db_settings) == ["beamline", "mx"]
     assert dnf_client(rpmrepo.repo_path(db_settings, "mx", "current").as_uri()).available() == {
         "asci-demo-viewer-1.0-1.noarch"}

@@ -11,8 +11,8 @@ import pytest
 from asci import accounts
 from asci.db import session_scope
 from broker import service
-from tests.conftest import free_port
-from tests.unit.broker.fakes import FakeBackend, always_ready, make_world, user
+from tests.support import free_port, make_world
+from tests.support import user_of as user
 from web import vnc_proxy, vnc_tokens
 
 pytestmark = [pytest.mark.integration]
@@ -20,12 +20,12 @@ GREETING = b"RFB 003.008\n"
 
 
 @pytest.fixture
-def proxied(settings, tmp_path):
+def proxied(settings, tmp_path, swap_broker):
     vnc_port = free_port(20000, 30000)
     settings = settings.replace(websockify_port=free_port(30000, 40000))
     world = make_world(settings, [dict(name="n1", docker_url="unix:///fake.sock", port_min=vnc_port,
                                        port_max=vnc_port)])
-    service.install(settings, service.Broker(settings, FakeBackend(), ready=always_ready))
+    swap_broker(settings)
     with session_scope(settings) as db:
         session_id = service.launch(settings, db, db.merge(user(settings, world, "alice")), world["env"], "current",
                                     world["e1"]).id
@@ -48,7 +48,6 @@ def proxied(settings, tmp_path):
     listener.close()
     for connection in accepted:
         connection.close()
-    service.install(settings, None)
     print((tmp_path / "websockify.log").read_text(errors="replace")[-2000:])
 
 

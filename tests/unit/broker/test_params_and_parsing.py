@@ -1,15 +1,15 @@
-"""GPU discovery, container create parameters, Swarm service parameters, resources, OpenAPI."""
+"""GPU discovery, container create parameters, Swarm service parameters, resources."""
 
 import pytest
 from docker.types import DeviceRequest
 
-from broker import containers, service
+from broker import containers
 from broker.backends.base import LaunchSpec, NodeRef
 from broker.backends.swarm import SwarmBackend
 from broker.errors import BadRequest
 from broker.gpus import parse_nvidia_smi
-from broker.openapi import document
-from tests.unit.broker.fakes import FIXTURES
+from broker.resources import resources
+from tests.support import NVIDIA_SMI as FIXTURES
 
 
 def _spec(**extra):
@@ -80,17 +80,9 @@ def test_swarm_backend_creates_a_pinned_host_network_service():
 
 
 def test_resources_are_checked(settings):
-    assert service.resources(settings, 4, "8g") == (4.0, 8 << 30)
-    assert service.resources(settings, None, None) == (2.0, 4096 << 20)
+    assert resources(settings, 4, "8g") == (4.0, 8 << 30)
+    assert resources(settings, None, None) == (2.0, 4096 << 20)
     for cpus, memory in ((0, None), (10_000, None), ("many", None), (None, "1p"), (None, 10), (None, "100000g"),
                          (True, None)):
         with pytest.raises(BadRequest):
-            service.resources(settings, cpus, memory)
-
-
-def test_openapi_describes_every_route():
-    doc = document()
-    assert doc["openapi"].startswith("3.")
-    assert {"/api/sessions", "/api/sessions/{session_id}", "/api/nodes", "/api/health",
-            "/api/openapi.json"} <= set(doc["paths"])
-    assert set(doc["paths"]["/api/sessions"]) == {"get", "post"}
+            resources(settings, cpus, memory)

@@ -9,11 +9,12 @@ from sqlalchemy import func, select
 from asci.db import session_scope, utcnow
 from broker import service
 from broker.cull import cull
-from broker.errors import NotFound
-from broker.experiments_import import ImportFailed, import_file
+from broker.errors import ImportFailed, NotFound
+from broker.experiments_import import import_file
 from broker.models import DesktopSession, Experiment, Node
 from broker.reconcile import reconcile
-from tests.unit.broker.fakes import FakeBackend, always_ready, make_world, user
+from tests.support import always_ready, make_world
+from tests.support import user_of as user
 from web import create_app
 
 NODES = [dict(name="n1", docker_url="unix:///fake1.sock", port_min=6001, port_max=6010, cpus=16,
@@ -21,14 +22,10 @@ NODES = [dict(name="n1", docker_url="unix:///fake1.sock", port_min=6001, port_ma
 
 
 @pytest.fixture
-def env(settings):
+def env(settings, swap_broker):
     world = make_world(settings, NODES)
-    backend = FakeBackend()
-    broker = service.Broker(settings, backend, ready=always_ready)
-    service.install(settings, broker)
-    app = create_app(settings)
-    yield settings, world, backend, broker, app.test_client()
-    service.install(settings, None)
+    broker = swap_broker(settings)
+    return settings, world, broker.backend, broker, create_app(settings).test_client()
 
 
 def _auth(world, who):
@@ -145,14 +142,15 @@ def test_reconcile_readopts_after_restart_and_marks_vanished_lost(env):
         a = broker.launch(db, alice, world["env"], "v1", world["e1"])
         b = broker.launch(db, alice, world["env"], "v1", world["e1"])
         # a crash between container start and recording it, and a container removed behind our back
-        a.state, a.container_id, a.created_at = "starting", "", utcnow() - dt.timedelta(hours=1)
+        started_state = dict(a.backend_state)
+        a.state, a.backend_state, a.created_at = "starting", {}, utcnow() - dt.timedelta(hours=1)
         db.commit()
-        backend.running.pop(b.container_id)
+        backend.running.pop(b.backend_state["fake_id"])
     restarted = service.Broker(settings, backend, ready=always_ready)
     with session_scope(settings) as db:
         assert reconcile(restarted, db)["adopted"] == 1
         a, b = db.get(DesktopSession, a.id), db.get(DesktopSession, b.id)
-        assert a.state == "running" and a.container_id in backend.running
+        assert a.state == "running" and a.backend_state == started_state  # the backend's own state, re-adopted
         assert b.state == "lost" and "vanished" in b.message
 
 

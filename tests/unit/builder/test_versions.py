@@ -10,7 +10,7 @@ from asci.config import PROJECT_ROOT
 from asci.db import session_scope
 from builder import versions
 from builder.errors import VersionError
-from builder.models import SUCCEEDED, EnvironmentVersion
+from builder.models import EnvironmentVersion, VersionStatus
 from builder.recipes import load_recipe
 
 UTC = dt.timezone.utc
@@ -62,7 +62,7 @@ def test_current_as_of_picks_the_version_current_then(settings):
     rows = [versions.start_version(settings, recipe, "base:1") for _ in range(3)]
     stamps = [dt.datetime(2026, 3, 1, 12, tzinfo=UTC), dt.datetime(2026, 6, 1, 12, tzinfo=UTC), None]
     for row, stamp in zip(rows, stamps):
-        versions.update_version(settings, row.id, status=SUCCEEDED, became_current_at=stamp)
+        versions.update_version(settings, row.id, status=VersionStatus.SUCCEEDED, became_current_at=stamp)
     with session_scope(settings) as session:
         at = lambda text: versions.current_as_of(session, "imaging", versions.parse_when(text)).version  # noqa: E731
         assert at("2026-03-01") == rows[0].version

@@ -2,7 +2,7 @@
 
 from web import create_app
 from web.ratelimit import LoginLimiter
-from tests.unit.web.conftest import PASSWORD, csrf_of, login
+from tests.support import PASSWORD, csrf_of, login
 
 
 def test_pages_need_a_login(app):

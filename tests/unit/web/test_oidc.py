@@ -10,7 +10,7 @@ from werkzeug.serving import make_server
 
 from asci import accounts
 from asci.db import session_scope
-from tests.conftest import free_port
+from tests.support import free_port
 from web import create_app
 from web.oidc import username_from_claims
 

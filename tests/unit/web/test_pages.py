@@ -7,8 +7,8 @@ from sqlalchemy import select
 
 from asci.db import session_scope
 from broker.models import DesktopSession
-from builder.models import SUCCEEDED, Environment, EnvironmentVersion
-from tests.unit.web.conftest import csrf_of
+from builder.models import Environment, EnvironmentVersion, VersionStatus
+from tests.support import csrf_of
 
 
 def _pkg(name, version, release="1"):
@@ -24,7 +24,7 @@ def _add_versions(settings, world):
         v1.lock = {"packages": [_pkg("mx-tools", "1.0"), _pkg("numpy-extra", "2.0")]}
         v1.became_current_at = dt.datetime(2026, 1, 10, tzinfo=dt.timezone.utc)
         v1.created_at = dt.datetime(2026, 1, 10, tzinfo=dt.timezone.utc)
-        db.add(EnvironmentVersion(environment_id=env.id, version="v2", status=SUCCEEDED,
+        db.add(EnvironmentVersion(environment_id=env.id, version="v2", status=VersionStatus.SUCCEEDED,
                                   image_reference=v1.image_reference, image_digest=v1.image_digest,
                                   lock={"packages": [_pkg("mx-tools", "1.1"), _pkg("numpy-extra", "2.0"),
                                                      _pkg("xds-helper", "0.3")]},

@@ -8,7 +8,7 @@ from itsdangerous import TimestampSigner
 from asci.db import session_scope
 from broker import service
 from broker.models import DesktopSession
-from tests.unit.broker.fakes import user
+from tests.support import user_of as user
 from web import vnc_proxy, vnc_tokens
 
 
@@ -78,12 +78,12 @@ def test_the_generated_secret_key_is_private_and_the_same_for_racing_processes(s
     import stat
     from pathlib import Path
 
-    import web
+    from asci.http import secret_key
 
     fresh = settings.replace(data_dir=tmp_path / "fresh", secret_key="")
     real_exists = Path.exists
     monkeypatch.setattr(Path, "exists", lambda self: False if self.name == "secret_key" else real_exists(self))
-    first, second = web._secret_key(fresh), web._secret_key(fresh)
+    first, second = secret_key(fresh), secret_key(fresh)
     monkeypatch.undo()
     assert first == second and len(first) == 64
     key_file = tmp_path / "fresh" / "secret_key"

@@ -1,0 +1,299 @@
+"""Helpers shared by the tests (plain functions and classes; the fixtures live in ``conftest.py``).
+
+* ``need`` / ``require_programs``: a missing tool skips a test on a developer's machine but fails
+  it under ``CI=true``, so a green CI run never hides a missing install step;
+* ``free_port``, ``serving``: loopback servers for the tests;
+* ``FakeBackend``, ``always_ready``, ``make_world``, ``user_of``: the broker without Docker;
+* ``RecipesRepo``, ``recipe_text``, ``rpm_file``: recipes in a throw-away git repository, fixture RPMs;
+* ``remove_sessions``, ``images_named``: clean-up of what a test left on a Docker daemon;
+* ``csrf_of``, ``login``: a Flask test client logged in through the real form.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import re
+import shutil
+import threading
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from asci import accounts, net
+from asci.config import PROJECT_ROOT
+from asci.db import session_scope
+from broker import NodeUnreachable, containers
+from broker.backends.base import Backend, Managed
+
+TESTS = Path(__file__).resolve().parent
+FIXTURES = TESTS / "fixtures"
+NVIDIA_SMI = FIXTURES / "nvidia-smi"
+RPM_FIXTURES = FIXTURES / "rpms"
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+TEST_LABEL = "asci.test"
+PASSWORD = "correct-horse-1"
+GIT_ENV = {"GIT_AUTHOR_NAME": "ASCI tests", "GIT_AUTHOR_EMAIL": "tests@example.invalid",
+           "GIT_COMMITTER_NAME": "ASCI tests", "GIT_COMMITTER_EMAIL": "tests@example.invalid"}
+
+
+# ------------------------------------------------------------------ tools
+
+def need(condition: bool, why: str) -> None:
+    """Skip the test when ``condition`` is false, or fail it under CI (where everything must be installed)."""
+    if condition:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{why} (CI=true: the test command must install it)")
+    pytest.skip(why)
+
+
+def require_programs(*programs: str) -> None:
+    """``need`` every program on the PATH."""
+    missing = [program for program in programs if shutil.which(program) is None]
+    need(not missing, f"not installed: {', '.join(missing)}")
+
+
+def free_port(start: int = 5900, end: int = 6900) -> int:
+    """A TCP port on 127.0.0.1 nobody listens on, chosen at random in [start, end)."""
+    port = net.free_port(random.sample(range(start, end), end - start))
+    if port is None:
+        raise RuntimeError(f"no free port in {start}-{end}")
+    return port
+
+
+@contextlib.contextmanager
+def serving(app, port: int | None = None) -> Iterator[str]:
+    """``app`` served (threaded) on loopback, a free port unless given, for the ``with`` block; yields its URL."""
+    from werkzeug.serving import make_server
+
+    port = port or free_port(21000, 29000)
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+
+
+# ----------------------------------------------------------------- broker
+
+class FakeBackend(Backend):
+    """A broker backend that records create parameters instead of starting containers.
+
+    Its state (``{"fake_id": ...}``) shares no key with the real backends': the broker must hand
+    it back unread."""
+
+    def __init__(self) -> None:
+        self.created: dict[str, dict] = {}
+        self.running: dict[str, tuple[str, dict]] = {}
+        self.down: set[str] = set()
+        self.exec_results: dict[str, tuple[int, str]] = {}
+        self.lock = threading.Lock()
+
+    def _check(self, node) -> None:
+        if node.name in self.down:
+            raise NodeUnreachable(f"node {node.name} does not answer")
+
+    def ping(self, node):
+        self._check(node)
+
+    def ensure_image(self, node, image):
+        self._check(node)
+        return False
+
+    def start(self, node, spec):
+        self._check(node)
+        params = containers.create_params(spec)
+        cid = uuid.uuid4().hex
+        with self.lock:
+            self.created[cid] = {"node": node.name, **params}
+            self.running[cid] = (node.name, params)
+        return {"fake_id": cid}
+
+    def stop(self, node, state):
+        self._check(node)
+        with self.lock:
+            self.running.pop(state["fake_id"], None)
+
+    def poll(self, node, state):
+        self._check(node)
+        return None if state.get("fake_id") in self.running else "missing"
+
+    def list_managed(self, node, instance):
+        self._check(node)
+        return [Managed(int(p["labels"][containers.LABEL_SESSION]), {"fake_id": cid}, True, p["labels"])
+                for cid, (name, p) in self.running.items()
+                if name == node.name and p["labels"].get(containers.LABEL_INSTANCE) == instance]
+
+    def logs(self, node, state, tail=50):
+        return ""
+
+    def exec(self, node, state, command, user, environment):
+        return self.exec_results.get(command[-1], (0, ""))
+
+    def remove_volume(self, node, name):
+        pass
+
+    def close(self):
+        pass
+
+
+def always_ready(host, port) -> bool:
+    """A readiness check that says every desktop answers at once."""
+    return True
+
+
+def make_world(settings, nodes: list[dict], image: str = "127.0.0.1:5000/asci-test:v1",
+               digest: str = "sha256:" + "0" * 64, data_path: str = "/tmp") -> dict:
+    """Users alice/bob (members of E1/E2, password ``PASSWORD``) and root (admin), environment
+    'mx-…' with version v1 (and a failed v0), and ``nodes`` (``nvidia_smi`` names a recorded output)."""
+    from broker.gpus import parse_nvidia_smi
+    from broker.models import Experiment, ExperimentEnvironment, ExperimentMember, Node
+    from builder.models import Environment, EnvironmentVersion, VersionStatus
+
+    suffix = uuid.uuid4().hex[:6]
+    with session_scope(settings) as db:
+        alice = accounts.create_user(db, f"alice-{suffix}", PASSWORD, uid=4242, gid=4242)
+        bob = accounts.create_user(db, f"bob-{suffix}", PASSWORD)
+        root = accounts.create_user(db, f"root-{suffix}", PASSWORD, is_admin=True)
+        tokens = {name: accounts.issue_token(db, row) for name, row in
+                  (("alice", alice), ("bob", bob), ("root", root))}
+        env = Environment(name=f"mx-{suffix}", current_version="v1")
+        db.add(env)
+        db.flush()
+        db.add(EnvironmentVersion(environment_id=env.id, version="v1", status=VersionStatus.SUCCEEDED,
+                                  image_reference=image, image_digest=digest))
+        db.add(EnvironmentVersion(environment_id=env.id, version="v0", status=VersionStatus.FAILED,
+                                  image_reference=image, image_digest=""))
+        e1 = Experiment(code=f"E1-{suffix}", title="one", data_path=data_path)
+        e2 = Experiment(code=f"E2-{suffix}", title="two", data_path=data_path)
+        db.add_all([e1, e2])
+        db.flush()
+        db.add_all([ExperimentMember(experiment_id=e1.id, user_id=alice.id),
+                    ExperimentMember(experiment_id=e2.id, user_id=bob.id),
+                    ExperimentEnvironment(experiment_id=e1.id, environment_id=env.id),
+                    ExperimentEnvironment(experiment_id=e2.id, environment_id=env.id)])
+        for spec in nodes:
+            spec = dict(spec)
+            smi = spec.pop("nvidia_smi", None)
+            db.add(Node(gpus=parse_nvidia_smi((NVIDIA_SMI / smi).read_text()) if smi else [], **spec))
+        ids = {"alice": alice.id, "bob": bob.id, "root": root.id}
+        return {"env": env.name, "e1": e1.code, "e2": e2.code, "tokens": tokens, "ids": ids, "suffix": suffix,
+                "names": {"alice": alice.username, "bob": bob.username, "root": root.username}}
+
+
+def user_of(settings, world: dict, who: str) -> accounts.User:
+    """A detached copy of one of the world's users."""
+    with session_scope(settings) as db:
+        row = db.get(accounts.User, world["ids"][who])
+        db.expunge(row)
+        return row
+
+
+def remove_sessions(docker_url: str, broker_instance: str, user_names) -> None:
+    """Remove one broker instance's session containers (printing their logs) and the users' home volumes."""
+    import docker
+
+    try:
+        client = docker.DockerClient(base_url=docker_url, timeout=20)
+        for container in client.containers.list(all=True, filters={"label": f"asci.broker={broker_instance}"}):
+            print(container.name, container.logs(tail=30).decode(errors="replace"))
+            container.remove(force=True)
+        for name in user_names:
+            try:
+                client.volumes.get(f"asci-home-{name}").remove(force=True)
+            except docker.errors.NotFound:
+                pass
+        client.close()
+    except docker.errors.DockerException:
+        pass  # a daemon the test stopped on purpose
+
+
+def images_named(client, name: str) -> list[str]:
+    """Local tags and digests of images of environment ``name`` (reproductions included)."""
+    return [ref for image in client.images.list() for ref in image.tags + image.attrs.get("RepoDigests", [])
+            if f"/{name}:" in ref or f"/{name}@" in ref]
+
+
+# ---------------------------------------------------------------- recipes
+
+class RecipesRepo:
+    """A git repository whose work tree is a recipes folder: ``base/`` (copied from the project, so
+    base image tags are unchanged), ``environments/schema.yaml``, and the recipes a test writes."""
+
+    def __init__(self, root: Path, project_recipes: tuple[str, ...] = ()):
+        import git
+
+        self.root = root
+        shutil.copytree(PROJECT_ROOT / "recipes" / "base", root / "base")
+        (root / "environments").mkdir()
+        for name in ("schema", *project_recipes):
+            shutil.copy(PROJECT_ROOT / "recipes" / "environments" / f"{name}.yaml", root / "environments")
+        self.repo = git.Repo.init(root)
+        self.commit("recipes")
+
+    def write(self, name: str, text: str, commit: bool = True) -> Path:
+        """Write recipe ``name`` (and commit it)."""
+        path = self.root / "environments" / f"{name}.yaml"
+        path.write_text(text)
+        if commit:
+            self.commit(f"recipe {name}")
+        return path
+
+    def commit(self, message: str) -> str:
+        """Commit everything; returns the commit id."""
+        self.repo.git.add(A=True)
+        self.repo.git.commit("-m", message, "--allow-empty", env=GIT_ENV)
+        return self.repo.head.commit.hexsha
+
+    def tags(self) -> list[str]:
+        return sorted(t.name for t in self.repo.tags)
+
+
+def recipe_text(name: str, packages: list[str], checks: list[str] | None = None, extra: str = "") -> str:
+    """A valid recipe on the Debian base with one launcher."""
+    lines = [f"name: {name}", "beamline: TEST", "description: Builder integration test environment",
+             "base: debian12-mate", "packages:", *[f"  - {p}" for p in packages],
+             "env:", "  ASCI_TEST_ENV: hello world", "launchers:", "  - name: Demo Viewer",
+             "    command: /usr/bin/asci-demo-viewer", "    icon: applications-science"]
+    if checks:
+        lines += ["checks:", *[f"  - {c}" for c in checks]]
+    return "\n".join(lines) + "\n" + extra
+
+
+def rpm_file(folder: Path, name: str, version: str) -> Path:
+    """The built fixture RPM of ``name`` at ``version`` (flat folder, canonical names)."""
+    matches = sorted(folder.glob(f"{name}-{version}-*.rpm"))
+    assert matches, f"no {name}-{version} in {folder}"
+    return matches[0]
+
+
+# -------------------------------------------------------------------- web
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of a page (form field or meta tag)."""
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html) or re.search(
+        r'<meta name="csrf-token" content="([^"]+)"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def login(client, username: str, password: str = PASSWORD):
+    """Log a Flask test client in through the login form; returns the reply."""
+    token = csrf_of(client.get("/login").get_data(as_text=True))
+    return client.post("/login", data={"username": username, "password": password, "csrf_token": token})
+
+
+def browser_log_in(page, base_url: str, username: str, password: str = PASSWORD) -> None:
+    """Log a Playwright page in through the login form."""
+    page.goto(f"{base_url}/login")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_load_state()

@@ -1,0 +1,120 @@
+"""The broker on the Swarm backend (a fake Swarm manager): the backend's state is opaque to the core,
+so a re-adopted session can be stopped and an orphaned service is removed."""
+
+from __future__ import annotations
+
+import itertools
+
+import docker
+import pytest
+from sqlalchemy import select
+
+from asci.db import session_scope
+from broker import service
+from broker.backends.swarm import SwarmBackend
+from broker.models import DesktopSession
+from broker.reconcile import reconcile
+from tests.support import always_ready, make_world
+from tests.support import user_of as user
+
+NODES = [dict(name="swarm-node", docker_url="unix:///fake-manager.sock", port_min=6001, port_max=6010, cpus=16,
+              memory_bytes=64 << 30, max_sessions=10)]
+
+
+class FakeService:
+    def __init__(self, manager, service_id, params):
+        self.manager, self.id, self.name = manager, service_id, params["name"]
+        self.attrs = {"Spec": {"Name": params["name"], "Labels": dict(params["labels"]),
+                               "TaskTemplate": {"Placement": {"Constraints": list(params["constraints"])}}}}
+        self.task_state = "running"
+
+    def tasks(self, filters=None):
+        return [{"CreatedAt": "2026-11-25T00:00:00Z", "Status": {"State": self.task_state, "Err": "",
+                                                                  "ContainerStatus": {"ContainerID": "c-" + self.id}}}]
+
+    def remove(self):
+        self.manager.services.pop(self.id)
+
+
+class FakeServices:
+    def __init__(self, manager):
+        self.manager = manager
+
+    def create(self, **params):
+        service_id = f"svc{next(self.manager.ids)}"
+        self.manager.services[service_id] = FakeService(self.manager, service_id, params)
+        return self.manager.services[service_id]
+
+    def get(self, ident):
+        for svc in self.manager.services.values():
+            if ident in (svc.id, svc.name):
+                return svc
+        raise docker.errors.NotFound(f"service {ident} not found")
+
+    def list(self, filters=None):
+        wanted = dict(label.split("=", 1) for label in (filters or {}).get("label", []))
+        return [svc for svc in self.manager.services.values()
+                if all(svc.attrs["Spec"]["Labels"].get(k) == v for k, v in wanted.items())]
+
+
+class FakeNodes:
+    def list(self, filters=None):
+        node = type("Node", (), {"attrs": {"Status": {"State": "ready"}}})()
+        return [node]
+
+
+class FakeManager:
+    def __init__(self):
+        self.services: dict[str, FakeService] = {}
+        self.ids = itertools.count(1)
+        self.nodes = FakeNodes()
+
+    @property
+    def client(self):
+        client = type("Client", (), {})()
+        client.services, client.nodes = FakeServices(self), self.nodes
+        return client
+
+
+@pytest.fixture
+def swarm(settings, swap_broker):
+    manager = FakeManager()
+    world = make_world(settings, NODES)
+    broker = swap_broker(settings, SwarmBackend(client=manager.client), ready=always_ready)
+    return settings, world, broker, manager
+
+
+def test_a_readopted_session_on_swarm_can_be_stopped(swarm):
+    settings, world, broker, manager = swarm
+    with session_scope(settings) as db:
+        desktop = broker.launch(db, db.merge(user(settings, world, "alice")), world["env"], "current", world["e1"])
+        session_id, started_state = desktop.id, dict(desktop.backend_state)
+        assert set(started_state) == {"service_id", "service_name"}
+        # the broker restarts before it recorded anything about the service
+        desktop.state, desktop.backend_state = "starting", {}
+        desktop.created_at = desktop.created_at.replace(year=desktop.created_at.year - 1)
+    restarted = service.Broker(settings, broker.backend, ready=always_ready)
+    with session_scope(settings) as db:
+        assert reconcile(restarted, db)["adopted"] == 1
+        desktop = db.get(DesktopSession, session_id)
+        assert desktop.state == "running" and desktop.backend_state == started_state
+        restarted.stop(db, session_id, user(settings, world, "alice"))
+        assert db.get(DesktopSession, session_id).state == "stopped"
+    assert manager.services == {}, "the service of the re-adopted session must be removed"
+
+
+def test_reconcile_removes_an_orphaned_service_and_loses_a_dead_task(swarm):
+    settings, world, broker, manager = swarm
+    with session_scope(settings) as db:
+        alice = db.merge(user(settings, world, "alice"))
+        ended = broker.launch(db, alice, world["env"], "current", world["e1"])
+        dying = broker.launch(db, alice, world["env"], "current", world["e1"])
+        ended_service = ended.backend_state["service_id"]
+        dying_service = dying.backend_state["service_id"]
+        ended.state = "stopped"  # the session ended, but its service was left behind
+    manager.services[dying_service].task_state = "failed"
+    with session_scope(settings) as db:
+        summary = reconcile(broker, db)
+        assert summary["removed"] == 1 and summary["lost"] == 1
+        assert db.scalar(select(DesktopSession.state).where(DesktopSession.id == dying.id)) == "lost"
+    assert ended_service not in manager.services and dying_service not in manager.services
