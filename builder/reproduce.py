@@ -18,6 +18,7 @@ from asci.progress import LogSink
 from builder import base_images, build, versions
 from builder.errors import BuildError, LockError, VersionError
 from builder.lock import check_against_index, lock_digest
+from builder.models import VersionStatus
 from builder.recipes import Recipe, parse_recipe
 from builder.verify import compare_with_lock, inventory
 
@@ -79,7 +80,7 @@ def reproduce(settings: Settings, name: str, version: str, log: LogSink = print,
     """Rebuild ``name`` ``version`` from its lock; raise unless the package set is identical."""
     with session_scope(settings) as db:
         row = versions.get_version(db, name, version)
-        if row.status != "succeeded":
+        if row.status != VersionStatus.SUCCEEDED:
             raise VersionError(f"{name} {version} is {row.status}; only succeeded versions are reproduced")
         lock, recorded_dockerfile, created = row.lock, row.dockerfile, row.created_at
         stored_digest = row.lock_digest
