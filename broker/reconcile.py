@@ -1,6 +1,7 @@
 """Reconciliation: make the database agree with what runs on the nodes.
 
-For every node: ping it (no answer → node down, its sessions lost); list the
+For every node: ping it (no answer → node down, its sessions lost; an answer → up again, and its
+engine-reported CPUs and memory re-read); list the
 containers carrying this broker's labels (``asci.managed=1``,
 ``asci.broker=<instance>``); re-adopt running containers of active sessions
 (record container id, mark running — this is what a broker restart relies
@@ -12,6 +13,7 @@ their start time-out are left to the launch in progress.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 
 from sqlalchemy import select
@@ -20,8 +22,9 @@ from sqlalchemy.orm import Session
 from asci.db import session_scope, utcnow
 from broker import logs, ports
 from broker.backends.base import NodeRef
-from broker.errors import BackendError, NodeUnreachable
+from broker.errors import BackendError
 from broker.models import ACTIVE_STATES, DesktopSession, Node, NodeState, SessionState
+from broker.nodes import refresh_capacity
 
 
 def reconcile(broker, db: Session) -> dict:
@@ -34,11 +37,15 @@ def reconcile(broker, db: Session) -> dict:
         try:
             broker.backend.ping(ref)
             found = {m.session_id: m for m in broker.backend.list_managed(ref, broker.settings.broker_instance)}
-        except NodeUnreachable as exc:
+            if refresh_capacity(broker.backend, db, node):
+                logs.event("node.capacity", node=node.name, cpus=node.cpus, memory_bytes=node.memory_bytes)
+        except BackendError as exc:  # no answer (NodeUnreachable), or an engine that refuses to say
             if node.state == NodeState.UP:
                 broker.node_down(db, node.id, str(exc))
                 summary["nodes_down"] += 1
             continue
+        if node.state != NodeState.UP:
+            logs.event("node.up", node=node.name)
         node.state, node.last_seen, node.last_error = NodeState.UP, now, ""
         summary["nodes_up"] += 1
         active = db.scalars(select(DesktopSession).where(DesktopSession.node_id == node.id,
@@ -84,17 +91,25 @@ def _remove(broker, ref: NodeRef, managed) -> None:
         logs.event("container.remove_failed", session=managed.session_id, error=str(exc))
 
 
-def loop(broker, interval: float, passes: int | None = None, cull: bool = True) -> None:
-    """Reconcile (and cull) every ``interval`` seconds, forever or ``passes`` times."""
+def loop(broker, interval: float | None = None, passes: int | None = None, cull: bool = True,
+         stop: threading.Event | None = None) -> None:
+    """Reconcile (and cull) every ``interval`` seconds (``settings.reconcile_interval_s``), forever,
+    ``passes`` times, or until ``stop`` is set. A pass that fails is logged; the next one runs."""
     from broker.cull import cull as cull_pass
 
+    interval = broker.settings.reconcile_interval_s if interval is None else interval
+    stop = stop or threading.Event()
     done = 0
-    while passes is None or done < passes:
-        with session_scope(broker.settings) as db:
-            summary = reconcile(broker, db)
-            if cull:
-                summary.update(cull_pass(broker, db))
-        logs.event("reconcile.pass", **summary)
+    while (passes is None or done < passes) and not stop.is_set():
+        began = time.monotonic()
+        try:
+            with session_scope(broker.settings) as db:
+                summary = reconcile(broker, db)
+                if cull:
+                    summary.update(cull_pass(broker, db))
+            logs.event("reconcile.pass", seconds=round(time.monotonic() - began, 3), **summary)
+        except Exception as exc:  # noqa: BLE001 - the loop outlives a bad pass (database restart...)
+            logs.event("reconcile.failed", error=f"{exc.__class__.__name__}: {exc}")
         done += 1
         if passes is None or done < passes:
-            time.sleep(interval)
+            stop.wait(max(0.0, interval - (time.monotonic() - began)))

@@ -9,11 +9,11 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload
 
 from asci.accounts import User
 from broker import placement
-from broker.errors import NotFound
+from broker.errors import BadRequest, NotFound
 from broker.models import (ACTIVE_STATES, DesktopSession, Experiment, ExperimentEnvironment, ExperimentMember,
                            Node)
 
@@ -35,17 +35,46 @@ def get_session(db: Session, session_id: int, user: User) -> DesktopSession:
     return desktop
 
 
-def list_sessions(db: Session, user: User, everyone: bool = False, include_ended: bool = True,
-                  limit: int = 1000) -> list[DesktopSession]:
-    """The user's sessions, newest first (all users' when an administrator asks for ``everyone``)."""
-    statement = (select(DesktopSession).order_by(DesktopSession.id.desc()).limit(limit)
-                 .options(selectinload(DesktopSession.user), selectinload(DesktopSession.experiment),
-                          selectinload(DesktopSession.node)))
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    """One page of a session list, newest first; ``next`` is the ``after`` cursor of the following page."""
+
+    sessions: list[DesktopSession]
+    next: int | None
+
+
+def session_page(db: Session, user: User, everyone: bool = False, include_ended: bool = True, limit: int = 100,
+                 after: int | None = None) -> SessionPage:
+    """The user's sessions (everyone's for an administrator asking for ``everyone``), newest first.
+
+    Keyset pagination: ``after`` is the id of the last session of the previous page, so a page costs
+    the same however deep it is, and sessions started meanwhile never shift it. User, experiment and
+    node come in the same query (one round trip however many rows).
+    """
+    if not 1 <= limit <= MAX_PAGE:
+        raise BadRequest(f"limit: expected between 1 and {MAX_PAGE}, got {limit}")
+    statement = (select(DesktopSession).order_by(DesktopSession.id.desc()).limit(limit + 1)
+                 .options(joinedload(DesktopSession.user, innerjoin=True),
+                          joinedload(DesktopSession.experiment, innerjoin=True), joinedload(DesktopSession.node)))
     if not (everyone and user.is_admin):
         statement = statement.where(DesktopSession.user_id == user.id)
     if not include_ended:
         statement = statement.where(DesktopSession.state.in_(ACTIVE_STATES))
-    return list(db.scalars(statement))
+    if after is not None:
+        statement = statement.where(DesktopSession.id < after)
+    rows = list(db.scalars(statement))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return SessionPage(rows, rows[-1].id if more else None)
+
+
+def list_sessions(db: Session, user: User, everyone: bool = False, include_ended: bool = True,
+                  limit: int = 100, after: int | None = None) -> list[DesktopSession]:
+    """The sessions of :func:`session_page`, without the cursor."""
+    return session_page(db, user, everyone, include_ended, limit, after).sessions
 
 
 def session_dict(desktop: DesktopSession) -> dict:
@@ -65,6 +94,8 @@ def session_dict(desktop: DesktopSession) -> dict:
         "display": desktop.display,
         "cpus": desktop.cpus,
         "memory_bytes": desktop.memory_bytes,
+        "cpu_guarantee": desktop.cpu_guarantee,
+        "memory_guarantee_bytes": desktop.memory_guarantee_bytes,
         "gpu": desktop.gpu,
         "gpu_uuid": desktop.gpu_uuid or None,
         "created_at": _iso(desktop.created_at),
@@ -77,8 +108,12 @@ def session_dict(desktop: DesktopSession) -> dict:
 def node_view(db: Session, node: Node) -> dict:
     """A node with its capacity and what its active sessions use."""
     used = placement.usage(db, node)
+    cpus, memory = placement.schedulable(node)
     return {"name": node.name, "docker_url": node.docker_url, "vnc_host": node.vnc_host, "state": node.state,
-            "cpus": node.cpus, "memory_bytes": node.memory_bytes, "max_sessions": node.max_sessions,
+            "cpus": node.cpus, "memory_bytes": node.memory_bytes, "capacity_source": node.capacity_source,
+            "reserve": {"cpus": node.reserve_cpus, "memory_bytes": node.reserve_memory_bytes},
+            "overcommit": {"cpus": node.cpu_overcommit, "memory": node.memory_overcommit},
+            "schedulable": {"cpus": round(cpus, 3), "memory_bytes": memory}, "max_sessions": node.max_sessions,
             "ports": [node.port_min, node.port_max], "gpus": node.gpus or [],
             "used": {"sessions": used.sessions, "cpus": used.cpus, "memory_bytes": used.memory_bytes},
             "last_seen": _iso(node.last_seen), "last_error": node.last_error}

@@ -27,7 +27,7 @@ from asci import accounts, net
 from asci.config import PROJECT_ROOT
 from asci.db import session_scope
 from broker import NodeUnreachable, containers
-from broker.backends.base import Backend, Managed
+from broker.backends.base import Backend, Capacity, Managed
 
 TESTS = Path(__file__).resolve().parent
 FIXTURES = TESTS / "fixtures"
@@ -94,6 +94,7 @@ class FakeBackend(Backend):
         self.running: dict[str, tuple[str, dict]] = {}
         self.down: set[str] = set()
         self.exec_results: dict[str, tuple[int, str]] = {}
+        self.capacities: dict[str, Capacity] = {}  # what each node's "engine" reports (default 16 CPUs, 64 GiB)
         self.lock = threading.Lock()
 
     def _check(self, node) -> None:
@@ -106,6 +107,10 @@ class FakeBackend(Backend):
     def ensure_image(self, node, image):
         self._check(node)
         return False
+
+    def capacity(self, node):
+        self._check(node)
+        return self.capacities.get(node.name, Capacity(16.0, 64 << 30))
 
     def start(self, node, spec):
         self._check(node)
