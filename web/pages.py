@@ -59,7 +59,7 @@ def home():
 @bp.post("/launch")
 @login_required
 def launch():
-    """Ask the broker for a desktop, then show its progress."""
+    """Ask the broker for a desktop and open it at once (the viewer shows the progress until it runs)."""
     environment = request.form.get("environment", "")
     version = request.form.get("version") or "current"
     experiment = request.form.get("experiment", "")
@@ -68,7 +68,7 @@ def launch():
     except AsciError as exc:
         flash(f"Could not start {environment} {version}: {exc}", "danger")
         return redirect(url_for("pages.home"))
-    return redirect(url_for("viewer.progress", session_id=session_id))
+    return redirect(url_for("viewer.desktop", session_id=session_id))
 
 
 PAGE_SIZE = 50
