@@ -193,6 +193,27 @@ def make_world(settings, nodes: list[dict], image: str = "127.0.0.1:5000/asci-te
                 "names": {"alice": alice.username, "bob": bob.username, "root": root.username}}
 
 
+def add_members(settings, world: dict, count: int, experiment: str = "e1") -> list[str]:
+    """``count`` more users (``member00``...), members of the world's experiment, each with an API token in
+    ``world["tokens"]``, id in ``world["ids"]`` and name in ``world["names"]``; returns their keys."""
+    from sqlalchemy import select
+
+    from broker.models import Experiment, ExperimentMember
+
+    keys = []
+    with session_scope(settings) as db:
+        row = db.scalar(select(Experiment).where(Experiment.code == world[experiment]))
+        for number in range(count):
+            key = f"member{number:02d}"
+            member = accounts.create_user(db, f"{key}-{world['suffix']}", PASSWORD)
+            db.add(ExperimentMember(experiment_id=row.id, user_id=member.id))
+            db.flush()
+            world["tokens"][key], world["ids"][key], world["names"][key] = (
+                accounts.issue_token(db, member), member.id, member.username)
+            keys.append(key)
+    return keys
+
+
 def user_of(settings, world: dict, who: str) -> accounts.User:
     """A detached copy of one of the world's users."""
     with session_scope(settings) as db:
