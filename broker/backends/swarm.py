@@ -23,6 +23,7 @@ manager (``tests/unit/broker/test_swarm_backend.py``).
 from __future__ import annotations
 
 import threading
+import time
 
 from docker.errors import APIError, DockerException, NotFound
 from docker.types import EndpointSpec, Resources, RestartPolicy
@@ -143,15 +144,27 @@ class SwarmBackend(Backend):
     def _ident(state: dict) -> str:
         return state.get("service_id") or state.get("service_name") or ""
 
-    def stop(self, node: NodeRef, state: dict) -> None:
+    def stop(self, node: NodeRef, state: dict, wait_s: float = 20) -> None:
+        """Remove the service, then wait (up to ``wait_s``) until the node removed its task's container,
+        so that what used it (the home volume) is free again, as with the Docker backend."""
         ident = self._ident(state)
         if not ident:
             return
+        try:
+            container = self._container(state)
+        except BackendError:
+            container = None
         try:
             service = self._manager("inspect service", self.client.services.get, ident)
             self._manager("remove service", service.remove)
         except NotFound:
             return
+        deadline = time.monotonic() + wait_s
+        try:
+            while container and time.monotonic() < deadline and self.engines.poll(node, container) != "missing":
+                time.sleep(0.1)
+        except BackendError:
+            pass  # the node's engine does not answer: the manager has the service's removal in hand
 
     def _latest_task(self, ident: str) -> dict | None:
         service = self._manager("inspect service", self.client.services.get, ident)
