@@ -80,8 +80,7 @@ def list_sessions():
         limit = _number("limit", request.args.get("limit", "100"))
         after = _number("after", request.args["after"]) if "after" in request.args else None
         page = session_page(db, user, everyone=everyone, limit=limit, after=after)
-        return jsonify(sessions=[session_dict(row) for row in page.sessions],
-                       next=str(page.next) if page.next is not None else None)
+        return jsonify(sessions=page.sessions, next=str(page.next) if page.next is not None else None)
 
 
 @bp.get("/api/sessions/<session_id>")

@@ -39,7 +39,7 @@ def nodes():
 def sessions():
     with session_scope(current_settings()) as db:
         page = broker.session_page(db, user_row(db), everyone=True, limit=PAGE_SIZE, after=after_cursor())
-        rows = [broker.session_dict(row) for row in page.sessions]
+        rows = page.sessions
     return render_template("pages/sessions.html", sessions=rows, everyone=True, next_after=page.next,
                            first_page=after_cursor() is None)
 

@@ -86,7 +86,7 @@ def my_sessions():
     """The user's sessions, newest first, a page at a time: open or stop the running ones."""
     with session_scope(current_settings()) as db:
         page = broker.session_page(db, user_row(db), limit=PAGE_SIZE, after=after_cursor())
-        rows = [broker.session_dict(row) for row in page.sessions]
+        rows = page.sessions
     return render_template("pages/sessions.html", sessions=rows, everyone=False, next_after=page.next,
                            first_page=after_cursor() is None)
 

@@ -7,7 +7,7 @@ from sqlalchemy import event, select
 
 from asci import db as asci_db
 from asci.db import session_scope
-from broker import session_page
+from broker import list_sessions, session_dict, session_page
 from broker.models import DesktopSession, Experiment, Node
 from builder.models import EnvironmentVersion
 from tests.support import login, make_world
@@ -83,10 +83,20 @@ def test_a_page_is_one_query_however_many_rows(listing):
             for limit in (10, 250):
                 statements.clear()
                 page = session_page(db, alice, limit=limit)
-                shapes = [(row.user.username, row.experiment.code, row.node.name) for row in page.sessions]
+                shapes = [(row["user"], row["experiment"], row["node"]) for row in page.sessions]
                 assert len(shapes) == limit and len(statements) == 1, statements
+                assert set(shapes) == {(world["names"]["alice"], world["e1"], "n1")}
         finally:
             event.remove(engine, "before_cursor_execute", count)
+
+
+def test_the_listed_shape_is_the_session_shape(listing):
+    settings, world, client = listing
+    with session_scope(settings) as db:
+        alice = db.merge(user(settings, world, "alice"))
+        listed = session_page(db, alice, limit=5).sessions
+        assert listed == [session_dict(row) for row in list_sessions(db, alice, limit=5)]
+        assert listed[0]["created_at"].endswith("+00:00")
 
 
 def test_my_sessions_and_the_admin_list_paginate(listing):
