@@ -76,9 +76,17 @@ class Broker:
 
     def __init__(self, settings: Settings, backend: Backend | None = None, ready=None) -> None:
         self.settings = settings
-        self.backend = backend or make_backend(settings)
+        self._backend = backend
         self.ready = ready or vnc_answers  # (host, port) -> bool
         logs.configure(settings.log_format)
+
+    @property
+    def backend(self) -> Backend:
+        """The backend, made on first use: lookups (``vnc_target``, ``touch``; websockify's token plugin
+        makes a broker in every connection's process) never import the engine's client library."""
+        if self._backend is None:
+            self._backend = make_backend(self.settings)
+        return self._backend
 
     # ---------------------------------------------------------------- launch
     def launch(self, db: Session, user: User, environment: str, version: str = "current", experiment: str = "",

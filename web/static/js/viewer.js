@@ -7,7 +7,10 @@ const screen = document.getElementById("screen");
 const statusEl = document.getElementById("vnc-status");
 const clipboardText = document.getElementById("clipboard-text");
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
-const rfbModule = import(box.dataset.rfbUrl); // fetched while the desktop starts
+// performance marks (asci:*) let a benchmark see where the time from click to desktop goes
+performance.mark("asci:viewer-start");
+const rfbModule = import(box.dataset.rfbUrl) // fetched while the desktop starts
+  .then((module) => { performance.mark("asci:novnc-loaded"); return module; });
 
 const state = { status: "starting", rfb: null, password: null, attempts: 0, scale: true, stopped: false };
 window.asciViewer = state;
@@ -95,7 +98,10 @@ async function connect(token) {
   rfb.resizeSession = false;
   rfb.focusOnClick = true;
   rfb.background = "#2b2b2b";
-  rfb.addEventListener("connect", () => { state.attempts = 0; progress.hide(); setStatus("connected"); rfb.focus(); });
+  rfb.addEventListener("connect", () => {
+    performance.mark("asci:vnc-connected");
+    state.attempts = 0; progress.hide(); setStatus("connected"); rfb.focus();
+  });
   rfb.addEventListener("disconnect", (event) => {
     if (state.rfb !== rfb) return;
     if (state.stopped) { setStatus("ended", "session ended"); return; }
@@ -156,6 +162,7 @@ document.getElementById("stop-form").addEventListener("submit", () => { state.st
 // ------------------------------------------------------------------ start
 const ready = await waitUntilReady();
 if (ready) {
+  performance.mark("asci:desktop-ready");
   state.password = ready.password;
   progress.show(ready, "Your desktop is ready, connecting…");
   await connect(ready.token);
