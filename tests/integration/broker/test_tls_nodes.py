@@ -181,3 +181,38 @@ def test_node_failure_drill(tls_cluster, node2, pki):
         stop.set()
         loop.join(timeout=30)
 
+
+
+def test_asci_node_add_reads_the_capacity_over_tls_and_flags_override_it(node2, pki, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    good, rogue = pki["good"], pki["rogue"]
+    environment = dict(os.environ, ASCI_DATA_DIR=str(tmp_path))
+
+    def asci(*argv):
+        return subprocess.run([sys.executable, "-m", "asci", *argv], env=environment, capture_output=True, text=True)
+
+    assert asci("db", "upgrade").returncode == 0
+    added = asci("node", "add", "node2", "--url", node2.tcp_url, "--tls-ca", str(good.ca), "--tls-cert",
+                 str(good.client_cert), "--tls-key", str(good.client_key), "--ports", "7000-7019")
+    assert added.returncode == 0, added.stderr
+    info = docker.DockerClient(base_url=node2.url, version="1.41").info()
+    assert f"{info['NCPU']} CPUs" in added.stdout and "(engine)" in added.stdout
+    [row] = json.loads(asci("node", "list", "--json").stdout)
+    assert (row["cpus"], row["memory_bytes"], row["capacity_source"]) == (info["NCPU"], info["MemTotal"], "engine")
+    assert row["schedulable"]["cpus"] == (info["NCPU"] - 0.5) * 4 and row["ports"] == [7000, 7019]
+    manual = asci("node", "add", "node2", "--url", node2.tcp_url, "--tls-ca", str(good.ca), "--tls-cert",
+                  str(good.client_cert), "--tls-key", str(good.client_key), "--cpus", "16", "--memory", "64g",
+                  "--cpu-overcommit", "1")
+    assert manual.returncode == 0, manual.stderr
+    [row] = json.loads(asci("node", "list", "--json").stdout)
+    assert (row["cpus"], row["memory_bytes"], row["capacity_source"]) == (16, 64 << 30, "manual")
+    assert row["schedulable"]["cpus"] == 15.5 and row["ports"] == [7000, 7019]  # kept from before
+    refused = asci("node", "add", "rogue", "--url", node2.tcp_url, "--tls-ca", str(good.ca), "--tls-cert",
+                   str(rogue.client_cert), "--tls-key", str(rogue.client_key))
+    assert refused.returncode != 0 and refused.stderr.startswith("error: node rogue: the TLS connection failed")
+    assert "Traceback" not in refused.stderr
+    assert [r["name"] for r in json.loads(asci("node", "list", "--json").stdout)] == ["node2"]
