@@ -30,7 +30,8 @@ from broker import service  # noqa: E402
 from broker.backends.docker import DockerBackend  # noqa: E402
 from broker.models import DesktopSession  # noqa: E402
 from builder.docker_engine import push_image  # noqa: E402
-from tests.unit.broker.fakes import make_world, user  # noqa: E402
+from tests.support import make_world  # noqa: E402
+from tests.support import user_of as user  # noqa: E402
 from web import create_app  # noqa: E402
 
 
@@ -52,15 +53,15 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="asci-bench-"))
     url = os.environ.get("ASCI_TEST_POSTGRES_URL", "")
     if url:
-        from tests.conftest import _reset_postgres
+        from tests.support import reset_postgres
 
-        _reset_postgres(url)
+        reset_postgres(url)
     settings = Settings(data_dir=tmp, database_url=url, broker_instance=f"bench-{uuid.uuid4().hex[:6]}",
                         session_max_per_user=100, log_format="text")
     db.upgrade(settings)
     world = make_world(settings, [dict(name="local", docker_url="unix:///var/run/docker.sock", port_min=6500,
                                        port_max=6599, cpus=64, memory_bytes=128 << 30, max_sessions=100)],
-                       image=f"{repository}:v1", digest=digest, data_path=str(tmp))
+                       image=f"{repository}:v1", digest=digest)
     broker = service.Broker(settings, DockerBackend())
     service.install(settings, broker)
     alice = user(settings, world, "alice")

@@ -12,12 +12,11 @@ their start time-out are left to the launch in progress.
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from asci.db import session_scope, utcnow
+from asci.db import utcnow
 from broker import logs, ports
 from broker.backends.base import NodeRef
 from broker.errors import BackendError, NodeUnreachable
@@ -82,19 +81,3 @@ def _remove(broker, ref: NodeRef, managed) -> None:
         broker.backend.stop(ref, managed.state)
     except BackendError as exc:
         logs.event("container.remove_failed", session=managed.session_id, error=str(exc))
-
-
-def loop(broker, interval: float, passes: int | None = None, cull: bool = True) -> None:
-    """Reconcile (and cull) every ``interval`` seconds, forever or ``passes`` times."""
-    from broker.cull import cull as cull_pass
-
-    done = 0
-    while passes is None or done < passes:
-        with session_scope(broker.settings) as db:
-            summary = reconcile(broker, db)
-            if cull:
-                summary.update(cull_pass(broker, db))
-        logs.event("reconcile.pass", **summary)
-        done += 1
-        if passes is None or done < passes:
-            time.sleep(interval)

@@ -80,7 +80,7 @@ class Broker:
         began = time.monotonic()
         if not isinstance(gpu, bool):
             raise BadRequest(f"gpu: expected true or false, got {gpu!r}")
-        launchable, exp = resolve(db, user, environment, version, experiment)
+        launchable, exp = resolve(self.settings, db, user, environment, version, experiment)
         cpus, memory_bytes = resources(self.settings, cpus, memory)
         desktop = self._create_row(db, user, launchable, exp, gpu, cpus, memory_bytes)
         if on_created is not None:
