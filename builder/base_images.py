@@ -119,7 +119,13 @@ def render_dockerfile(definition: BaseDefinition, **context: str) -> str:
 
 def _bootstrap_rootfs(definition: BaseDefinition, client, mirror: str, log: LogSink, stage: LogSink) -> str:
     boot = definition.spec.get("bootstrap") or {}
-    suite, variant = boot.get("suite", "bookworm"), boot.get("variant", "minbase")
+    return rootfs_image(client, boot.get("suite", "bookworm"), boot.get("variant", "minbase"), mirror, log, stage)
+
+
+def rootfs_image(client, suite: str, variant: str, mirror: str, log: LogSink = discard,
+                 stage: LogSink = discard) -> str:
+    """The ``debootstrap --variant=VARIANT SUITE`` root file system as a local image (made once, from
+    ``mirror``, then reused); returns its reference. What every image of the project starts from."""
     key = hashlib.sha256(f"{suite}/{variant}".encode()).hexdigest()[:12]
     repository, tag = f"{ROOTFS_PREFIX}{suite}-{variant}", key
     reference = f"{repository}:{tag}"
