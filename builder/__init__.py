@@ -14,6 +14,7 @@ Also builds the base desktop images from ``recipes/base``. The public face, for 
     version_history(db, name) -> list[VersionRow];  current_on(db, name, day) -> str | None
     diff_locks(old_lock, new_lock) -> LockDiff
     rootfs_image(client, suite, variant, mirror, log);  apt_mirror(suite);  client_for(docker_url)
+    build_platform_image(client, log, stage) -> tag   # the compose deployment's image (asci deploy image)
 
 Rows returned (``EnvironmentVersion``) are for reading; every write goes through these functions.
 """
@@ -30,6 +31,7 @@ from builder.errors import (BuildError, DockerError, LockError, NotLaunchable, R
                             VersionError)
 from builder.history import Change, VersionRow, current_on, version_history
 from builder.models import VersionStatus
+from builder.platform_image import build_platform_image
 from builder.recipes import Recipe, list_recipes, load_recipe
 from builder.reproduce import reproduce
 from builder.rpmvercmp import label_compare, rpmvercmp
@@ -42,5 +44,6 @@ __all__ = [
     "current_version", "current_images", "recent_versions", "version_record", "newest_lock",
     "version_history", "VersionRow", "Change", "current_on", "diff_locks", "LockDiff",
     "VersionStatus", "rpmvercmp", "label_compare", "rootfs_image", "apt_mirror", "client_for",
+    "build_platform_image",
     "BuildError", "DockerError", "LockError", "RecipeError", "VersionError", "UnknownVersion", "NotLaunchable",
 ]

@@ -77,3 +77,59 @@ def part(ctx: AsciContext, name: str) -> None:
         loop = broker.reconcile_loop if name == "reconcile" else broker.cull_loop
         interval = settings.reconcile_interval_s if name == "reconcile" else settings.cull_interval_s
         loop(broker.broker_for(settings), interval, stop)
+
+
+@click.group("deploy")
+def deploy() -> None:
+    """The facility deployment: the platform image and the compose stack's first start (deploy/)."""
+
+
+@deploy.command("image")
+@pass_ctx
+def deploy_image(ctx: AsciContext) -> None:
+    """Build the platform image from the offline base (no registry pulls); prints its tag last."""
+    import time
+
+    import builder
+
+    began = time.monotonic()
+
+    def stage(line: str) -> None:
+        elapsed = int(time.monotonic() - began)
+        click.echo(f"  [{elapsed // 60}:{elapsed % 60:02d}] {line}", err=True)
+
+    client = builder.client_for(ctx.settings.docker_hosts[0])
+    click.echo(builder.build_platform_image(client, log=lambda line: None, stage=stage))
+
+
+@deploy.command("init")
+@click.option("--admin", default="admin", show_default=True, envvar="ASCI_ADMIN_USER",
+              help="The administrator's user name (ASCI_ADMIN_USER).")
+@click.option("--admin-password", envvar="ASCI_ADMIN_PASSWORD", required=True,
+              help="Its password when it is created (ASCI_ADMIN_PASSWORD).")
+@click.option("--wait", "wait_s", default=120, show_default=True, help="Seconds to wait for the database.")
+@pass_ctx
+def deploy_init(ctx: AsciContext, admin: str, admin_password: str, wait_s: int) -> None:
+    """Migrate the database (waiting until it answers), create the administrator, register the local node."""
+    import time
+
+    from asci import accounts
+    from asci.db import session_scope
+    from asci.errors import DatabaseError
+    from web.demo import register_local_node
+
+    settings = ctx.settings
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            click.echo(f"database at revision {upgrade(settings)}")
+            break
+        except DatabaseError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+    with session_scope(settings) as db:
+        if db.query(accounts.User).filter_by(username=admin).first() is None:
+            accounts.create_user(db, admin, admin_password, is_admin=True)
+            click.echo(f"created administrator {admin}")
+    click.echo(register_local_node(settings))

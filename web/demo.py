@@ -101,7 +101,8 @@ def _publish_sample(settings: Settings) -> str:
     return f"published sample {SAMPLE_NEVRA} into {settings.default_repo}"
 
 
-def _node(settings: Settings) -> str:
+def register_local_node(settings: Settings) -> str:
+    """Register the first Docker host as node ``local`` when no node is registered; says what it did."""
     with session_scope(settings) as db:
         if broker.has_nodes(db):
             return "a node is registered"
@@ -150,6 +151,6 @@ def prepare_demo(settings: Settings, username: str, password: str) -> Iterator[s
             user.set_password(password)
             yield f"reset the password of demo user {username}"
     yield _publish_sample(settings)
-    yield _node(settings)
+    yield register_local_node(settings)
     yield _build_environment(settings)
     yield _experiment(settings, username)
