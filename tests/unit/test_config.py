@@ -100,3 +100,4 @@ def test_experiment_data_roots_must_be_absolute(tmp_path):
         load_settings({"ASCI_DATA_DIR": str(tmp_path), "ASCI_EXPERIMENT_DATA_ROOTS": "data/here"})
     default = load_settings({"ASCI_DATA_DIR": str(tmp_path)})
     assert default.data_roots == (tmp_path / "experiments",)
+
