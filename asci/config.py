@@ -85,7 +85,6 @@ class Settings:
     node_cpu_overcommit: float = 4.0  # guarantees may add up to (CPUs - reserve) x this
     node_memory_overcommit: float = 1.0
     node_max_sessions: int = 100
-    reconcile_interval_s: float = 30.0  # a node that stops answering is marked down within this
     # ci/: rebuilds and the smoke gate
     ci_debounce_s: float = 5.0  # changes within this window fold into one build per environment
     ci_poll_s: float = 2.0  # how often an idle worker looks for changes and jobs
@@ -94,11 +93,43 @@ class Settings:
     ci_retry_base_s: float = 10.0  # back-off: base * 2^(attempt-1)
     ci_gate_timeout_s: float = 120.0  # how long the smoke test waits for a drawn desktop
     ci_webhook_urls: tuple[str, ...] = ()
+    # the main job (asci serve): which long-running parts it runs and supervises
+    serve_parts: tuple[str, ...] = ()  # empty: every part; else a subset (names in the README)
+    reconcile_interval_s: float = 10.0  # how often nodes and sessions are reconciled
+    cull_interval_s: float = 60.0  # how often idle and expired sessions are culled
+    restart_backoff_max_s: float = 60.0  # a crashed part is restarted after 1, 2, 4 ... up to this many seconds
+    # experiment data: folders under these roots may be mounted into desktops (empty: <data_dir>/experiments)
+    experiment_data_roots: tuple[Path, ...] = ()
 
     @property
     def effective_database_url(self) -> str:
         """The database URL, defaulting to SQLite under the data directory."""
         return self.database_url or f"sqlite:///{self.data_dir / 'asci.db'}"
+
+    @property
+    def data_roots(self) -> tuple[Path, ...]:
+        """Where experiment data may lie: the configured roots, or the data directory's ``experiments``."""
+        return self.experiment_data_roots or (self.data_dir / "experiments",)
+
+    @property
+    def settings_file(self) -> Path:
+        """The data directory's own settings (written by ``asci demo``, read by every command)."""
+        return self.data_dir / "settings.toml"
+
+    def to_environ(self) -> dict[str, str]:
+        """``ASCI_*`` variables that give a child process exactly these settings."""
+        environ = {}
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, tuple):
+                text = ",".join(str(part) for part in value) if item.name != "session_ports" else \
+                    f"{value[0]}-{value[1]}"
+            elif isinstance(value, bool):
+                text = "true" if value else "false"
+            else:
+                text = str(value)
+            environ[f"ASCI_{item.name.upper()}"] = text
+        return environ
 
     @property
     def repos_dir(self) -> Path:
@@ -129,6 +160,13 @@ def _as_path(name: str, value: Any) -> Path:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{name}: expected a path, got {value!r}")
     return Path(value).expanduser()
+
+
+def _absolute_path(name: str, value: Any) -> Path:
+    path = _as_path(name, value)
+    if not path.is_absolute():
+        raise ConfigError(f"{name}: expected absolute paths, got {str(value)!r}")
+    return path
 
 
 def _as_str(name: str, value: Any) -> str:
@@ -316,7 +354,6 @@ _PARSERS = {
     "node_cpu_overcommit": lambda n, v: _as_float(n, v, 0.1, 100),
     "node_memory_overcommit": lambda n, v: _as_float(n, v, 0.1, 100),
     "node_max_sessions": lambda n, v: _as_int(n, v, 1, 100000),
-    "reconcile_interval_s": lambda n, v: _as_float(n, v, 0.2, 86400),
     "ci_debounce_s": lambda n, v: _as_float(n, v, 0, 3600),
     "ci_poll_s": lambda n, v: _as_float(n, v, 0.05, 3600),
     "ci_lease_s": lambda n, v: _as_float(n, v, 1, 86400),
@@ -324,6 +361,11 @@ _PARSERS = {
     "ci_retry_base_s": lambda n, v: _as_float(n, v, 0, 86400),
     "ci_gate_timeout_s": lambda n, v: _as_float(n, v, 1, 3600),
     "ci_webhook_urls": _webhook_urls,
+    "serve_parts": lambda n, v: tuple(_as_list(n, v)),
+    "reconcile_interval_s": lambda n, v: _as_float(n, v, 0.5, 3600),
+    "cull_interval_s": lambda n, v: _as_float(n, v, 0.5, 86400),
+    "restart_backoff_max_s": lambda n, v: _as_float(n, v, 0.1, 3600),
+    "experiment_data_roots": lambda n, v: tuple(_absolute_path(n, p) for p in _as_list(n, v)),
 }
 
 
@@ -338,27 +380,65 @@ def _build(raw: Mapping[str, Any], source: str) -> Settings:
     return Settings(**values)
 
 
+def _read_toml(path: Path, label: str) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            values = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{label}: file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{label}: {path} is not valid TOML: {exc}") from None
+    _build(values, source=str(path))  # validate with the file's name in messages
+    return values
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read the settings from ``ASCI_CONFIG`` (TOML) and ``ASCI_*`` variables."""
+    """Read the settings: defaults < the data directory's ``settings.toml`` < ``ASCI_CONFIG`` (TOML)
+    < ``ASCI_*`` variables."""
     environ = os.environ if environ is None else environ
-    raw: dict[str, Any] = {}
+    configured: dict[str, Any] = {}
     config_file = environ.get("ASCI_CONFIG")
     if config_file:
-        path = Path(config_file)
-        try:
-            with path.open("rb") as handle:
-                from_file = tomllib.load(handle)
-        except FileNotFoundError:
-            raise ConfigError(f"ASCI_CONFIG: file {config_file} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"ASCI_CONFIG: {config_file} is not valid TOML: {exc}") from None
-        _build(from_file, source=str(path))  # validate with the file's name in messages
-        raw.update(from_file)
+        configured = _read_toml(Path(config_file), "ASCI_CONFIG")
     env_values: dict[str, Any] = {}
     for key in _PARSERS:
         env_name = f"ASCI_{key.upper()}"
         if env_name in environ:
             env_values[key] = environ[env_name]
     _build(env_values, source="environment")
-    raw.update(env_values)
+    raw = {**configured, **env_values}
+    data_dir = _build({"data_dir": raw["data_dir"]}, "settings").data_dir if "data_dir" in raw else \
+        _default_data_dir()
+    local = data_dir / "settings.toml"
+    if local.is_file():
+        raw = {**_read_toml(local, "data directory settings"), **raw}
     return _build(raw, source="settings")
+
+
+def save_local_settings(settings: Settings, **values: Any) -> None:
+    """Write ``values`` into the data directory's ``settings.toml`` (kept private), merged with what is there."""
+    _build(values, source="argument")
+    path = settings.settings_file
+    current = _read_toml(path, "data directory settings") if path.is_file() else {}
+    current.update({key: str(value) if isinstance(value, Path) else value for key, value in values.items()})
+    lines = ["# Settings chosen for this data directory (asci demo); every asci command reads them.",
+             "# ASCI_CONFIG and ASCI_* variables override them."]
+    for key in sorted(current):
+        lines.append(f"{key} = {_toml_value(current[key])}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.chmod(0o600)
+    tmp.replace(path)
+
+
+def _toml_value(value: Any) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    return json.dumps(str(value))

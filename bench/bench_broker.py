@@ -88,13 +88,13 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="asci-bench-"))
     url = os.environ.get("ASCI_TEST_POSTGRES_URL", "")
     if url:
-        from tests.conftest import _reset_postgres
+        from tests.support import reset_postgres
 
-        _reset_postgres(url)
+        reset_postgres(url)
     settings = Settings(data_dir=tmp, database_url=url, broker_instance=f"bench-{uuid.uuid4().hex[:6]}",
                         log_format="text", session_start_timeout_s=180)
     db.upgrade(settings)
-    world = make_world(settings, [], image=f"{repository}:v1", digest=digest, data_path=str(tmp))
+    world = make_world(settings, [], image=f"{repository}:v1", digest=digest)
     members = add_members(settings, world, max(args.launches, args.idle))
     broker = service.Broker(settings, DockerBackend(timeout=120))
     service.install(settings, broker)

@@ -116,7 +116,7 @@ def main() -> None:
     settings = Settings(data_dir=tmp / "data", broker_instance=f"click{uuid.uuid4().hex[:6]}", log_format="text",
                         websockify_port=free_port(21000, 29000), session_start_timeout_s=120)
     db.upgrade(settings)
-    world = make_world(settings, [], image=f"{repository}:v1", digest=digest, data_path=str(tmp))
+    world = make_world(settings, [], image=f"{repository}:v1", digest=digest)
     add_members(settings, world, 1)
     broker = service.Broker(settings, DockerBackend(timeout=120))
     service.install(settings, broker)

@@ -51,9 +51,9 @@ def main() -> None:
     url = os.environ.get("ASCI_TEST_POSTGRES_URL")
     if not url:
         sys.exit("set ASCI_TEST_POSTGRES_URL to a PostgreSQL database of your own (its schema is reset)")
-    from tests.conftest import _reset_postgres
+    from tests.support import reset_postgres
 
-    _reset_postgres(url)
+    reset_postgres(url)
     settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="asci-bench-list-")), database_url=url,
                         log_format="text")
     db.upgrade(settings)

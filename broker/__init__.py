@@ -9,8 +9,9 @@ The public face, for ``ci`` and ``web`` (nothing else of this package is theirs 
     session_dict(desktop)                 # the one JSON shape of a session
     node_views(db);  experiments_of(db, user_id);  all_experiments(db)
     register_node(settings, db, name, docker_url, ...);  has_nodes(db)   # capacity read from the engine
-    import_rows(db, rows);  import_file(settings, path);  data_path_problem(path)
-    reconcile(broker, db);  reconcile_loop(broker, interval);  cull(broker, db)
+    import_rows(settings, db, rows);  import_file(settings, path);  data_path_problem(path, settings)
+    reconcile(broker, db);  cull(broker, db)
+    reconcile_loop(broker, interval, stop);  cull_loop(broker, interval, stop)   # beat as parts
     probe_desktop(settings, image, label)  # a version launched like a session (ci's smoke gate)
     Broker, broker_for(settings), install(settings, broker), make_backend(settings)
     blueprint, openapi_fragment()
@@ -20,12 +21,13 @@ from broker.api import bp as blueprint
 from broker.cull import cull
 from broker.errors import (BackendError, BadRequest, BrokerError, Forbidden, ImportFailed, NoCapacity,
                            NodeUnreachable, NotFound, QuotaExceeded, Unsatisfiable)
-from broker.experiments_import import data_path_problem, import_file, import_rows
+from broker.data_paths import data_path_problem, root_problem
+from broker.experiments_import import import_file, import_rows
 from broker.models import ACTIVE_STATES, FINAL_STATES, NodeState, SessionState
 from broker.nodes import has_nodes, register_node
 from broker.openapi import fragment as openapi_fragment
 from broker.probe import Probe, probe_desktop
-from broker.reconcile import loop as reconcile_loop
+from broker.loops import cull_loop, reconcile_loop
 from broker.reconcile import reconcile
 from broker.service import Broker, broker_for, install, launch, make_backend, stop, touch, vnc_target
 from broker.views import (ExperimentView, SessionPage, all_experiments, experiments_of, get_session,
@@ -35,7 +37,7 @@ __all__ = [
     "launch", "stop", "vnc_target", "touch", "get_session", "list_sessions", "session_page", "SessionPage",
     "session_dict",
     "node_views", "experiments_of", "all_experiments", "ExperimentView", "register_node", "has_nodes",
-    "import_rows", "import_file", "data_path_problem", "reconcile", "reconcile_loop", "cull",
+    "import_rows", "import_file", "data_path_problem", "root_problem", "reconcile", "reconcile_loop", "cull", "cull_loop",
     "probe_desktop", "Probe", "Broker", "broker_for", "install", "make_backend",
     "SessionState", "NodeState", "ACTIVE_STATES", "FINAL_STATES", "blueprint", "openapi_fragment",
     "BrokerError", "BadRequest", "NotFound", "Forbidden", "QuotaExceeded", "NoCapacity", "Unsatisfiable",

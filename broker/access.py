@@ -7,12 +7,13 @@ from sqlalchemy.orm import Session
 
 import builder
 from asci.accounts import User
+from asci.config import Settings
 from broker.errors import BadRequest, Forbidden, NotFound
-from broker.experiments_import import data_path_problem
+from broker.data_paths import data_path_problem
 from broker.models import Experiment, ExperimentEnvironment, ExperimentMember
 
 
-def resolve(db: Session, user: User, environment: str, version: str, experiment: str
+def resolve(settings: Settings, db: Session, user: User, environment: str, version: str, experiment: str
             ) -> tuple[builder.LaunchableVersion, Experiment]:
     """The launchable version and the experiment; NotFound, BadRequest or Forbidden with the reason."""
     for name, value in (("environment", environment), ("version", version), ("experiment", experiment)):
@@ -34,7 +35,7 @@ def resolve(db: Session, user: User, environment: str, version: str, experiment:
         ExperimentEnvironment.environment_id == launchable.environment_id))
     if allowed is None:
         raise Forbidden(f"experiment {experiment!r} may not use environment {environment!r}")
-    problem = data_path_problem(exp.data_path) if exp.data_path else None
+    problem = data_path_problem(exp.data_path, settings) if exp.data_path else None
     if problem:  # rows written before the import checked paths, or edited by hand: never mount them
         raise Forbidden(f"experiment {experiment!r}: its data folder {exp.data_path!r} {problem}; "
                         "ask an administrator to correct it")

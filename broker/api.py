@@ -21,6 +21,7 @@ from __future__ import annotations
 from flask import Response, jsonify, request
 from sqlalchemy import select
 
+from asci import heartbeats
 from asci.db import session_scope
 from asci.http import CSRF_API, blueprint, current_settings
 from asci.webauth import require_user
@@ -116,8 +117,9 @@ def health():
                 nodes[node.name] = {"ok": True}
             except BrokerError as exc:
                 nodes[node.name] = {"ok": False, "error": str(exc)}
+        parts = [status.as_dict() for status in heartbeats.recent(db)]
     healthy = any(check["ok"] for check in nodes.values())
-    return jsonify(status="ok" if healthy else "failing", database={"ok": True}, nodes=nodes), (
+    return jsonify(status="ok" if healthy else "failing", database={"ok": True}, nodes=nodes, parts=parts), (
         200 if healthy else 503)
 
 

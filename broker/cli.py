@@ -42,7 +42,7 @@ def experiment_allow(ctx: AsciContext, code: str, environment: str) -> None:
         found = db.scalar(select(Experiment).where(Experiment.code == code))
         if found is None:
             raise click.ClickException(f"no experiment {code!r}")
-        import_rows(db, [{"code": code, "title": found.title, "data_path": found.data_path,
+        import_rows(ctx.settings, db, [{"code": code, "title": found.title, "data_path": found.data_path,
                           "start": found.starts_on and found.starts_on.isoformat(),
                           "end": found.ends_on and found.ends_on.isoformat(), "environments": [environment]}])
     click.echo(f"{code} may use {environment}")
@@ -192,28 +192,36 @@ def session_stop(ctx: AsciContext, session_id: int) -> None:
 
 
 @session.command("reconcile")
-@click.option("--loop", "run_loop", is_flag=True, help="keep reconciling (and culling) every --interval seconds")
-@click.option("--interval", type=float, default=None, help="seconds (default: reconcile_interval_s)")
+@click.option("--loop", "run_loop", is_flag=True, help="keep reconciling every --interval seconds (as asci serve does)")
+@click.option("--interval", type=float, help="seconds between passes (default: setting reconcile_interval_s)")
 @pass_ctx
-def session_reconcile(ctx: AsciContext, run_loop: bool, interval: float) -> None:
+def session_reconcile(ctx: AsciContext, run_loop: bool, interval: float | None) -> None:
     """Re-adopt running containers, mark vanished sessions lost, mark silent nodes down."""
-    from broker.reconcile import loop, reconcile
+    from broker.loops import reconcile_loop
+    from broker.reconcile import reconcile
     from broker.service import broker_for
 
     broker = broker_for(ctx.settings)
     if run_loop:
-        loop(broker, interval)
+        reconcile_loop(broker, interval or ctx.settings.reconcile_interval_s)
         return
     with session_scope(ctx.settings) as db:
         click.echo(json.dumps(reconcile(broker, db)))
 
 
 @session.command("cull")
+@click.option("--loop", "run_loop", is_flag=True, help="keep culling every --interval seconds (as asci serve does)")
+@click.option("--interval", type=float, help="seconds between passes (default: setting cull_interval_s)")
 @pass_ctx
-def session_cull(ctx: AsciContext) -> None:
+def session_cull(ctx: AsciContext, run_loop: bool, interval: float | None) -> None:
     """Warn idle sessions, stop those idle too long or past their maximum lifetime."""
     from broker.cull import cull
+    from broker.loops import cull_loop
     from broker.service import broker_for
 
+    broker = broker_for(ctx.settings)
+    if run_loop:
+        cull_loop(broker, interval or ctx.settings.cull_interval_s)
+        return
     with session_scope(ctx.settings) as db:
-        click.echo(json.dumps(cull(broker_for(ctx.settings), db)))
+        click.echo(json.dumps(cull(broker, db)))

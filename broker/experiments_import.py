@@ -15,7 +15,6 @@ import csv
 import datetime as dt
 import io
 import json
-import posixpath
 import re
 from pathlib import Path
 
@@ -24,37 +23,13 @@ from sqlalchemy.orm import Session
 
 import builder
 from asci.accounts import AccountError, User, create_user
+from asci.config import Settings
+from broker.data_paths import data_path_problem
 from broker.errors import ImportFailed
 from broker.models import Experiment, ExperimentEnvironment, ExperimentMember
 
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _SPLIT = re.compile(r"[\s;|,]+")
-
-
-# Host folders that must never be bind-mounted into a desktop, nor any folder above them (mounting
-# /var would expose /var/run/docker.sock, i.e. root on the node).
-_SYSTEM_PATHS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root",
-                 "/run", "/sbin", "/sys", "/usr", "/var/run", "/var/lib/docker", "/var/lib/containerd",
-                 "/var/lib/asci")
-
-
-def data_path_problem(data_path: str) -> str | None:
-    """Why ``data_path`` may not be mounted into a session as the experiment's data; None when it may.
-
-    It must be an absolute, normalised path (no ``.``/``..`` components, no ``//``) that is neither a
-    system folder nor a folder containing one (``/``, ``/var``, ``/var/run/docker.sock``...).
-    """
-    if not data_path.startswith("/"):
-        return "must be an absolute path"
-    if any(ch in data_path for ch in "\x00,:") or not data_path.isprintable():
-        return "must not contain control characters, ',' or ':'"
-    if posixpath.normpath(data_path) != data_path or data_path.startswith("//") or \
-            any(part in (".", "..") for part in data_path.split("/")):
-        return "must be a normalised path without '.' or '..' components"
-    for system in _SYSTEM_PATHS:
-        if data_path == system or data_path.startswith(system + "/") or system.startswith(data_path.rstrip("/") + "/"):
-            return f"is or contains the system folder {system}"
-    return None
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -90,7 +65,7 @@ def _names(value) -> list[str]:
     return [item for item in _SPLIT.split(str(value)) if item]
 
 
-def validate(rows: list[dict]) -> list[dict]:
+def validate(settings: Settings, rows: list[dict]) -> list[dict]:
     """Checked, normalised rows; the first bad one raises naming its row number and code."""
     clean, seen = [], set()
     for number, row in enumerate(rows, 1):
@@ -105,7 +80,7 @@ def validate(rows: list[dict]) -> list[dict]:
         if start and end and end < start:
             raise ImportFailed(f"{row_name}: end {end} is before start {start}")
         data_path = str(row.get("data_path") or "").strip()
-        problem = data_path_problem(data_path) if data_path else None
+        problem = data_path_problem(data_path, settings) if data_path else None
         if problem:
             raise ImportFailed(f"{row_name}: data_path {data_path!r} {problem}")
         members = _names(row.get("members"))
@@ -118,10 +93,10 @@ def validate(rows: list[dict]) -> list[dict]:
     return clean
 
 
-def import_rows(db: Session, rows: list[dict]) -> dict:
+def import_rows(settings: Settings, db: Session, rows: list[dict]) -> dict:
     """Apply validated rows in the caller's transaction; returns counts. Raises on an unknown environment."""
     counts = {"experiments_created": 0, "experiments_updated": 0, "users_created": 0, "memberships_added": 0}
-    for row in validate(rows):
+    for row in validate(settings, rows):
         experiment = db.scalar(select(Experiment).where(Experiment.code == row["code"]))
         if experiment is None:
             experiment = Experiment(code=row["code"])
@@ -157,10 +132,10 @@ def import_rows(db: Session, rows: list[dict]) -> dict:
     return counts
 
 
-def import_file(settings, path: Path) -> dict:
+def import_file(settings: Settings, path: Path) -> dict:
     """Read, validate and import ``path`` in one transaction (all or nothing)."""
     from asci.db import session_scope
 
     rows = read_rows(path)
     with session_scope(settings) as db:
-        return import_rows(db, rows)
+        return import_rows(settings, db, rows)

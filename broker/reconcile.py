@@ -13,13 +13,11 @@ their start time-out are left to the launch in progress.
 from __future__ import annotations
 
 import datetime as dt
-import threading
-import time
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from asci.db import session_scope, utcnow
+from asci.db import utcnow
 from broker import logs, ports
 from broker.backends.base import NodeRef
 from broker.errors import BackendError
@@ -89,27 +87,3 @@ def _remove(broker, ref: NodeRef, managed) -> None:
         broker.backend.stop(ref, managed.state)
     except BackendError as exc:
         logs.event("container.remove_failed", session=managed.session_id, error=str(exc))
-
-
-def loop(broker, interval: float | None = None, passes: int | None = None, cull: bool = True,
-         stop: threading.Event | None = None) -> None:
-    """Reconcile (and cull) every ``interval`` seconds (``settings.reconcile_interval_s``), forever,
-    ``passes`` times, or until ``stop`` is set. A pass that fails is logged; the next one runs."""
-    from broker.cull import cull as cull_pass
-
-    interval = broker.settings.reconcile_interval_s if interval is None else interval
-    stop = stop or threading.Event()
-    done = 0
-    while (passes is None or done < passes) and not stop.is_set():
-        began = time.monotonic()
-        try:
-            with session_scope(broker.settings) as db:
-                summary = reconcile(broker, db)
-                if cull:
-                    summary.update(cull_pass(broker, db))
-            logs.event("reconcile.pass", seconds=round(time.monotonic() - began, 3), **summary)
-        except Exception as exc:  # noqa: BLE001 - the loop outlives a bad pass (database restart...)
-            logs.event("reconcile.failed", error=f"{exc.__class__.__name__}: {exc}")
-        done += 1
-        if passes is None or done < passes:
-            stop.wait(max(0.0, interval - (time.monotonic() - began)))

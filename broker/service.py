@@ -104,7 +104,7 @@ class Broker:
         began = time.monotonic()
         if not isinstance(gpu, bool):
             raise BadRequest(f"gpu: expected true or false, got {gpu!r}")
-        launchable, exp = resolve(db, user, environment, version, experiment)
+        launchable, exp = resolve(self.settings, db, user, environment, version, experiment)
         wanted = resources(self.settings, cpus, memory, cpu_guarantee, memory_guarantee,
                            defaults=recipe_defaults(self.settings, launchable.environment))
         demand = placement.Demand(wanted.cpu_guarantee, wanted.memory_guarantee_bytes, gpu)

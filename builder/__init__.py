@@ -14,11 +14,16 @@ Also builds the base desktop images from ``recipes/base``. The public face, for 
     current_images(db); recent_versions(db, limit); version_record(db, version_id); newest_lock(db, name)
     version_history(db, name) -> list[VersionRow];  current_on(db, name, day) -> str | None
     diff_locks(old_lock, new_lock) -> LockDiff
+    rootfs_image(client, suite, variant, mirror, log);  apt_mirror(suite);  client_for(docker_url)
+    build_platform_image(client, log, stage) -> tag   # the compose deployment's image (asci deploy image)
 
 Rows returned (``EnvironmentVersion``) are for reading; every write goes through these functions.
 """
 
+from builder.apt_sources import apt_mirror
+from builder.base_images import rootfs_image
 from builder.build import build_environment
+from builder.docker_engine import client_for
 from builder.catalog import (EnvironmentSummary, LaunchableVersion, current_images, current_version,
                              environment_ids, environment_summaries, launchable_version, newest_lock,
                              recent_versions, version_record)
@@ -27,6 +32,7 @@ from builder.errors import (BuildError, DockerError, LockError, NotLaunchable, R
                             VersionError)
 from builder.history import Change, VersionRow, current_on, version_history
 from builder.models import VersionStatus
+from builder.platform_image import build_platform_image
 from builder.recipes import Recipe, ResourceDefaults, list_recipes, load_recipe
 from builder.reproduce import reproduce
 from builder.rpmvercmp import label_compare, rpmvercmp
@@ -38,6 +44,7 @@ __all__ = [
     "launchable_version", "LaunchableVersion", "environment_summaries", "EnvironmentSummary", "environment_ids",
     "current_version", "current_images", "recent_versions", "version_record", "newest_lock",
     "version_history", "VersionRow", "Change", "current_on", "diff_locks", "LockDiff",
-    "VersionStatus", "rpmvercmp", "label_compare",
+    "VersionStatus", "rpmvercmp", "label_compare", "rootfs_image", "apt_mirror", "client_for",
+    "build_platform_image",
     "BuildError", "DockerError", "LockError", "RecipeError", "VersionError", "UnknownVersion", "NotLaunchable",
 ]

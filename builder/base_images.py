@@ -22,7 +22,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from asci.progress import LogSink
+from asci.progress import LogSink, discard
 from builder import docker_engine
 from builder.apt_sources import apt_mirror
 from builder.errors import BaseImageError
@@ -117,9 +117,15 @@ def render_dockerfile(definition: BaseDefinition, **context: str) -> str:
         raise BaseImageError(f"{definition.folder / 'Dockerfile.j2'}: {exc}") from None
 
 
-def _bootstrap_rootfs(definition: BaseDefinition, client, mirror: str, log: LogSink) -> str:
+def _bootstrap_rootfs(definition: BaseDefinition, client, mirror: str, log: LogSink, stage: LogSink) -> str:
     boot = definition.spec.get("bootstrap") or {}
-    suite, variant = boot.get("suite", "bookworm"), boot.get("variant", "minbase")
+    return rootfs_image(client, boot.get("suite", "bookworm"), boot.get("variant", "minbase"), mirror, log, stage)
+
+
+def rootfs_image(client, suite: str, variant: str, mirror: str, log: LogSink = discard,
+                 stage: LogSink = discard) -> str:
+    """The ``debootstrap --variant=VARIANT SUITE`` root file system as a local image (made once, from
+    ``mirror``, then reused); returns its reference. What every image of the project starts from."""
     key = hashlib.sha256(f"{suite}/{variant}".encode()).hexdigest()[:12]
     repository, tag = f"{ROOTFS_PREFIX}{suite}-{variant}", key
     reference = f"{repository}:{tag}"
@@ -131,6 +137,7 @@ def _bootstrap_rootfs(definition: BaseDefinition, client, mirror: str, log: LogS
     with tempfile.TemporaryDirectory(prefix="asci-rootfs-") as tmp:
         target = Path(tmp) / "root"
         log(f"debootstrap --variant={variant} {suite} from {mirror}")
+        stage(f"debootstrap --variant={variant} {suite} (about 30 s)")
         result = subprocess.run(["debootstrap", f"--variant={variant}", suite, str(target), mirror],
                                 capture_output=True, text=True)
         if result.returncode != 0:
@@ -139,27 +146,40 @@ def _bootstrap_rootfs(definition: BaseDefinition, client, mirror: str, log: LogS
         tarball = Path(tmp) / "rootfs.tar"
         subprocess.run(["tar", "-C", str(target), "--numeric-owner", "-cf", str(tarball), "."], check=True)
         log(f"docker import {reference}")
+        stage(f"docker import {reference}")
         docker_engine.import_rootfs(client, str(tarball), repository, tag)
     return reference
 
 
 def build_base_image(definition: BaseDefinition, client, log: LogSink = print,
-                     force: bool = False) -> str:
-    """Build the base image unless an image with its hash exists; returns its tag."""
+                     force: bool = False, stage: LogSink = discard) -> str:
+    """Build the base image unless an image with its hash exists; returns its tag.
+
+    ``log`` receives every line (debootstrap, docker build); ``stage`` one line per stage.
+    """
     if not definition.buildable:
         raise BaseImageError(f"base image {definition.name} cannot be built on this machine "
                              "(no mirror for its distribution); it is rendered and checked only")
     tag = definition.image_tag
     if not force and docker_engine.image_exists(client, tag):
         log(f"base image {tag} exists, skipping the build")
+        stage(f"{tag} exists: nothing to build")
         return tag
     mirror = apt_mirror(definition.spec.get("bootstrap", {}).get("suite", "bookworm"))
-    rootfs = _bootstrap_rootfs(definition, client, mirror, log)
+    stage(f"building {tag} from the mirror {mirror}")
+    rootfs = _bootstrap_rootfs(definition, client, mirror, log, stage)
     with tempfile.TemporaryDirectory(prefix="asci-base-") as context_dir:
         Path(context_dir, "Dockerfile").write_text(
             render_dockerfile(definition, rootfs_image=rootfs, apt_mirror=mirror))
         shutil.copy2(definition.folder.parent / COMMON / "asci-desktop-entrypoint", context_dir)
         log(f"building {tag}")
-        docker_engine.build_image(client, context_dir, tag, log)
+
+        def steps(line: str) -> None:
+            log(line)
+            if line.startswith("Step "):  # "Step 3/8 : RUN apt-get ..." from the docker build
+                stage(line.split(" && ")[0][:110])
+
+        docker_engine.build_image(client, context_dir, tag, steps)
     client.images.get(tag).tag(f"{IMAGE_PREFIX}{definition.name}", "latest")
+    stage(f"built {tag}")
     return tag

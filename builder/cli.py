@@ -45,11 +45,20 @@ def base_render(ctx: AsciContext, name: str, params: tuple[str, ...]) -> None:
 @click.option("--force", is_flag=True, help="Build even when an image with the definition's hash exists.")
 @pass_ctx
 def base_build(ctx: AsciContext, name: str, force: bool) -> None:
-    """Build base image NAME (skipped when its tag exists); prints the tag."""
+    """Build base image NAME (skipped when its tag exists): each stage with its elapsed time on
+    standard output, every line of the build on standard error; prints the tag last."""
+    import time
+
     definition = base_images.load_definition(ctx.settings.recipes_dir, name)
     client = docker_engine.client_for(ctx.settings.docker_hosts[0])
+    began = time.monotonic()
+
+    def stage(line: str) -> None:
+        elapsed = int(time.monotonic() - began)
+        click.echo(f"  [{elapsed // 60}:{elapsed % 60:02d}] {line}")
+
     tag = base_images.build_base_image(definition, client, log=lambda line: click.echo(line, err=True),
-                                       force=force)
+                                       force=force, stage=stage)
     click.echo(tag)
 
 

@@ -1,5 +1,9 @@
 """Turn repository change events and recipe commits into queued builds.
 
+A recipe commit queues its environment; a recipe that was never built waits until every package it
+names is published (that publication's event queues it), so a fresh platform does not fail builds of
+recipes whose applications nobody published yet.
+
 Repository events are read after the last id handled, kept in ``ci_cursors``: ``rpmrepo.events``
 guarantees ids become visible in id order, so a plain last-id cursor misses none.
 """
@@ -70,10 +74,18 @@ def consume_recipe_commits(settings: Settings, db: Session, debounce_s: float, m
         cursor.position = commit
         if first_look and built_from is not None and _same_recipe(repo, built_from, commit, recipe.path):
             continue  # already built from this recipe text
+        if built_from is None and not _packages_published(settings, db, recipe):
+            continue  # never built and its packages are not all published: their publication queues it
         queue.enqueue(db, recipe.name, f"recipe {recipe.name} changed (commit {commit[:10]})",
                       debounce_s=debounce_s, max_attempts=max_attempts)
         queued.append(recipe.name)
     return queued
+
+
+def _packages_published(settings: Settings, db: Session, recipe: builder.Recipe) -> bool:
+    """True when every package the recipe names is in the repository's current view."""
+    published = {row.name for row in rpmrepo.list_packages(db, settings.default_repo)}
+    return all(spec.name in published for spec in recipe.packages)
 
 
 def _same_recipe(repo, old_commit: str, new_commit: str, path) -> bool:

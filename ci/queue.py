@@ -88,6 +88,15 @@ def heartbeat(db: Session, job_id: int, worker_id: str, lease_s: float) -> bool:
     return result.rowcount == 1
 
 
+def record_log(db: Session, job_id: int, worker_id: str, log: str) -> bool:
+    """Store the log of a running job so far (only while ``worker_id`` holds it); False otherwise."""
+    result = db.execute(
+        update(BuildJob).where(BuildJob.id == job_id, BuildJob.state == JobState.RUNNING,
+                               BuildJob.lease_owner == worker_id)
+        .values(log=log[-200_000:]).execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
 def _requeue_or_fail(db: Session, job: BuildJob, error: str, retry_base_s: float) -> None:
     job.lease_owner = None
     job.lease_expires_at = None

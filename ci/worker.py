@@ -22,12 +22,15 @@ import rpmrepo
 from asci.config import Settings
 from asci.db import session_scope
 from asci.errors import AsciError
+from asci.heartbeats import beat
 from asci.progress import LogSink
 from ci import changes, notify, queue
 from ci.errors import GateFailed
 from ci.models import FINISHED, BuildJob, JobState
 
 log = logging.getLogger("asci.ci.worker")
+PART = "worker"  # the name under which the worker's heartbeats are recorded
+LOG_FLUSH_S = 2.0  # a running job's log reaches the database at least this often
 
 Builder = Callable[..., object]
 
@@ -84,6 +87,7 @@ class Worker:
                 if not queue.heartbeat(db, job_id, self.worker_id, self.settings.ci_lease_s):
                     lost.set()
                     return
+            beat(self.settings, PART, f"running job {job_id}")
 
     def run_job(self, job: BuildJob) -> BuildJob:
         """Build, gate and promote; record the outcome and notify."""
@@ -91,10 +95,15 @@ class Worker:
         beat = threading.Thread(target=self._heartbeat, args=(job.id, stop, lost), daemon=True)
         beat.start()
         lines: list[str] = []
+        flushed = [time.monotonic()]
 
         def sink(line: str) -> None:
             lines.append(line)
             self.echo(f"[job {job.id} {job.environment}] {line}")
+            if time.monotonic() - flushed[0] >= LOG_FLUSH_S:  # administrators follow the log as it grows
+                flushed[0] = time.monotonic()
+                with session_scope(self.settings) as db:
+                    queue.record_log(db, job.id, self.worker_id, "\n".join(lines))
 
         version, ok, error, retryable = None, False, "", False
         try:
@@ -166,9 +175,11 @@ class Worker:
                   f"debounce {self.settings.ci_debounce_s}s)")
         while not stop.is_set():
             try:
+                beat(self.settings, PART, "watching")
                 job = self.tick()
             except AsciError as exc:
                 self.echo(f"worker: {exc}")
+                beat(self.settings, PART, f"round failed: {exc}", state="error")
                 job = None
             if job is not None:
                 done += 1

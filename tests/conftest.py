@@ -13,12 +13,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-
 from asci import db
 from asci.config import Settings
 from tests.support import ARTIFACTS, RPM_FIXTURES, TEST_LABEL, FakeBackend, RecipesRepo, always_ready, need, \
-    require_programs
+    require_programs, reset_postgres
 
 POSTGRES_URL_VAR = "ASCI_TEST_POSTGRES_URL"
 
@@ -36,15 +34,6 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {description}")
 
 
-def _reset_postgres(url: str) -> None:
-    engine = db.make_engine(url)
-    with engine.begin() as connection:
-        connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-        connection.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-    db.engine_for.cache_clear()
-
-
 def _sqlite_settings(tmp_path) -> Settings:
     settings = Settings(data_dir=tmp_path / "data")
     db.upgrade(settings)
@@ -54,7 +43,7 @@ def _sqlite_settings(tmp_path) -> Settings:
 def _postgres_settings(tmp_path) -> Settings:
     url = os.environ.get(POSTGRES_URL_VAR)
     need(bool(url), f"{POSTGRES_URL_VAR} is not set: the test command must start PostgreSQL")
-    _reset_postgres(url)
+    reset_postgres(url)
     settings = Settings(data_dir=tmp_path / "data", database_url=url)
     db.upgrade(settings)
     return settings

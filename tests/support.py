@@ -81,6 +81,20 @@ def serving(app, port: int | None = None) -> Iterator[str]:
         thread.join(timeout=5)
 
 
+def reset_postgres(url: str) -> None:
+    """Drop and recreate the public schema of the PostgreSQL database at ``url`` (tests only)."""
+    from sqlalchemy import text
+
+    from asci import db
+
+    engine = db.make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    db.engine_for.cache_clear()
+
+
 # ----------------------------------------------------------------- broker
 
 class FakeBackend(Backend):
@@ -155,14 +169,22 @@ def always_ready(host, port) -> bool:
 
 
 def make_world(settings, nodes: list[dict], image: str = "127.0.0.1:5000/asci-test:v1",
-               digest: str = "sha256:" + "0" * 64, data_path: str = "/tmp") -> dict:
+               digest: str = "sha256:" + "0" * 64, data_path: str | None = None) -> dict:
     """Users alice/bob (members of E1/E2, password ``PASSWORD``) and root (admin), environment
-    'mx-…' with version v1 (and a failed v0), and ``nodes`` (``nvidia_smi`` names a recorded output)."""
+    'mx-…' with version v1 (and a failed v0), and ``nodes`` (``nvidia_smi`` names a recorded output).
+
+    The experiments' data folder is ``data_path``, by default a folder made under the first
+    experiment data root of ``settings`` (where the broker allows data to be mounted from)."""
     from broker.gpus import parse_nvidia_smi
     from broker.models import Experiment, ExperimentEnvironment, ExperimentMember, Node
     from builder.models import Environment, EnvironmentVersion, VersionStatus
 
     suffix = uuid.uuid4().hex[:6]
+    if data_path is None:
+        folder = settings.data_roots[0] / f"world-{suffix}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "run1.h5").write_text("frames\n")
+        data_path = str(folder)
     with session_scope(settings) as db:
         alice = accounts.create_user(db, f"alice-{suffix}", PASSWORD, uid=4242, gid=4242)
         bob = accounts.create_user(db, f"bob-{suffix}", PASSWORD)

@@ -12,6 +12,7 @@ import broker
 import builder
 import ci
 import rpmrepo
+from asci import heartbeats
 from asci.db import session_scope
 from asci.http import blueprint, current_settings
 from web.pages import PAGE_SIZE, after_cursor
@@ -23,7 +24,10 @@ bp = blueprint("admin", __name__, url_prefix="/admin")
 @bp.get("/")
 @admin_required
 def index():
-    return render_template("admin/index.html")
+    """The platform's parts with their last heartbeats, and the administration pages."""
+    with session_scope(current_settings()) as db:
+        parts = heartbeats.recent(db)
+    return render_template("admin/index.html", parts=parts)
 
 
 @bp.get("/nodes")
@@ -51,6 +55,19 @@ def builds():
         versions = builder.recent_versions(db, limit=300)
         jobs = [job.as_dict() for job in ci.list_jobs(db, limit=200)]
     return render_template("admin/builds.html", versions=versions, jobs=jobs)
+
+
+@bp.get("/builds/jobs/<int:job_id>")
+@admin_required
+def build_job(job_id: int):
+    """One build job; its log follows the build while it runs."""
+    with session_scope(current_settings()) as db:
+        try:
+            job = ci.get_job(db, job_id)
+        except ci.JobNotFound:
+            abort(404)
+        info = job.as_dict() | {"log": job.log}
+    return render_template("admin/build_job.html", job=info)
 
 
 @bp.get("/builds/<int:version_id>/log")

@@ -1,44 +1,135 @@
-"""``asci serve`` and ``asci demo``: run the platform's web side (registered as entry points)."""
+"""``asci serve``, ``asci demo`` and ``asci part``: run the platform (registered as entry points)."""
 
 from __future__ import annotations
 
 import secrets
+import signal
+import threading
 
 import click
 
 from asci.cli import AsciContext, pass_ctx
-from asci.config import PROJECT_ROOT
 from asci.db import upgrade
 
 
-@click.command("serve")
-@click.option("--host", help="Address to bind (default: settings web_host, 127.0.0.1).")
-@click.option("--port", type=int, help="Port to bind (default: settings web_port, 8080).")
-@pass_ctx
-def serve(ctx: AsciContext, host: str | None, port: int | None) -> None:
-    """Serve the web UI and API with waitress."""
-    from web.server import run_server
+def _parts(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
 
-    run_server(ctx.settings, host=host, port=port)
+
+def _supervise(settings, only: tuple[str, ...] = (), without: tuple[str, ...] = ()) -> None:
+    from web.platform import Supervisor, chosen_parts
+
+    parts = chosen_parts(settings, only, without)
+    if "web" in parts:
+        click.echo(f"  ASCI is served on {settings.public_url} (parts: {', '.join(parts)}; Ctrl-C stops)")
+    Supervisor(settings, parts, echo=click.echo).run()
+
+
+@click.command("serve")
+@click.option("--only", help="Run only these parts (comma-separated: web, websockify, worker, reconcile, cull).")
+@click.option("--without", help="Run every part but these.")
+@pass_ctx
+def serve(ctx: AsciContext, only: str | None, without: str | None) -> None:
+    """Run the platform: web app, websockify, ci worker, reconcile and cull loops, supervised."""
+    _supervise(ctx.settings, _parts(only), _parts(without))
 
 
 @click.command("demo")
 @click.option("--username", default="demo", show_default=True)
 @pass_ctx
 def demo(ctx: AsciContext, username: str) -> None:
-    """Bring up the platform on its embedded defaults with a demo login, then serve."""
-    from web.demo import demo_recipes, prepare_demo
-    from web.server import run_server
+    """Bring up the platform on its embedded defaults with a demo login, then serve it."""
+    from web.demo import demo_recipes, prepare_demo, uses_demo_recipes
 
     settings = ctx.settings
     upgrade(settings)
-    if settings.recipes_dir.resolve() == (PROJECT_ROOT / "recipes").resolve():
+    if uses_demo_recipes(settings):
         settings = demo_recipes(settings)
     password = secrets.token_urlsafe(9)
     for line in prepare_demo(settings, username, password):
         click.echo(line)
     click.echo("")
-    click.echo(f"  ASCI is up on {settings.public_url}")
     click.echo(f"  demo login: {username} / {password}")
-    click.echo("")
-    run_server(settings)
+    _supervise(settings)
+
+
+@click.command("part", hidden=True)
+@click.argument("name", type=click.Choice(["web", "worker", "reconcile", "cull"]))
+@pass_ctx
+def part(ctx: AsciContext, name: str) -> None:
+    """Run one part of the platform in the foreground (what asci serve starts for each part)."""
+    settings = ctx.settings
+    if name == "web":
+        from web.server import serve_web
+
+        serve_web(settings)
+        return
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    if name == "worker":
+        import ci
+
+        ci.Worker(settings).run_forever(stop)
+    else:
+        import broker
+
+        loop = broker.reconcile_loop if name == "reconcile" else broker.cull_loop
+        interval = settings.reconcile_interval_s if name == "reconcile" else settings.cull_interval_s
+        loop(broker.broker_for(settings), interval, stop)
+
+
+@click.group("deploy")
+def deploy() -> None:
+    """The facility deployment: the platform image and the compose stack's first start (deploy/)."""
+
+
+@deploy.command("image")
+@pass_ctx
+def deploy_image(ctx: AsciContext) -> None:
+    """Build the platform image from the offline base (no registry pulls); prints its tag last."""
+    import time
+
+    import builder
+
+    began = time.monotonic()
+
+    def stage(line: str) -> None:
+        elapsed = int(time.monotonic() - began)
+        click.echo(f"  [{elapsed // 60}:{elapsed % 60:02d}] {line}", err=True)
+
+    client = builder.client_for(ctx.settings.docker_hosts[0])
+    click.echo(builder.build_platform_image(client, log=lambda line: None, stage=stage))
+
+
+@deploy.command("init")
+@click.option("--admin", default="admin", show_default=True, envvar="ASCI_ADMIN_USER",
+              help="The administrator's user name (ASCI_ADMIN_USER).")
+@click.option("--admin-password", envvar="ASCI_ADMIN_PASSWORD", required=True,
+              help="Its password when it is created (ASCI_ADMIN_PASSWORD).")
+@click.option("--wait", "wait_s", default=120, show_default=True, help="Seconds to wait for the database.")
+@pass_ctx
+def deploy_init(ctx: AsciContext, admin: str, admin_password: str, wait_s: int) -> None:
+    """Migrate the database (waiting until it answers), create the administrator, register the local node."""
+    import time
+
+    from asci import accounts
+    from asci.db import session_scope
+    from asci.errors import DatabaseError
+    from web.demo import register_local_node
+
+    settings = ctx.settings
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            click.echo(f"database at revision {upgrade(settings)}")
+            break
+        except DatabaseError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+    with session_scope(settings) as db:
+        if db.query(accounts.User).filter_by(username=admin).first() is None:
+            accounts.create_user(db, admin, admin_password, is_admin=True)
+            click.echo(f"created administrator {admin}")
+    click.echo(register_local_node(settings))

@@ -31,7 +31,7 @@ import ci
 import rpmrepo
 from asci import accounts
 from asci.db import session_scope
-from asci.config import PROJECT_ROOT, Settings
+from asci.config import PROJECT_ROOT, Settings, save_local_settings
 from asci.progress import discard
 from web.errors import DemoError
 
@@ -41,13 +41,28 @@ DEMO_ENVIRONMENT = "demo"
 DEMO_EXPERIMENT = "DEMO-001"
 
 
+def demo_recipes_dir(settings: Settings) -> Path:
+    """Where the demo keeps its recipes: a git repository under the data directory."""
+    return settings.data_dir / "recipes-repo" / "recipes"
+
+
+def uses_demo_recipes(settings: Settings) -> bool:
+    """True unless the recipes were configured to live somewhere of the facility's own."""
+    chosen = settings.recipes_dir.resolve()
+    return chosen in ((PROJECT_ROOT / "recipes").resolve(), demo_recipes_dir(settings).resolve())
+
+
 def demo_recipes(settings: Settings) -> Settings:
-    """Settings whose recipes live in a git repository under the data directory, synced from the checkout."""
+    """Settings whose recipes live in a git repository under the data directory, synced from the checkout.
+
+    The choice is written to the data directory's settings file, so every ``asci`` command run
+    against this data directory (``asci worker``, ``asci env reproduce``...) uses the same recipes.
+    """
     import git
 
-    root = settings.data_dir / "recipes-repo"
-    target = root / "recipes"
-    source = settings.recipes_dir
+    target = demo_recipes_dir(settings)
+    root = target.parent
+    source = PROJECT_ROOT / "recipes"
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(source, target)
@@ -56,6 +71,7 @@ def demo_recipes(settings: Settings) -> Settings:
     if repo.is_dirty(index=True, untracked_files=True) or not repo.head.is_valid():
         actor = git.Actor("ASCI demo", "demo@asci.invalid")
         repo.index.commit(f"recipes from {source}", author=actor, committer=actor)
+    save_local_settings(settings, recipes_dir=target)
     return settings.replace(recipes_dir=target)
 
 
@@ -85,7 +101,8 @@ def _publish_sample(settings: Settings) -> str:
     return f"published sample {SAMPLE_NEVRA} into {settings.default_repo}"
 
 
-def _node(settings: Settings) -> str:
+def register_local_node(settings: Settings) -> str:
+    """Register the first Docker host as node ``local`` when no node is registered; says what it did."""
     with session_scope(settings) as db:
         if broker.has_nodes(db):
             return "a node is registered"
@@ -117,7 +134,7 @@ def _experiment(settings: Settings, username: str) -> str:
         existing = next((e for e in broker.all_experiments(db) if e.code == DEMO_EXPERIMENT), None)
         start = existing.starts_on if existing and existing.starts_on else dt.date.today()
         end = existing.ends_on if existing and existing.ends_on else start + dt.timedelta(days=30)
-        broker.import_rows(db, [{"code": DEMO_EXPERIMENT, "title": "ASCI demo experiment", "data_path": str(data),
+        broker.import_rows(settings, db, [{"code": DEMO_EXPERIMENT, "title": "ASCI demo experiment", "data_path": str(data),
                                  "start": start.isoformat(), "end": end.isoformat(), "members": [username],
                                  "environments": [DEMO_ENVIRONMENT]}])
     return f"experiment {DEMO_EXPERIMENT} (data in {data}) may use {DEMO_ENVIRONMENT}"
@@ -134,6 +151,6 @@ def prepare_demo(settings: Settings, username: str, password: str) -> Iterator[s
             user.set_password(password)
             yield f"reset the password of demo user {username}"
     yield _publish_sample(settings)
-    yield _node(settings)
+    yield register_local_node(settings)
     yield _build_environment(settings)
     yield _experiment(settings, username)

@@ -1,22 +1,36 @@
-"""Run the web application with waitress on the configured loopback address."""
+"""The ``web`` part: the web application served by waitress on the configured loopback address."""
 
 from __future__ import annotations
 
 import signal
 import sys
+import threading
 
 from asci.config import Settings
+from asci.heartbeats import beat
+
+BEAT_S = 15.0
 
 
-def run_server(settings: Settings, host: str | None = None, port: int | None = None) -> None:
-    """Serve ``create_app(settings)`` and websockify (the noVNC WebSocket) until interrupted."""
+def serve_web(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    """Serve ``create_app(settings)`` until SIGTERM or Ctrl-C; beats as part ``web`` meanwhile."""
     import waitress
 
-    from web import create_app, vnc_proxy
+    from web import create_app
 
+    host, port = host or settings.web_host, port or settings.web_port
     app = create_app(settings)
-    # SIGTERM (a service manager, a test) must unwind like Ctrl-C so websockify is stopped too.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with vnc_proxy.running(settings):  # websockify on 127.0.0.1:<websockify_port>, token plugin
-        waitress.serve(app, host=host or settings.web_host, port=port or settings.web_port, threads=16,
-                       ident="asci")
+    stop = threading.Event()
+
+    def beats() -> None:
+        while True:
+            beat(settings, "web", f"serving on {host}:{port}")
+            if stop.wait(BEAT_S):
+                return
+
+    threading.Thread(target=beats, name="web-heartbeat", daemon=True).start()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # unwinds like Ctrl-C
+    try:
+        waitress.serve(app, host=host, port=port, threads=16, ident="asci")
+    finally:
+        stop.set()

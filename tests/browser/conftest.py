@@ -43,8 +43,7 @@ def stack(tmp_path, pushed_image, swap_broker):
     db.upgrade(settings)
     low = free_port(6500, 6900)
     world = make_world(settings, [dict(name="node1", docker_url=MAIN, port_min=low, port_max=low + 9, cpus=4,
-                                       memory_bytes=8 << 30)], image=reference, digest=digest,
-                       data_path=str(tmp_path))
+                                       memory_bytes=8 << 30)], image=reference, digest=digest)
     broker = swap_broker(settings, DockerBackend())
     proxy = vnc_proxy.start(settings, log_path=tmp_path / "websockify.log")
     with serving(create_app(settings)) as url:

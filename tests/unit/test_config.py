@@ -70,3 +70,34 @@ def test_replace_checks_values_again():
     assert settings.replace(web_port="8081").web_port == 8081
     with pytest.raises(ConfigError):
         settings.replace(registry="nope")
+
+
+def test_the_data_directory_settings_file_is_read_by_every_command(tmp_path):
+    from asci.config import save_local_settings
+
+    data = tmp_path / "data"
+    base = load_settings({"ASCI_DATA_DIR": str(data)})
+    save_local_settings(base, recipes_dir=data / "recipes-repo" / "recipes", ci_debounce_s=1.5)
+    assert (data / "settings.toml").stat().st_mode & 0o777 == 0o600
+    again = load_settings({"ASCI_DATA_DIR": str(data)})
+    assert again.recipes_dir == data / "recipes-repo" / "recipes" and again.ci_debounce_s == 1.5
+    # ASCI_* variables still win over the file
+    assert load_settings({"ASCI_DATA_DIR": str(data), "ASCI_CI_DEBOUNCE_S": "9"}).ci_debounce_s == 9
+    (data / "settings.toml").write_text("web_port = 'not a port'\n")
+    with pytest.raises(ConfigError, match="settings.toml: web_port"):
+        load_settings({"ASCI_DATA_DIR": str(data)})
+
+
+def test_to_environ_gives_a_child_process_the_same_settings(tmp_path):
+    settings = load_settings({"ASCI_DATA_DIR": str(tmp_path), "ASCI_SESSION_PORTS": "6000-6010",
+                              "ASCI_DOCKER_HOSTS": "unix:///a.sock,unix:///b.sock", "ASCI_SERVE_PARTS": "web,cull",
+                              "ASCI_EXPERIMENT_DATA_ROOTS": "/srv/data,/srv/more", "ASCI_REPO_REQUIRE_SIGNATURE": "1"})
+    assert load_settings(settings.to_environ()) == settings
+
+
+def test_experiment_data_roots_must_be_absolute(tmp_path):
+    with pytest.raises(ConfigError, match="ASCI_EXPERIMENT_DATA_ROOTS: expected absolute paths"):
+        load_settings({"ASCI_DATA_DIR": str(tmp_path), "ASCI_EXPERIMENT_DATA_ROOTS": "data/here"})
+    default = load_settings({"ASCI_DATA_DIR": str(tmp_path)})
+    assert default.data_roots == (tmp_path / "experiments",)
+

@@ -8,13 +8,13 @@ overcommit factors (neutral for existing nodes: 0 and 1, so their capacity is un
 ``(user_id, id)`` serves the cursor-paginated session list.
 
 Revision ID: 0010_capacity
-Revises: 0007_session_names
+Revises: 0012_heartbeats
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_capacity"
-down_revision = "0007_session_names"
+down_revision = "0012_heartbeats"
 branch_labels = None
 depends_on = None
 

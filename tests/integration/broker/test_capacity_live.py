@@ -30,8 +30,7 @@ def test_twenty_users_get_twenty_desktops_on_this_machine(pg_settings, desktop_i
                  "session_memory_limit_mb", "node_reserve_cpus", "node_reserve_memory_mb", "node_cpu_overcommit",
                  "node_memory_overcommit", "node_max_sessions", "session_max_per_user", "placement_policy"):
         assert getattr(settings, name) == getattr(defaults, name), name  # the embedded defaults, untouched
-    world = make_world(settings, [], image=desktop_image.split("@")[0] + ":v1", digest=desktop_image.split("@")[1],
-                       data_path=str(tmp_path))
+    world = make_world(settings, [], image=desktop_image.split("@")[0] + ":v1", digest=desktop_image.split("@")[1])
     members = add_members(settings, world, USERS)
     swap_broker(settings, DockerBackend())
     low = free_port(7700, 8000) // 10 * 10

@@ -27,15 +27,12 @@ MAIN = "unix:///var/run/docker.sock"
 @pytest.fixture
 def cluster(pg_settings, pushed_image, second_daemon, node2_image, tmp_path, swap_broker):
     reference, digest = pushed_image
-    data = tmp_path / "experiment-data"
-    data.mkdir()
-    (data / "run1.h5").write_text("frames\n")
     settings = pg_settings.replace(broker_instance=f"t{tmp_path.name[-20:].lower().replace('_', '-')}"[:40],
                                    session_start_timeout_s=90)
     nodes = [dict(name="node1", docker_url=MAIN, port_min=6300, port_max=6349, cpus=4, memory_bytes=8 << 30),
              dict(name="node2", docker_url=second_daemon["url"], port_min=6350, port_max=6399, cpus=4,
                   memory_bytes=16 << 30)]
-    world = make_world(settings, nodes, image=reference, digest=digest, data_path=str(data))
+    world = make_world(settings, nodes, image=reference, digest=digest)
     broker = swap_broker(settings, DockerBackend())
     app = create_app(settings)
     yield settings, world, broker, app.test_client()

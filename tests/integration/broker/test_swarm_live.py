@@ -39,11 +39,8 @@ def swarm(pg_settings, swarm_node, swarm_image, tmp_path, swap_broker):
     settings = pg_settings.replace(broker_backend="swarm", docker_hosts=(swarm_node.url,),
                                    broker_instance=f"sw{tmp_path.name[-12:].lower().replace('_', '-')}"[:40],
                                    session_start_timeout_s=90)
-    data = tmp_path / "experiment-data"
-    data.mkdir()
-    (data / "run1.h5").write_text("frames\n")
-    world = make_world(settings, [], image=swarm_image.split("@")[0] + ":v1", digest=swarm_image.split("@")[1],
-                       data_path=str(data))
+    # the experiment's data: <data root>/world-*/run1.h5
+    world = make_world(settings, [], image=swarm_image.split("@")[0] + ":v1", digest=swarm_image.split("@")[1])
     add_members(settings, world, 5)
     broker = swap_broker(settings, service.make_backend(settings))
     low = free_port(7400, 7700) // 10 * 10

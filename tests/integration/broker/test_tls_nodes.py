@@ -21,7 +21,7 @@ from broker.backends.base import NodeRef
 from broker.backends.docker import DockerBackend, docker_client
 from broker.errors import NodeUnreachable
 from broker.models import DesktopSession, Node
-from broker.reconcile import loop as reconcile_loop
+from broker.loops import reconcile_loop
 from tests.integration.broker.conftest import tls_ref
 from tests.support import add_members, free_port, make_world, remove_sessions
 from web import create_app
@@ -39,8 +39,7 @@ def tls_cluster(pg_settings, node2, node2_image, pki, tmp_path, swap_broker):
     settings = pg_settings.replace(broker_instance=f"tls{tmp_path.name[-12:].lower().replace('_', '-')}"[:40],
                                    session_start_timeout_s=90, placement_policy="spread",
                                    reconcile_interval_s=INTERVAL)
-    world = make_world(settings, [], image=node2_image.split("@")[0] + ":v1", digest=node2_image.split("@")[1],
-                       data_path=str(tmp_path))
+    world = make_world(settings, [], image=node2_image.split("@")[0] + ":v1", digest=node2_image.split("@")[1])
     add_members(settings, world, 6)
     broker = swap_broker(settings, DockerBackend())
     good = pki["good"]
@@ -152,7 +151,7 @@ def test_node_failure_drill(tls_cluster, node2, pki):
     kept = [s for s in sessions if s["node"] == "node1"]
     assert len(lost) == len(kept) == 1
     stop = threading.Event()
-    loop = threading.Thread(target=reconcile_loop, args=(broker,), kwargs={"stop": stop}, daemon=True)
+    loop = threading.Thread(target=reconcile_loop, args=(broker, INTERVAL, stop), daemon=True)
     loop.start()
     try:
         # stop the TLS node's daemon

@@ -62,11 +62,13 @@ def test_a_burst_of_publishes_gives_one_job_per_environment(ci_settings, fixture
     assert len(jobs["imaging"].reasons) == 2
 
 
-def test_recipe_commits_trigger_builds_of_that_recipe_only(ci_settings, ci_recipes):
+def test_recipe_commits_trigger_builds_of_that_recipe_only(ci_settings, ci_recipes, fixture_rpms):
     def consume():
         with db.session_scope(ci_settings) as session:
             return changes.consume_recipe_commits(ci_settings, session, 0)
 
+    rpmrepo.publish(ci_settings, [rpm(fixture_rpms, "mx-lib", "2.0"), rpm(fixture_rpms, "mx-process", "1.0"),
+                                  rpm(fixture_rpms, "asci-demo-viewer", "1.0"), rpm(fixture_rpms, "imaging-tool", "3.2")])
     assert consume() == ["imaging", "mx-crystallography"]  # never built: first look builds
     with db.session_scope(ci_settings) as session:
         session.execute(BuildJob.__table__.delete())
@@ -76,6 +78,14 @@ def test_recipe_commits_trigger_builds_of_that_recipe_only(ci_settings, ci_recip
     assert consume() == []  # uncommitted edits do not trigger
     ci_recipes.commit("imaging: data under /data/imaging")
     assert consume() == ["imaging"]
+
+
+def test_a_recipe_whose_packages_are_not_published_waits_for_them(ci_settings, fixture_rpms):
+    with db.session_scope(ci_settings) as session:
+        assert changes.consume_recipe_commits(ci_settings, session, 0) == []  # nothing published: no failing builds
+    rpmrepo.publish(ci_settings, [rpm(fixture_rpms, "imaging-tool", "3.2")])
+    assert _consume(ci_settings) == ["imaging"]  # the publication queues the recipe waiting for it
+    assert set(_jobs(ci_settings)) == {"imaging"}
 
 
 def test_package_names_from_nevras_and_capabilities():

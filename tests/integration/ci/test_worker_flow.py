@@ -151,3 +151,43 @@ def test_build_jobs_api_is_for_administrators(ci_settings):
     assert client.get(f"/api/builds/{created.json['id']}", headers=admin).json["reasons"] == ["manual"]
     assert client.get("/api/builds/999", headers=admin).status_code == 404
     assert client.get("/api/builds?state=bogus", headers=admin).status_code == 400
+
+
+def test_a_running_jobs_log_reaches_the_database_as_it_grows(ci_settings, monkeypatch):
+    """Administrators follow a build: its log is stored while the job runs, not only at the end."""
+    import ci.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "LOG_FLUSH_S", 0.0)
+    seen_while_running = []
+
+    def slow_gate(settings, image, checks, environment, log):
+        log("smoke test: desktop drawn")
+        with db.session_scope(settings) as session:
+            job = session.scalar(select(queue.BuildJob).where(queue.BuildJob.environment == environment))
+            seen_while_running.append((job.state, job.log))
+
+    _queue(ci_settings)
+    job = _worker(ci_settings, FakeBuilder(ci_settings), slow_gate).tick()
+    assert job.state == "succeeded"
+    [(state, log)] = seen_while_running
+    assert state == "running" and "building imaging" in log and "desktop drawn" in log
+
+
+def test_the_worker_beats_as_a_part(ci_settings):
+    from asci.heartbeats import recent
+
+    stop = threading.Event()
+    worker = _worker(ci_settings, FakeBuilder(ci_settings), lambda *a, **k: None)
+    thread = threading.Thread(target=worker.run_forever, args=(stop,))
+    thread.start()
+    try:
+        for _ in range(100):
+            with db.session_scope(ci_settings) as session:
+                beats = [status for status in recent(session) if status.part == "worker"]
+            if beats:
+                break
+            stop.wait(0.05)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert beats and beats[0].state == "running" and not beats[0].silent

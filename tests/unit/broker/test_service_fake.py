@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -155,6 +156,7 @@ def test_reconcile_readopts_after_restart_and_marks_vanished_lost(env):
 
 
 def test_experiment_import_is_idempotent_and_all_or_nothing(settings, tmp_path):
+    settings = settings.replace(experiment_data_roots=(Path("/data"),))
     good = tmp_path / "office.csv"
     good.write_text("code,title,data_path,start,end,members\n"
                     "MX-1,Lysozyme,/data/mx1,2026-11-01,2026-11-03,carol dave\n"
@@ -193,6 +195,7 @@ def test_on_created_names_the_new_session_before_its_container_starts(env):
 @pytest.mark.parametrize("data_path", ["data/mx", "/data/../var/run", "/", "/var", "/var/run/docker.sock",
                                        "/etc", "/data/./x", "//etc", "/proc/1/root", "/run/docker.sock"])
 def test_experiment_import_refuses_unsafe_data_paths(settings, tmp_path, data_path):
+    settings = settings.replace(experiment_data_roots=(Path("/data"),))
     bad = tmp_path / "office.json"
     bad.write_text(json.dumps([{"code": "SAFE-1", "data_path": "/data/safe1", "members": ["gina"]},
                                {"code": "EVIL-1", "data_path": data_path, "members": ["gina"]}]))
