@@ -181,3 +181,15 @@ def test_the_node_view_shows_capacity_reserve_overcommit_and_guarantees_used(fak
     assert node["reserve"] == {"cpus": 0.5, "memory_bytes": GIB} and node["overcommit"] == {"cpus": 4.0, "memory": 1.0}
     assert node["schedulable"] == {"cpus": 6.0, "memory_bytes": THIS_MACHINE.memory_bytes - GIB}
     assert node["used"] == {"sessions": 1, "cpus": 0.5, "memory_bytes": GIB}
+
+
+def test_the_admin_nodes_page_shows_guarantees_used_of_schedulable(fake):
+    from tests.support import login
+
+    settings, world, broker, backend = fake
+    _register(settings, "local", THIS_MACHINE, backend)
+    _launch(broker, settings, world, cpu_guarantee=0.5, memory_guarantee="1g")
+    client = create_app(settings).test_client()
+    login(client, world["names"]["root"])
+    page = client.get("/admin/nodes").get_data(as_text=True)
+    assert "0.5 / 6" in page and "1.0 / 22.5 GiB" in page and "(engine)" in page
