@@ -66,13 +66,25 @@ class Settings:
     session_max_lifetime_s: int = 7 * 86400
     session_start_timeout_s: int = 120
     session_uid_base: int = 100000  # uid/gid = base + user id when the user has no uid/gid
-    session_default_cpus: float = 2.0
-    session_default_memory_mb: int = 4096
-    session_max_cpus: float = 32.0
-    session_max_memory_mb: int = 256 * 1024
+    # a session's resources: the guarantee counts for placement, the limit is enforced by the container;
+    # an environment's recipe may set its own (resources: ...), a launch request may ask for others
+    session_cpu_guarantee: float = 0.25
+    session_cpu_limit: float = 2.0
+    session_memory_guarantee_mb: int = 512
+    session_memory_limit_mb: int = 4096
+    session_max_cpus: float = 32.0  # per-user cap: the largest CPU limit (and guarantee) one may ask for
+    session_max_memory_mb: int = 256 * 1024  # per-user cap: the largest memory limit (and guarantee)
     session_pids_limit: int = 2048
     session_data_read_only: bool = True
     gpu_share_count: int = 1  # sessions sharing one GPU (VirtualGL)
+    placement_policy: str = "spread"  # spread: the node with the most free memory; pack: the fullest that fits
+    # node capacity: read from the engine (docker info), minus a reserve, times an overcommit factor;
+    # these are the defaults a node gets when it is registered (each node keeps its own values)
+    node_reserve_cpus: float = 0.5  # left to the engine and the system
+    node_reserve_memory_mb: int = 1024
+    node_cpu_overcommit: float = 4.0  # guarantees may add up to (CPUs - reserve) x this
+    node_memory_overcommit: float = 1.0
+    node_max_sessions: int = 100
     # ci/: rebuilds and the smoke gate
     ci_debounce_s: float = 5.0  # changes within this window fold into one build per environment
     ci_poll_s: float = 2.0  # how often an idle worker looks for changes and jobs
@@ -327,13 +339,21 @@ _PARSERS = {
     "session_max_lifetime_s": lambda n, v: _as_int(n, v, 60, 365 * 86400),
     "session_start_timeout_s": lambda n, v: _as_int(n, v, 1, 3600),
     "session_uid_base": lambda n, v: _as_int(n, v, 1000, 2**31 - 2**20),
-    "session_default_cpus": lambda n, v: _as_float(n, v, 0.1, 1024),
-    "session_default_memory_mb": lambda n, v: _as_int(n, v, 64, 1 << 24),
+    "session_cpu_guarantee": lambda n, v: _as_float(n, v, 0.01, 1024),
+    "session_cpu_limit": lambda n, v: _as_float(n, v, 0.1, 1024),
+    "session_memory_guarantee_mb": lambda n, v: _as_int(n, v, 16, 1 << 24),
+    "session_memory_limit_mb": lambda n, v: _as_int(n, v, 256, 1 << 24),
     "session_max_cpus": lambda n, v: _as_float(n, v, 0.1, 1024),
     "session_max_memory_mb": lambda n, v: _as_int(n, v, 64, 1 << 24),
     "session_pids_limit": lambda n, v: _as_int(n, v, 64, 1 << 22),
     "session_data_read_only": _as_bool,
     "gpu_share_count": lambda n, v: _as_int(n, v, 1, 64),
+    "placement_policy": _choice("spread", "pack"),
+    "node_reserve_cpus": lambda n, v: _as_float(n, v, 0, 1024),
+    "node_reserve_memory_mb": lambda n, v: _as_int(n, v, 0, 1 << 24),
+    "node_cpu_overcommit": lambda n, v: _as_float(n, v, 0.1, 100),
+    "node_memory_overcommit": lambda n, v: _as_float(n, v, 0.1, 100),
+    "node_max_sessions": lambda n, v: _as_int(n, v, 1, 100000),
     "ci_debounce_s": lambda n, v: _as_float(n, v, 0, 3600),
     "ci_poll_s": lambda n, v: _as_float(n, v, 0.05, 3600),
     "ci_lease_s": lambda n, v: _as_float(n, v, 1, 86400),

@@ -160,11 +160,13 @@ def _redacted(url: str) -> str:
 MODELS_ENTRY_POINT_GROUP = "asci.models"
 
 
+@lru_cache(maxsize=1)
 def import_all_models() -> None:
     """Import the core's and every package's models so that ``Base.metadata`` is complete.
 
     Packages register their models module under the ``asci.models`` entry point group
-    (``pyproject.toml``), so the core names none of them.
+    (``pyproject.toml``), so the core names none of them. Done once per process: reading the
+    installed distributions' entry points costs milliseconds, and every request opens a session.
     """
     from importlib.metadata import entry_points
 

@@ -4,10 +4,11 @@ The public face, for ``ci`` and ``web`` (nothing else of this package is theirs 
 
     launch(settings, db, user, environment, version="current", experiment=..., **options) -> DesktopSession
     stop(settings, db, session_id, user);  vnc_target(settings, session_id, user);  touch(settings, session_id)
-    get_session(db, session_id, user);  list_sessions(db, user, everyone=False, include_ended=True)
+    get_session(db, session_id, user);  list_sessions(db, user, everyone=False, include_ended=True, limit, after)
+    session_page(db, user, ..., limit=100, after=None) -> SessionPage(sessions, next)   # keyset pages
     session_dict(desktop)                 # the one JSON shape of a session
     node_views(db);  experiments_of(db, user_id);  all_experiments(db)
-    register_node(db, name, docker_url, ...);  has_nodes(db)
+    register_node(settings, db, name, docker_url, ...);  has_nodes(db)   # capacity read from the engine
     import_rows(settings, db, rows);  import_file(settings, path);  data_path_problem(path, settings)
     reconcile(broker, db);  cull(broker, db)
     reconcile_loop(broker, interval, stop);  cull_loop(broker, interval, stop)   # beat as parts
@@ -19,7 +20,7 @@ The public face, for ``ci`` and ``web`` (nothing else of this package is theirs 
 from broker.api import bp as blueprint
 from broker.cull import cull
 from broker.errors import (BackendError, BadRequest, BrokerError, Forbidden, ImportFailed, NoCapacity,
-                           NodeUnreachable, NotFound, QuotaExceeded)
+                           NodeUnreachable, NotFound, QuotaExceeded, Unsatisfiable)
 from broker.data_paths import data_path_problem, root_problem
 from broker.experiments_import import import_file, import_rows
 from broker.models import ACTIVE_STATES, FINAL_STATES, NodeState, SessionState
@@ -29,15 +30,17 @@ from broker.probe import Probe, probe_desktop
 from broker.loops import cull_loop, reconcile_loop
 from broker.reconcile import reconcile
 from broker.service import Broker, broker_for, install, launch, make_backend, stop, touch, vnc_target
-from broker.views import (ExperimentView, all_experiments, experiments_of, get_session, list_sessions,
-                          node_views, session_dict)
+from broker.views import (ExperimentView, SessionPage, all_experiments, experiments_of, get_session,
+                          list_sessions, node_views, session_dict, session_page)
 
 __all__ = [
-    "launch", "stop", "vnc_target", "touch", "get_session", "list_sessions", "session_dict",
+    "launch", "stop", "vnc_target", "touch", "get_session", "list_sessions", "session_page", "SessionPage",
+    "session_dict",
     "node_views", "experiments_of", "all_experiments", "ExperimentView", "register_node", "has_nodes",
     "import_rows", "import_file", "data_path_problem", "root_problem", "reconcile", "reconcile_loop", "cull", "cull_loop",
     "probe_desktop", "Probe", "Broker", "broker_for", "install", "make_backend",
     "SessionState", "NodeState", "ACTIVE_STATES", "FINAL_STATES", "blueprint", "openapi_fragment",
-    "BrokerError", "BadRequest", "NotFound", "Forbidden", "QuotaExceeded", "NoCapacity", "BackendError",
+    "BrokerError", "BadRequest", "NotFound", "Forbidden", "QuotaExceeded", "NoCapacity", "Unsatisfiable",
+    "BackendError",
     "NodeUnreachable", "ImportFailed",
 ]

@@ -5,8 +5,10 @@ Authentication (``asci.webauth.require_user``, before any body is read): the log
 with the error's status. Another user's session answers 404, exactly like one that does not exist.
 
 - ``POST   /api/sessions``        ``{"environment", "version" ("current" default), "experiment",
-  "gpu"?, "cpus"?, "memory"?}`` → 201 and the session (running)
-- ``GET    /api/sessions``        my sessions; administrators ``?all=1`` for everyone's
+  "gpu"?, "cpus"?, "memory"? (limits), "cpu_guarantee"?, "memory_guarantee"?}`` → 201 and the session
+  (running); 422 when no node could ever hold it, 503 with ``Retry-After`` when none has room now
+- ``GET    /api/sessions``        my sessions, newest first, ``?limit=`` (100) per page, ``?after=<next>``
+  for the following page; administrators ``?all=1`` for everyone's
 - ``GET    /api/sessions/<id>``   one session
 - ``DELETE /api/sessions/<id>``   stop it → the session (state stopped)
 - ``GET    /api/nodes``           nodes with capacity and usage (administrators)
@@ -28,12 +30,12 @@ from broker.backends.base import NodeRef
 from broker.errors import BadRequest, BrokerError, Forbidden
 from broker.models import Node
 from broker.views import get_session as visible_session
-from broker.views import list_sessions as visible_sessions
-from broker.views import node_views, session_dict
+from broker.views import node_views, session_dict, session_page
 
 bp = blueprint("broker_api", __name__, csrf=CSRF_API)
 
-SESSION_FIELDS = {"environment", "version", "experiment", "gpu", "cpus", "memory"}
+SESSION_FIELDS = {"environment", "version", "experiment", "gpu", "cpus", "memory", "cpu_guarantee",
+                  "memory_guarantee"}
 MAX_ID = 2**63 - 1
 
 
@@ -41,10 +43,14 @@ def _broker() -> service.Broker:
     return service.broker_for(current_settings())
 
 
-def _session_id(raw: str) -> int:
+def _number(name: str, raw: str) -> int:
     if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_ID:
-        raise BadRequest(f"session id: expected a number, got {raw[:40]!r}")
+        raise BadRequest(f"{name}: expected a number, got {raw[:40]!r}")
     return int(raw)
+
+
+def _session_id(raw: str) -> int:
+    return _number("session id", raw)
 
 
 @bp.post("/api/sessions")
@@ -60,7 +66,8 @@ def create_session():
             raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
         desktop = _broker().launch(db, user, body.get("environment"), body.get("version", "current"),
                                    body.get("experiment"), gpu=body.get("gpu", False), cpus=body.get("cpus"),
-                                   memory=body.get("memory"))
+                                   memory=body.get("memory"), cpu_guarantee=body.get("cpu_guarantee"),
+                                   memory_guarantee=body.get("memory_guarantee"))
         return jsonify(session_dict(desktop)), 201
 
 
@@ -71,7 +78,10 @@ def list_sessions():
         everyone = request.args.get("all", "") in {"1", "true", "yes"}
         if everyone and not user.is_admin:
             raise Forbidden("only administrators may list everyone's sessions")
-        return jsonify(sessions=[session_dict(row) for row in visible_sessions(db, user, everyone=everyone)])
+        limit = _number("limit", request.args.get("limit", "100"))
+        after = _number("after", request.args["after"]) if "after" in request.args else None
+        page = session_page(db, user, everyone=everyone, limit=limit, after=after)
+        return jsonify(sessions=page.sessions, next=str(page.next) if page.next is not None else None)
 
 
 @bp.get("/api/sessions/<session_id>")

@@ -68,9 +68,13 @@ def node() -> None:
 @node.command("add")
 @click.argument("name")
 @click.option("--url", "docker_url", required=True, help="unix:///var/run/docker.sock or tcp://host:2376")
-@click.option("--cpus", type=float, default=8.0, show_default=True)
-@click.option("--memory", default="16g", show_default=True, help="bytes or a size such as 64g")
-@click.option("--max-sessions", type=int, default=20, show_default=True)
+@click.option("--cpus", type=float, default=None, help="CPUs (default: read from the engine and kept current)")
+@click.option("--memory", default=None, help="bytes or a size such as 64g (default: read from the engine)")
+@click.option("--reserve-cpus", type=float, default=None, help="CPUs left to the system (default: node_reserve_cpus)")
+@click.option("--reserve-memory", default=None, help="memory left to the system (default: node_reserve_memory_mb)")
+@click.option("--cpu-overcommit", type=float, default=None, help="default: node_cpu_overcommit")
+@click.option("--memory-overcommit", type=float, default=None, help="default: node_memory_overcommit")
+@click.option("--max-sessions", type=int, default=None, help="default: node_max_sessions")
 @click.option("--ports", default=None, help="VNC port range, e.g. 5901-5999 (default: session_ports setting)")
 @click.option("--vnc-host", default="127.0.0.1", show_default=True, help="address websockify reaches VNC on")
 @click.option("--tls-ca", default="")
@@ -79,21 +83,27 @@ def node() -> None:
 @click.option("--nvidia-smi", "nvidia_smi", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="recorded output of nvidia-smi --query-gpu=index,uuid,name,memory.total --format=csv,noheader")
 @pass_ctx
-def node_add(ctx: AsciContext, name, docker_url, cpus, memory, max_sessions, ports, vnc_host, tls_ca, tls_cert,
-             tls_key, nvidia_smi) -> None:
-    """Register (or update) node NAME."""
+def node_add(ctx: AsciContext, name, docker_url, cpus, memory, reserve_cpus, reserve_memory, cpu_overcommit,
+             memory_overcommit, max_sessions, ports, vnc_host, tls_ca, tls_cert, tls_key, nvidia_smi) -> None:
+    """Register (or update) node NAME; its CPUs and memory are read from its engine unless given."""
     from asci.config import parse_port_range
     from broker.gpus import parse_nvidia_smi
     from broker.nodes import register_node
+    from broker.placement import schedulable
     from broker.resources import parse_memory
 
-    low, high = parse_port_range("--ports", ports) if ports else ctx.settings.session_ports
     gpus = parse_nvidia_smi(nvidia_smi.read_text()) if nvidia_smi else []
     with session_scope(ctx.settings) as db:
-        register_node(db, name, docker_url, cpus=cpus, memory_bytes=parse_memory(memory), max_sessions=max_sessions,
-                      ports=(low, high), vnc_host=vnc_host, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
-                      gpus=gpus if nvidia_smi else None)
-    click.echo(f"node {name}: {docker_url}, {cpus:g} CPUs, {len(gpus)} GPUs, ports {low}-{high}")
+        row = register_node(
+            ctx.settings, db, name, docker_url, cpus=cpus, memory_bytes=parse_memory(memory) if memory else None,
+            max_sessions=max_sessions, ports=parse_port_range("--ports", ports) if ports else None, vnc_host=vnc_host,
+            tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, gpus=gpus if nvidia_smi else None,
+            reserve_cpus=reserve_cpus, reserve_memory_bytes=parse_memory(reserve_memory) if reserve_memory else None,
+            cpu_overcommit=cpu_overcommit, memory_overcommit=memory_overcommit)
+        cpus_free, memory_free = schedulable(row)
+        click.echo(f"node {name}: {docker_url}, {row.cpus:g} CPUs and {row.memory_bytes / 2**30:.1f} GiB "
+                   f"({row.capacity_source}), schedulable {cpus_free:g} CPUs and {memory_free / 2**30:.1f} GiB, "
+                   f"{len(row.gpus)} GPUs, ports {row.port_min}-{row.port_max}")
 
 
 @node.command("list")
@@ -111,7 +121,9 @@ def node_list(ctx: AsciContext, as_json: bool) -> None:
     for row in rows:
         used = row["used"]
         click.echo(f"{row['name']}\t{row['state']}\t{row['docker_url']}\tsessions {used['sessions']}/"
-                   f"{row['max_sessions']}\tcpus {used['cpus']:g}/{row['cpus']:g}\tgpus {len(row['gpus'])}")
+                   f"{row['max_sessions']}\tcpus {used['cpus']:g}/{row['schedulable']['cpus']:g}\t"
+                   f"memory {used['memory_bytes'] / 2**30:.1f}/{row['schedulable']['memory_bytes'] / 2**30:.1f} GiB"
+                   f"\tgpus {len(row['gpus'])}")
 
 
 @node.command("prepull")

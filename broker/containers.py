@@ -3,7 +3,7 @@
 Exact image digest; host networking with the VNC server on the allocated
 port; a random VNC password passed through the environment; the user's
 uid:gid; every capability dropped, no-new-privileges, memory, CPU and pids
-limits; the experiment's data at ``/data`` (read-only unless configured); a
+limits, the guarantee as CPU shares (1024 per CPU) and a memory reservation; the experiment's data at ``/data`` (read-only unless configured); a
 per-user named volume as home; labels naming session, user, environment and
 version; and for a GPU session a device request for that GPU's UUID plus the
 VirtualGL environment.
@@ -59,6 +59,8 @@ def create_params(spec: LaunchSpec) -> dict:
         "mem_limit": spec.memory_bytes,
         "memswap_limit": spec.memory_bytes,
         "nano_cpus": int(spec.cpus * 1e9),
+        "cpu_shares": max(2, int(spec.cpu_guarantee * 1024)),
+        "mem_reservation": spec.memory_guarantee_bytes,
         "pids_limit": spec.pids_limit,
         "shm_size": min(spec.memory_bytes // 4, 1 << 30),
         "mounts": mounts(spec),

@@ -32,10 +32,16 @@ class QuotaExceeded(BrokerError):
 
 
 class NoCapacity(BrokerError):
-    """No node that is up has room (or a free GPU) for the session right now."""
+    """No node that is up has room (or a free GPU) for the session right now: try again later."""
 
     http_status = 503
     retry_after = 30
+
+
+class Unsatisfiable(BrokerError):
+    """No registered node could ever hold the session, even empty: asking again will not help."""
+
+    http_status = 422
 
 
 class BackendError(BrokerError):

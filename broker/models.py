@@ -14,7 +14,8 @@ from __future__ import annotations
 import datetime as dt
 from enum import StrEnum
 
-from sqlalchemy import JSON, BigInteger, Boolean, Date, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (JSON, BigInteger, Boolean, Date, Float, ForeignKey, Index, Integer, String, Text,
+                        UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from asci.accounts import User
@@ -39,6 +40,14 @@ class NodeState(StrEnum):
 
     UP = "up"
     DOWN = "down"
+
+
+class CapacitySource(StrEnum):
+    """Where a node's CPUs and memory come from: its engine (kept current by reconciliation) or an
+    administrator (kept as given)."""
+
+    ENGINE = "engine"
+    MANUAL = "manual"
 
 
 ACTIVE_STATES = (SessionState.PENDING, SessionState.STARTING, SessionState.RUNNING, SessionState.STOPPING)
@@ -88,7 +97,13 @@ class ExperimentEnvironment(Base):
 
 
 class Node(Base):
-    """A Docker host (or Swarm node) sessions run on, with its capacity."""
+    """A Docker host (or Swarm node) sessions run on, with its capacity.
+
+    ``cpus`` and ``memory_bytes`` are what the engine reports (``docker info``), unless an
+    administrator gave them (``capacity_source`` manual). Placement may hand out guarantees up to
+    ``(cpus - reserve_cpus) * cpu_overcommit`` and ``(memory_bytes - reserve_memory_bytes) *
+    memory_overcommit`` (``broker.placement.schedulable``).
+    """
 
     __tablename__ = "nodes"
 
@@ -102,7 +117,12 @@ class Node(Base):
     tls_verify: Mapped[bool] = mapped_column(Boolean, default=True)
     cpus: Mapped[float] = mapped_column(Float, default=8.0)
     memory_bytes: Mapped[int] = mapped_column(BigInteger, default=16 << 30)
-    max_sessions: Mapped[int] = mapped_column(Integer, default=20)
+    capacity_source: Mapped[str] = mapped_column(String(16), default=CapacitySource.MANUAL)
+    reserve_cpus: Mapped[float] = mapped_column(Float, default=0.0)
+    reserve_memory_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    cpu_overcommit: Mapped[float] = mapped_column(Float, default=1.0)
+    memory_overcommit: Mapped[float] = mapped_column(Float, default=1.0)
+    max_sessions: Mapped[int] = mapped_column(Integer, default=100)
     port_min: Mapped[int] = mapped_column(Integer, default=5901)
     port_max: Mapped[int] = mapped_column(Integer, default=5999)
     gpus: Mapped[list] = mapped_column(JSON, default=list)  # [{"index", "uuid", "name", "memory_mib"}]
@@ -113,9 +133,14 @@ class Node(Base):
 
 
 class DesktopSession(Base):
-    """One desktop container of one environment version for one user."""
+    """One desktop container of one environment version for one user.
+
+    ``cpu_guarantee`` and ``memory_guarantee_bytes`` count against the node's capacity when placing;
+    ``cpus`` and ``memory_bytes`` are the limits the container enforces.
+    """
 
     __tablename__ = "sessions"
+    __table_args__ = (Index("ix_sessions_user_id_id", "user_id", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -132,8 +157,10 @@ class DesktopSession(Base):
     vnc_password: Mapped[str] = mapped_column(String(64), default="")
     state: Mapped[str] = mapped_column(String(16), default=SessionState.PENDING, index=True)
     message: Mapped[str] = mapped_column(Text, default="")
-    cpus: Mapped[float] = mapped_column(Float, default=2.0)
-    memory_bytes: Mapped[int] = mapped_column(BigInteger, default=4 << 30)
+    cpus: Mapped[float] = mapped_column(Float, default=2.0)  # limit
+    memory_bytes: Mapped[int] = mapped_column(BigInteger, default=4 << 30)  # limit
+    cpu_guarantee: Mapped[float] = mapped_column(Float, default=0.25)
+    memory_guarantee_bytes: Mapped[int] = mapped_column(BigInteger, default=512 << 20)
     gpu: Mapped[bool] = mapped_column(Boolean, default=False)
     gpu_uuid: Mapped[str] = mapped_column(String(80), default="")
     backend_state: Mapped[dict] = mapped_column(JSON, default=dict)  # opaque: what the backend returned

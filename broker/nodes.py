@@ -1,29 +1,76 @@
-"""Registering the Docker hosts (or Swarm nodes) sessions run on."""
+"""Registering the Docker hosts (or Swarm nodes) sessions run on, with their capacity.
+
+A node's CPUs and memory are read from its engine (``docker info``) unless the administrator gives
+them; read ones are kept current by reconciliation (``refresh_capacity``). Its reserve and overcommit
+factors default to the settings (``node_reserve_cpus`` ...) when it is first registered.
+"""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from broker.models import Node, NodeState
+from asci.config import Settings
+from broker.backends.base import NodeRef
+from broker.models import CapacitySource, Node, NodeState
 
 
-def register_node(db: Session, name: str, docker_url: str, *, cpus: float, memory_bytes: int,
-                  max_sessions: int, ports: tuple[int, int], vnc_host: str = "127.0.0.1", tls_ca: str = "",
-                  tls_cert: str = "", tls_key: str = "", gpus: list[dict] | None = None) -> Node:
-    """Add node ``name`` or update it (it is marked up; its GPUs are kept unless ``gpus`` is given)."""
+def register_node(settings: Settings, db: Session, name: str, docker_url: str, *, cpus: float | None = None,
+                  memory_bytes: int | None = None, max_sessions: int | None = None,
+                  ports: tuple[int, int] | None = None, vnc_host: str = "127.0.0.1", tls_ca: str = "",
+                  tls_cert: str = "", tls_key: str = "", gpus: list[dict] | None = None,
+                  reserve_cpus: float | None = None, reserve_memory_bytes: int | None = None,
+                  cpu_overcommit: float | None = None, memory_overcommit: float | None = None) -> Node:
+    """Add node ``name`` or update it (it is marked up).
+
+    ``cpus`` and ``memory_bytes`` left out are read from the node's engine (NodeUnreachable when it
+    does not answer) and kept current by reconciliation; given ones are kept as they are. Other
+    values left out keep what the node had (the settings' defaults for a new node); its GPUs are
+    kept unless ``gpus`` is given.
+    """
+    from broker.service import broker_for
+
     node = db.scalar(select(Node).where(Node.name == name))
     if node is None:
-        node = Node(name=name, gpus=[])
+        node = Node(name=name, gpus=[], tls_verify=True, reserve_cpus=settings.node_reserve_cpus,
+                    reserve_memory_bytes=settings.node_reserve_memory_mb << 20,
+                    cpu_overcommit=settings.node_cpu_overcommit, memory_overcommit=settings.node_memory_overcommit,
+                    max_sessions=settings.node_max_sessions, port_min=settings.session_ports[0],
+                    port_max=settings.session_ports[1])
         db.add(node)
-    node.docker_url, node.cpus, node.memory_bytes, node.max_sessions = docker_url, cpus, memory_bytes, max_sessions
-    node.port_min, node.port_max, node.vnc_host = ports[0], ports[1], vnc_host
+    node.docker_url, node.vnc_host = docker_url, vnc_host
     node.tls_ca, node.tls_cert, node.tls_key, node.state = tls_ca, tls_cert, tls_key, NodeState.UP
+    if cpus is None or memory_bytes is None:
+        engine = broker_for(settings).backend.capacity(NodeRef.of(node))
+        node.capacity_source = CapacitySource.ENGINE if cpus is None and memory_bytes is None else CapacitySource.MANUAL
+        cpus = engine.cpus if cpus is None else cpus
+        memory_bytes = engine.memory_bytes if memory_bytes is None else memory_bytes
+    else:
+        node.capacity_source = CapacitySource.MANUAL
+    node.cpus, node.memory_bytes = float(cpus), int(memory_bytes)
+    for column, value in (("max_sessions", max_sessions), ("reserve_cpus", reserve_cpus),
+                          ("reserve_memory_bytes", reserve_memory_bytes), ("cpu_overcommit", cpu_overcommit),
+                          ("memory_overcommit", memory_overcommit)):
+        if value is not None:
+            setattr(node, column, value)
+    if ports is not None:
+        node.port_min, node.port_max = ports
     if gpus is not None:
         node.gpus = gpus
     node.gpus = node.gpus or []
     db.flush()
     return node
+
+
+def refresh_capacity(backend, db: Session, node: Node) -> bool:
+    """Re-read an engine-reported node's CPUs and memory; True when they changed."""
+    if node.capacity_source != CapacitySource.ENGINE:
+        return False
+    engine = backend.capacity(NodeRef.of(node))
+    if (node.cpus, node.memory_bytes) == (engine.cpus, engine.memory_bytes):
+        return False
+    node.cpus, node.memory_bytes = engine.cpus, engine.memory_bytes
+    return True
 
 
 def has_nodes(db: Session) -> bool:

@@ -1,6 +1,7 @@
 """Reconciliation: make the database agree with what runs on the nodes.
 
-For every node: ping it (no answer → node down, its sessions lost); list the
+For every node: ping it (no answer → node down, its sessions lost; an answer → up again, and its
+engine-reported CPUs and memory re-read); list the
 containers carrying this broker's labels (``asci.managed=1``,
 ``asci.broker=<instance>``); re-adopt running containers of active sessions
 (record container id, mark running — this is what a broker restart relies
@@ -19,8 +20,9 @@ from sqlalchemy.orm import Session
 from asci.db import utcnow
 from broker import logs, ports
 from broker.backends.base import NodeRef
-from broker.errors import BackendError, NodeUnreachable
+from broker.errors import BackendError
 from broker.models import ACTIVE_STATES, DesktopSession, Node, NodeState, SessionState
+from broker.nodes import refresh_capacity
 
 
 def reconcile(broker, db: Session) -> dict:
@@ -33,11 +35,15 @@ def reconcile(broker, db: Session) -> dict:
         try:
             broker.backend.ping(ref)
             found = {m.session_id: m for m in broker.backend.list_managed(ref, broker.settings.broker_instance)}
-        except NodeUnreachable as exc:
+            if refresh_capacity(broker.backend, db, node):
+                logs.event("node.capacity", node=node.name, cpus=node.cpus, memory_bytes=node.memory_bytes)
+        except BackendError as exc:  # no answer (NodeUnreachable), or an engine that refuses to say
             if node.state == NodeState.UP:
                 broker.node_down(db, node.id, str(exc))
                 summary["nodes_down"] += 1
             continue
+        if node.state != NodeState.UP:
+            logs.event("node.up", node=node.name)
         node.state, node.last_seen, node.last_error = NodeState.UP, now, ""
         summary["nodes_up"] += 1
         active = db.scalars(select(DesktopSession).where(DesktopSession.node_id == node.id,

@@ -27,11 +27,12 @@ from asci.db import session_scope, utcnow
 from broker import containers, logs, metrics, placement, ports
 from broker.access import resolve
 from broker.backends.base import Backend, LaunchSpec, NodeRef
-from broker.errors import BackendError, BadRequest, NoCapacity, NodeUnreachable, NotFound, QuotaExceeded
+from broker.errors import (BackendError, BadRequest, NoCapacity, NodeUnreachable, NotFound, QuotaExceeded,
+                           Unsatisfiable)
 from broker.gpus import lease_gpu
 from broker.models import (ACTIVE_STATES, FINAL_STATES, DesktopSession, Experiment, Node, NodeState,
                            SessionState)
-from broker.resources import resources
+from broker.resources import Resources, resources
 from broker.views import get_session
 
 
@@ -44,6 +45,16 @@ def make_backend(settings: Settings) -> Backend:
     from broker.backends.docker import DockerBackend
 
     return DockerBackend()
+
+
+def recipe_defaults(settings: Settings, environment: str) -> builder.ResourceDefaults | None:
+    """The session defaults in ``environment``'s recipe (None when it has no readable recipe here)."""
+    try:
+        return builder.load_recipe(settings.recipes_dir, environment).resources
+    except builder.RecipeError as exc:
+        if "unknown environment" not in str(exc):
+            logs.event("recipe.unreadable", environment=environment, error=str(exc))
+        return None
 
 
 def vnc_answers(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -65,15 +76,28 @@ class Broker:
 
     def __init__(self, settings: Settings, backend: Backend | None = None, ready=None) -> None:
         self.settings = settings
-        self.backend = backend or make_backend(settings)
+        self._backend = backend
         self.ready = ready or vnc_answers  # (host, port) -> bool
         logs.configure(settings.log_format)
 
+    @property
+    def backend(self) -> Backend:
+        """The backend, made on first use: lookups (``vnc_target``, ``touch``; websockify's token plugin
+        makes a broker in every connection's process) never import the engine's client library."""
+        if self._backend is None:
+            self._backend = make_backend(self.settings)
+        return self._backend
+
     # ---------------------------------------------------------------- launch
     def launch(self, db: Session, user: User, environment: str, version: str = "current", experiment: str = "",
-               gpu: bool = False, cpus=None, memory=None, on_created=None) -> DesktopSession:
+               gpu: bool = False, cpus=None, memory=None, cpu_guarantee=None, memory_guarantee=None,
+               on_created=None) -> DesktopSession:
         """Start a session and wait until its VNC server answers; raises a BrokerError with the reason.
 
+        ``cpus`` and ``memory`` are the limits asked for, ``cpu_guarantee`` and ``memory_guarantee``
+        the guarantees (each defaults to the environment's recipe, then to the settings). A session
+        no registered node could ever hold is refused at once (:class:`Unsatisfiable`, 422) and
+        leaves no row; one that only has to wait for room fails with :class:`NoCapacity` (503).
         ``on_created(session_id)`` is called once the session's row is committed, before placement
         and start, so a caller can show progress for exactly this session.
         """
@@ -81,12 +105,19 @@ class Broker:
         if not isinstance(gpu, bool):
             raise BadRequest(f"gpu: expected true or false, got {gpu!r}")
         launchable, exp = resolve(self.settings, db, user, environment, version, experiment)
-        cpus, memory_bytes = resources(self.settings, cpus, memory)
-        desktop = self._create_row(db, user, launchable, exp, gpu, cpus, memory_bytes)
+        wanted = resources(self.settings, cpus, memory, cpu_guarantee, memory_guarantee,
+                           defaults=recipe_defaults(self.settings, launchable.environment))
+        demand = placement.Demand(wanted.cpu_guarantee, wanted.memory_guarantee_bytes, gpu)
+        why = placement.refusal(db, demand)
+        if why:
+            db.rollback()
+            raise Unsatisfiable(why)
+        desktop = self._create_row(db, user, launchable, exp, gpu, wanted)
         if on_created is not None:
             on_created(desktop.id)
         logs.event("session.requested", session=desktop.id, user=user.username, environment=environment,
-                   version=launchable.version, experiment=exp.code, gpu=gpu)
+                   version=launchable.version, experiment=exp.code, gpu=gpu, cpu_guarantee=wanted.cpu_guarantee,
+                   memory_guarantee=wanted.memory_guarantee_bytes)
         excluded: set[int] = set()
         while True:
             node = self._place(db, desktop, excluded)
@@ -115,7 +146,7 @@ class Broker:
         return desktop
 
     def _create_row(self, db: Session, user: User, launchable: builder.LaunchableVersion, exp: Experiment,
-                    gpu: bool, cpus: float, memory_bytes: int) -> DesktopSession:
+                    gpu: bool, wanted: Resources) -> DesktopSession:
         for attempt in range(20):
             try:
                 locked = select(User).where(User.id == user.id)
@@ -131,8 +162,11 @@ class Broker:
                 desktop = DesktopSession(user_id=user.id, experiment_id=exp.id, environment_version_id=launchable.id,
                                          environment=launchable.environment, version=launchable.version,
                                          image=launchable.image, image_digest=launchable.image_digest,
-                                         vnc_password=_password(), state=SessionState.PENDING, cpus=cpus,
-                                         memory_bytes=memory_bytes, gpu=gpu, backend_state={})
+                                         vnc_password=_password(), state=SessionState.PENDING,
+                                         cpus=wanted.cpu_limit, memory_bytes=wanted.memory_limit_bytes,
+                                         cpu_guarantee=wanted.cpu_guarantee,
+                                         memory_guarantee_bytes=wanted.memory_guarantee_bytes, gpu=gpu,
+                                         backend_state={})
                 db.add(desktop)
                 db.commit()
                 return desktop
@@ -143,18 +177,18 @@ class Broker:
 
     def _place(self, db: Session, desktop: DesktopSession, excluded: set[int]) -> Node:
         """Pick a node and lease a port (and GPU slot) for ``desktop``; commits."""
-        share = self.settings.gpu_share_count
+        share, policy = self.settings.gpu_share_count, self.settings.placement_policy
+        demand = placement.Demand(desktop.cpu_guarantee, desktop.memory_guarantee_bytes, desktop.gpu)
         for attempt in range(40):
             try:
-                nodes = placement.candidates(db, desktop.cpus, desktop.memory_bytes, desktop.gpu, share, excluded)
+                nodes = placement.candidates(db, demand, share, policy, excluded)
                 if not nodes:
                     db.rollback()
                     what = "a free GPU" if desktop.gpu else "free capacity"
                     self._end(db, desktop, SessionState.FAILED, f"no node has {what} for this session right now")
                     raise NoCapacity(f"no node has {what} for this session right now; try again later")
                 node = placement.lock_node(db, (random.choice(nodes[:2]) if attempt else nodes[0]).id)
-                if node.state != NodeState.UP or not placement.fits(db, node, desktop.cpus, desktop.memory_bytes,
-                                                            desktop.gpu, share):
+                if node.state != NodeState.UP or not placement.fits(db, node, demand, share):
                     db.rollback()
                     continue
                 port = ports.lease_port(db, node, desktop.id)
@@ -165,6 +199,8 @@ class Broker:
                 desktop.node_id, desktop.vnc_port = node.id, port
                 desktop.display = ports.display_for(node, port)
                 desktop.gpu_uuid = gpu["uuid"] if gpu else ""
+                desktop.cpus = min(desktop.cpus, node.cpus)  # a CPU limit above the node's CPUs is no limit
+                desktop.cpu_guarantee = min(desktop.cpu_guarantee, desktop.cpus)
                 desktop.state = SessionState.STARTING
                 db.commit()
                 return node
@@ -187,7 +223,8 @@ class Broker:
             port=desktop.vnc_port, display=desktop.display, password=desktop.vnc_password, uid=uid, gid=gid,
             user_name=user.username, home_volume=f"asci-home-{user.username}", home_path=f"/home/{user.username}",
             data_path=exp.data_path, data_read_only=self.settings.session_data_read_only, cpus=desktop.cpus,
-            memory_bytes=desktop.memory_bytes, pids_limit=self.settings.session_pids_limit,
+            memory_bytes=desktop.memory_bytes, cpu_guarantee=desktop.cpu_guarantee,
+            memory_guarantee_bytes=desktop.memory_guarantee_bytes, pids_limit=self.settings.session_pids_limit,
             gpu_uuid=desktop.gpu_uuid, labels=labels)
 
     def _wait_ready(self, db: Session, desktop: DesktopSession, node: Node, ref: NodeRef) -> None:

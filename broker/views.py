@@ -9,11 +9,11 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload
 
 from asci.accounts import User
 from broker import placement
-from broker.errors import NotFound
+from broker.errors import BadRequest, NotFound
 from broker.models import (ACTIVE_STATES, DesktopSession, Experiment, ExperimentEnvironment, ExperimentMember,
                            Node)
 
@@ -35,50 +35,93 @@ def get_session(db: Session, session_id: int, user: User) -> DesktopSession:
     return desktop
 
 
-def list_sessions(db: Session, user: User, everyone: bool = False, include_ended: bool = True,
-                  limit: int = 1000) -> list[DesktopSession]:
-    """The user's sessions, newest first (all users' when an administrator asks for ``everyone``)."""
-    statement = (select(DesktopSession).order_by(DesktopSession.id.desc()).limit(limit)
-                 .options(selectinload(DesktopSession.user), selectinload(DesktopSession.experiment),
-                          selectinload(DesktopSession.node)))
+MAX_PAGE = 1000
+# The session's JSON shape, field by field, and where a listed session's fields come from (one query).
+FIELDS = ("id", "state", "message", "user", "experiment", "environment", "version", "image", "image_digest", "node",
+          "vnc_port", "display", "cpus", "memory_bytes", "cpu_guarantee", "memory_guarantee_bytes", "gpu",
+          "gpu_uuid", "created_at", "started_at", "stopped_at", "last_activity")
+_COLUMNS = {"user": User.username, "experiment": Experiment.code, "node": Node.name}
+_LISTED = tuple(_COLUMNS[name] if name in _COLUMNS else getattr(DesktopSession, name) for name in FIELDS)
+_WHEN = ("created_at", "started_at", "stopped_at", "last_activity")
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    """One page of a session list, newest first, each session in its JSON shape (:func:`session_dict`);
+    ``next`` is the ``after`` cursor of the following page (None on the last one)."""
+
+    sessions: list[dict]
+    next: int | None
+
+
+def _listed(db: Session, user: User, everyone: bool, include_ended: bool, limit: int, after: int | None):
+    statement = (select(*_LISTED).join(User, User.id == DesktopSession.user_id)
+                 .join(Experiment, Experiment.id == DesktopSession.experiment_id)
+                 .outerjoin(Node, Node.id == DesktopSession.node_id)
+                 .order_by(DesktopSession.id.desc()).limit(limit))
     if not (everyone and user.is_admin):
         statement = statement.where(DesktopSession.user_id == user.id)
     if not include_ended:
         statement = statement.where(DesktopSession.state.in_(ACTIVE_STATES))
-    return list(db.scalars(statement))
+    if after is not None:
+        statement = statement.where(DesktopSession.id < after)
+    return db.execute(statement).all()
+
+
+def session_page(db: Session, user: User, everyone: bool = False, include_ended: bool = True, limit: int = 100,
+                 after: int | None = None) -> SessionPage:
+    """The user's sessions (everyone's for an administrator asking for ``everyone``), newest first.
+
+    Keyset pagination: ``after`` is the id of the last session of the previous page, so a page costs
+    the same however deep it is, and sessions started meanwhile never shift it. One query reads the
+    columns shown, the user, experiment and node names joined in (no row objects are built: a page of
+    1,000 costs a few milliseconds of Python, see ``bench/bench_session_list.py``).
+    """
+    if not 1 <= limit <= MAX_PAGE:
+        raise BadRequest(f"limit: expected between 1 and {MAX_PAGE}, got {limit}")
+    rows = _listed(db, user, everyone, include_ended, limit + 1, after)
+    more = len(rows) > limit
+    sessions = [_shape(row) for row in rows[:limit]]
+    return SessionPage(sessions, sessions[-1]["id"] if more else None)
+
+
+def list_sessions(db: Session, user: User, everyone: bool = False, include_ended: bool = True,
+                  limit: int = 100, after: int | None = None) -> list[DesktopSession]:
+    """The session rows themselves (for callers that act on them), newest first, user, experiment and
+    node loaded in the same query; :func:`session_page` is the list to show."""
+    ids = [row.id for row in _listed(db, user, everyone, include_ended, limit, after)]
+    statement = (select(DesktopSession).where(DesktopSession.id.in_(ids)).order_by(DesktopSession.id.desc())
+                 .options(joinedload(DesktopSession.user, innerjoin=True),
+                          joinedload(DesktopSession.experiment, innerjoin=True), joinedload(DesktopSession.node)))
+    return list(db.scalars(statement)) if ids else []
 
 
 def session_dict(desktop: DesktopSession) -> dict:
     """The JSON shape of a session (never the VNC password): the API, the pages and the CLI show it."""
-    return {
-        "id": desktop.id,
-        "state": desktop.state,
-        "message": desktop.message,
-        "user": desktop.user.username,
-        "experiment": desktop.experiment.code,
-        "environment": desktop.environment or None,
-        "version": desktop.version or None,
-        "image": desktop.image,
-        "image_digest": desktop.image_digest,
-        "node": desktop.node.name if desktop.node else None,
-        "vnc_port": desktop.vnc_port,
-        "display": desktop.display,
-        "cpus": desktop.cpus,
-        "memory_bytes": desktop.memory_bytes,
-        "gpu": desktop.gpu,
-        "gpu_uuid": desktop.gpu_uuid or None,
-        "created_at": _iso(desktop.created_at),
-        "started_at": _iso(desktop.started_at),
-        "stopped_at": _iso(desktop.stopped_at),
-        "last_activity": _iso(desktop.last_activity),
-    }
+    names = {"user": desktop.user.username, "experiment": desktop.experiment.code,
+             "node": desktop.node.name if desktop.node else None}
+    return _shape(tuple(names[name] if name in names else getattr(desktop, name) for name in FIELDS))
+
+
+def _shape(values) -> dict:
+    """The one session shape from the values of :data:`FIELDS`, in order (a row of the list query is one)."""
+    shaped = dict(zip(FIELDS, values))
+    for name in ("environment", "version", "gpu_uuid"):
+        shaped[name] = shaped[name] or None
+    for name in _WHEN:
+        shaped[name] = _iso(shaped[name])
+    return shaped
 
 
 def node_view(db: Session, node: Node) -> dict:
     """A node with its capacity and what its active sessions use."""
     used = placement.usage(db, node)
+    cpus, memory = placement.schedulable(node)
     return {"name": node.name, "docker_url": node.docker_url, "vnc_host": node.vnc_host, "state": node.state,
-            "cpus": node.cpus, "memory_bytes": node.memory_bytes, "max_sessions": node.max_sessions,
+            "cpus": node.cpus, "memory_bytes": node.memory_bytes, "capacity_source": node.capacity_source,
+            "reserve": {"cpus": node.reserve_cpus, "memory_bytes": node.reserve_memory_bytes},
+            "overcommit": {"cpus": node.cpu_overcommit, "memory": node.memory_overcommit},
+            "schedulable": {"cpus": round(cpus, 3), "memory_bytes": memory}, "max_sessions": node.max_sessions,
             "ports": [node.port_min, node.port_max], "gpus": node.gpus or [],
             "used": {"sessions": used.sessions, "cpus": used.cpus, "memory_bytes": used.memory_bytes},
             "last_seen": _iso(node.last_seen), "last_error": node.last_error}

@@ -8,6 +8,7 @@ Also builds the base desktop images from ``recipes/base``. The public face, for 
     fail_version(settings, version_id, error); fail_unfinished_versions(settings, name, reason) -> int
     reproduce(settings, name, version, log=print, *, client=None, keep=False) -> ReproduceResult
     load_recipe(recipes_dir, name) -> Recipe;  list_recipes(recipes_dir) -> list[Recipe]
+    Recipe.resources -> ResourceDefaults    # the environment's session guarantee/limit defaults
     launchable_version(db, environment, version="current") -> LaunchableVersion
     environment_summaries(db, ids=None); environment_ids(db, names); current_version(db, name)
     current_images(db); recent_versions(db, limit); version_record(db, version_id); newest_lock(db, name)
@@ -32,14 +33,14 @@ from builder.errors import (BuildError, DockerError, LockError, NotLaunchable, R
 from builder.history import Change, VersionRow, current_on, version_history
 from builder.models import VersionStatus
 from builder.platform_image import build_platform_image
-from builder.recipes import Recipe, list_recipes, load_recipe
+from builder.recipes import Recipe, ResourceDefaults, list_recipes, load_recipe
 from builder.reproduce import reproduce
 from builder.rpmvercmp import label_compare, rpmvercmp
 from builder.versions import fail_unfinished_versions, fail_version, promote
 
 __all__ = [
     "build_environment", "promote", "fail_version", "fail_unfinished_versions", "reproduce",
-    "load_recipe", "list_recipes", "Recipe",
+    "load_recipe", "list_recipes", "Recipe", "ResourceDefaults",
     "launchable_version", "LaunchableVersion", "environment_summaries", "EnvironmentSummary", "environment_ids",
     "current_version", "current_images", "recent_versions", "version_record", "newest_lock",
     "version_history", "VersionRow", "Change", "current_on", "diff_locks", "LockDiff",

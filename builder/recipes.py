@@ -41,6 +41,43 @@ class Launcher:
         return f"asci-{slug}.desktop"
 
 
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+@dataclass(frozen=True)
+class ResourceDefaults:
+    """An environment's session defaults (``resources:``): None where the recipe leaves the platform's."""
+
+    cpu_guarantee: float | None = None
+    cpu_limit: float | None = None
+    memory_guarantee_bytes: int | None = None
+    memory_limit_bytes: int | None = None
+
+
+def _size(text: str) -> int:
+    """Bytes of a size the schema let through (``512M``, ``1.5G``, ``1048576``)."""
+    unit = text[-1] if text[-1] in _SIZE_UNITS else ""
+    return int(float(text[:-1] if unit else text) * _SIZE_UNITS[unit])
+
+
+def parse_resources(data: dict, source: str) -> ResourceDefaults:
+    """The ``resources:`` mapping as numbers; a guarantee above its limit is a RecipeError."""
+    result = ResourceDefaults(
+        cpu_guarantee=float(data["cpu_guarantee"]) if data.get("cpu_guarantee") else None,
+        cpu_limit=float(data["cpu_limit"]) if data.get("cpu_limit") else None,
+        memory_guarantee_bytes=_size(data["mem_guarantee"]) if data.get("mem_guarantee") else None,
+        memory_limit_bytes=_size(data["mem_limit"]) if data.get("mem_limit") else None)
+    for name, value in (("cpu_guarantee", result.cpu_guarantee), ("cpu_limit", result.cpu_limit),
+                        ("mem_guarantee", result.memory_guarantee_bytes), ("mem_limit", result.memory_limit_bytes)):
+        if value is not None and value <= 0:
+            raise RecipeError(f"{source}: resources.{name}: must be more than 0")
+    for what, guarantee, limit in (("cpu", result.cpu_guarantee, result.cpu_limit),
+                                   ("mem", result.memory_guarantee_bytes, result.memory_limit_bytes)):
+        if guarantee is not None and limit is not None and guarantee > limit:
+            raise RecipeError(f"{source}: resources.{what}_guarantee: must not exceed {what}_limit")
+    return result
+
+
 @dataclass(frozen=True)
 class Recipe:
     """A validated environment recipe."""
@@ -53,6 +90,7 @@ class Recipe:
     env: dict[str, str] = field(default_factory=dict)
     launchers: tuple[Launcher, ...] = ()
     checks: tuple[str, ...] = ()
+    resources: ResourceDefaults = field(default_factory=ResourceDefaults)
     path: Path | None = None
     text: str = ""
 
@@ -84,7 +122,8 @@ def parse_recipe(text: str, source: str, recipes_dir: Path, path: Path | None = 
         raise RecipeError(f"{source}: launchers: two launchers have the same name")
     return Recipe(name=data["name"], beamline=data["beamline"], description=data["description"],
                   base=data["base"], packages=packages, env=dict(data.get("env") or {}),
-                  launchers=launchers, checks=tuple(data.get("checks") or ()), path=path, text=text)
+                  launchers=launchers, checks=tuple(data.get("checks") or ()),
+                  resources=parse_resources(data.get("resources") or {}, source), path=path, text=text)
 
 
 def load_file(path: Path, recipes_dir: Path) -> Recipe:

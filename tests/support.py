@@ -27,7 +27,7 @@ from asci import accounts, net
 from asci.config import PROJECT_ROOT
 from asci.db import session_scope
 from broker import NodeUnreachable, containers
-from broker.backends.base import Backend, Managed
+from broker.backends.base import Backend, Capacity, Managed
 
 TESTS = Path(__file__).resolve().parent
 FIXTURES = TESTS / "fixtures"
@@ -108,6 +108,7 @@ class FakeBackend(Backend):
         self.running: dict[str, tuple[str, dict]] = {}
         self.down: set[str] = set()
         self.exec_results: dict[str, tuple[int, str]] = {}
+        self.capacities: dict[str, Capacity] = {}  # what each node's "engine" reports (default 16 CPUs, 64 GiB)
         self.lock = threading.Lock()
 
     def _check(self, node) -> None:
@@ -120,6 +121,10 @@ class FakeBackend(Backend):
     def ensure_image(self, node, image):
         self._check(node)
         return False
+
+    def capacity(self, node):
+        self._check(node)
+        return self.capacities.get(node.name, Capacity(16.0, 64 << 30))
 
     def start(self, node, spec):
         self._check(node)
@@ -208,6 +213,27 @@ def make_world(settings, nodes: list[dict], image: str = "127.0.0.1:5000/asci-te
         ids = {"alice": alice.id, "bob": bob.id, "root": root.id}
         return {"env": env.name, "e1": e1.code, "e2": e2.code, "tokens": tokens, "ids": ids, "suffix": suffix,
                 "names": {"alice": alice.username, "bob": bob.username, "root": root.username}}
+
+
+def add_members(settings, world: dict, count: int, experiment: str = "e1") -> list[str]:
+    """``count`` more users (``member00``...), members of the world's experiment, each with an API token in
+    ``world["tokens"]``, id in ``world["ids"]`` and name in ``world["names"]``; returns their keys."""
+    from sqlalchemy import select
+
+    from broker.models import Experiment, ExperimentMember
+
+    keys = []
+    with session_scope(settings) as db:
+        row = db.scalar(select(Experiment).where(Experiment.code == world[experiment]))
+        for number in range(count):
+            key = f"member{number:02d}"
+            member = accounts.create_user(db, f"{key}-{world['suffix']}", PASSWORD)
+            db.add(ExperimentMember(experiment_id=row.id, user_id=member.id))
+            db.flush()
+            world["tokens"][key], world["ids"][key], world["names"][key] = (
+                accounts.issue_token(db, member), member.id, member.username)
+            keys.append(key)
+    return keys
 
 
 def user_of(settings, world: dict, who: str) -> accounts.User:

@@ -15,6 +15,7 @@ import rpmrepo
 from asci import heartbeats
 from asci.db import session_scope
 from asci.http import blueprint, current_settings
+from web.pages import PAGE_SIZE, after_cursor
 from web.security import admin_required, user_row
 
 bp = blueprint("admin", __name__, url_prefix="/admin")
@@ -41,8 +42,10 @@ def nodes():
 @admin_required
 def sessions():
     with session_scope(current_settings()) as db:
-        rows = [broker.session_dict(row) for row in broker.list_sessions(db, user_row(db), everyone=True, limit=500)]
-    return render_template("pages/sessions.html", sessions=rows, everyone=True)
+        page = broker.session_page(db, user_row(db), everyone=True, limit=PAGE_SIZE, after=after_cursor())
+        rows = page.sessions
+    return render_template("pages/sessions.html", sessions=rows, everyone=True, next_after=page.next,
+                           first_page=after_cursor() is None)
 
 
 @bp.get("/builds")

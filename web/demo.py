@@ -106,10 +106,10 @@ def register_local_node(settings: Settings) -> str:
     with session_scope(settings) as db:
         if broker.has_nodes(db):
             return "a node is registered"
-        broker.register_node(db, "local", settings.docker_hosts[0], cpus=float(os.cpu_count() or 2),
-                             memory_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
-                             max_sessions=10, ports=settings.session_ports)
-    return f"registered the local Docker daemon ({settings.docker_hosts[0]}) as node local"
+        node = broker.register_node(settings, db, "local", settings.docker_hosts[0])  # capacity from docker info
+        cpus, memory = node.cpus, node.memory_bytes
+    return (f"registered the local Docker daemon ({settings.docker_hosts[0]}) as node local: "
+            f"{cpus:g} CPUs, {memory / 2**30:.1f} GiB as the engine reports them")
 
 
 def _build_environment(settings: Settings) -> str:

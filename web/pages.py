@@ -59,7 +59,7 @@ def home():
 @bp.post("/launch")
 @login_required
 def launch():
-    """Ask the broker for a desktop, then show its progress."""
+    """Ask the broker for a desktop and open it at once (the viewer shows the progress until it runs)."""
     environment = request.form.get("environment", "")
     version = request.form.get("version") or "current"
     experiment = request.form.get("experiment", "")
@@ -68,16 +68,27 @@ def launch():
     except AsciError as exc:
         flash(f"Could not start {environment} {version}: {exc}", "danger")
         return redirect(url_for("pages.home"))
-    return redirect(url_for("viewer.progress", session_id=session_id))
+    return redirect(url_for("viewer.desktop", session_id=session_id))
+
+
+PAGE_SIZE = 50
+
+
+def after_cursor() -> int | None:
+    """The ``after`` query argument of a paginated list (None for the first page or a bad value)."""
+    raw = request.args.get("after", "")
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
 
 
 @bp.get("/sessions")
 @login_required
 def my_sessions():
-    """The user's sessions, newest first: open or stop the running ones."""
+    """The user's sessions, newest first, a page at a time: open or stop the running ones."""
     with session_scope(current_settings()) as db:
-        rows = [broker.session_dict(row) for row in broker.list_sessions(db, user_row(db), limit=200)]
-    return render_template("pages/sessions.html", sessions=rows, everyone=False)
+        page = broker.session_page(db, user_row(db), limit=PAGE_SIZE, after=after_cursor())
+        rows = page.sessions
+    return render_template("pages/sessions.html", sessions=rows, everyone=False, next_after=page.next,
+                           first_page=after_cursor() is None)
 
 
 @bp.post("/sessions/<int:session_id>/stop")

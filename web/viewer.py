@@ -1,4 +1,11 @@
-"""A session's progress page, its desktop through noVNC, and fresh VNC tokens for (re)connecting.
+"""A session's desktop through noVNC (which shows the launch's progress first), its state, and VNC
+tokens for (re)connecting; a plain progress page for administrators watching someone's launch.
+
+A launch opens the desktop page at once: while the broker starts the desktop, the page loads noVNC
+and asks ``connect`` for a token; the answer is the session's state until it runs, then a token
+and the VNC password, and the page connects in the same moment. No page navigation waits on the
+desktop (click to drawn desktop within a fraction of a second of the broker's own time,
+``bench/bench_click_to_desktop.py``).
 
 Only the session's owner gets the desktop page, the VNC password and tokens; everyone else gets
 404 (administrators may see progress and stop, not the desktop). What a session is comes from
@@ -34,12 +41,17 @@ def _session(session_id: int, allow_admin: bool = False) -> dict:
     return info
 
 
+def _state(info: dict) -> dict:
+    return {"id": info["id"], "state": info["state"], "message": info["message"],
+            "ready": info["state"] == READY and bool(info["vnc_port"]), "final": info["state"] in broker.FINAL_STATES}
+
+
 @bp.get("/sessions/<int:session_id>")
 @login_required
 def open_session(session_id: int):
-    """The desktop when it is running, its progress otherwise."""
+    """The desktop for its owner (it shows progress until the desktop runs); progress for an administrator."""
     info = _session(session_id, allow_admin=True)
-    if info["state"] == READY and info["owner"]:
+    if info["owner"]:
         return redirect(url_for("viewer.desktop", session_id=session_id))
     return redirect(url_for("viewer.progress", session_id=session_id))
 
@@ -47,7 +59,7 @@ def open_session(session_id: int):
 @bp.get("/sessions/<int:session_id>/progress")
 @login_required
 def progress(session_id: int):
-    """Waits (by polling the state) until the desktop is ready, then opens it."""
+    """Follows the launch (by polling the state); the owner is sent on to the desktop once it runs."""
     info = _session(session_id, allow_admin=True)
     return render_template("viewer/progress.html", s=info,
                            state_url=url_for("viewer.state", session_id=session_id),
@@ -58,29 +70,20 @@ def progress(session_id: int):
 @login_required
 def state(session_id: int):
     """The session's state as JSON for the progress page."""
-    info = _session(session_id, allow_admin=True)
-    return jsonify(id=info["id"], state=info["state"], message=info["message"],
-                   ready=info["state"] == READY and bool(info["vnc_port"]),
-                   final=info["state"] in broker.FINAL_STATES)
+    return jsonify(_state(_session(session_id, allow_admin=True)))
 
 
 @bp.get("/sessions/<int:session_id>/desktop")
 @login_required
 def desktop(session_id: int):
-    """The noVNC viewer; the page embeds this session's VNC password and a short-lived token."""
+    """The noVNC viewer, at once: it shows the launch's progress and connects when the desktop runs."""
     info = _session(session_id)
     settings = current_settings()
-    try:
-        with session_scope(settings) as db:
-            _host, _port, password = broker.vnc_target(settings, session_id, user_row(db))
-    except broker.NotFound:  # not running (yet, or any more)
-        return redirect(url_for("viewer.progress", session_id=session_id))
     response = current_app.make_response(render_template(
-        "viewer/desktop.html", s=info, vnc_password=password,
+        "viewer/desktop.html", s=info, initial=_state(info),
         ws_base=vnc_proxy.websocket_url(settings, request.host.split(":")[0], request.scheme),
-        token=vnc_tokens.make_token(settings, g.user.id, session_id),
-        token_url=url_for("viewer.token", session_id=session_id),
-        state_url=url_for("viewer.state", session_id=session_id)))
+        connect_url=url_for("viewer.token", session_id=session_id),
+        rfb_url=url_for("assets.vendor", package="novnc", filename="core/rfb.js")))
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -88,10 +91,18 @@ def desktop(session_id: int):
 @bp.post("/sessions/<int:session_id>/token")
 @login_required
 def token(session_id: int):
-    """A fresh VNC token for reconnecting (POST with the CSRF header)."""
+    """What the viewer needs to connect (POST with the CSRF header): a fresh token and the VNC password
+    once the session runs; until then (409) its state, which the viewer shows as progress."""
     info = _session(session_id)
     if info["state"] != READY:
-        return jsonify(error=f"session is {info['state']}", state=info["state"]), 409
-    response = jsonify(token=vnc_tokens.make_token(current_settings(), g.user.id, session_id))
+        return jsonify(error=f"session is {info['state']}", **_state(info)), 409
+    settings = current_settings()
+    try:
+        with session_scope(settings) as db:
+            _host, _port, password = broker.vnc_target(settings, session_id, user_row(db))
+    except broker.NotFound:  # ended between the two reads
+        return jsonify(error="session is not running", **_state(_session(session_id))), 409
+    response = jsonify(token=vnc_tokens.make_token(settings, g.user.id, session_id), password=password,
+                       **_state(info))
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -48,11 +48,21 @@ class LaunchSpec:
     home_path: str
     data_path: str = ""
     data_read_only: bool = True
-    cpus: float = 2.0
-    memory_bytes: int = 4 << 30
+    cpus: float = 2.0  # limit
+    memory_bytes: int = 4 << 30  # limit
+    cpu_guarantee: float = 0.25  # CPU weight under contention (placement already counted it)
+    memory_guarantee_bytes: int = 512 << 20  # soft memory limit
     pids_limit: int = 2048
     gpu_uuid: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What a node's engine reports it has: CPUs and memory (``docker info`` NCPU and MemTotal)."""
+
+    cpus: float
+    memory_bytes: int
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def ping(self, node: NodeRef) -> None:
         """Raise :class:`broker.errors.NodeUnreachable` unless the node answers."""
+
+    @abc.abstractmethod
+    def capacity(self, node: NodeRef) -> Capacity:
+        """The node's CPUs and memory as its engine reports them (NodeUnreachable when it does not answer)."""
 
     @abc.abstractmethod
     def ensure_image(self, node: NodeRef, image: str) -> bool:

@@ -15,10 +15,32 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.tls import TLSConfig
 
 from broker import containers
-from broker.backends.base import Backend, LaunchSpec, Managed, NodeRef
+from broker.backends.base import Backend, Capacity, LaunchSpec, Managed, NodeRef
 from broker.errors import BackendError, NodeUnreachable
 
 _UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError, OSError)
+API_VERSION = "1.41"  # Docker 20.10; every call here exists in it, and newer engines still answer it
+
+
+def docker_client(node: NodeRef, timeout: int = 30) -> docker.DockerClient:
+    """A client of ``node``'s engine: a unix socket, or TCP with TLS when the node has certificates.
+
+    The API version is fixed rather than negotiated, and the client ignores the process environment
+    (``trust_env``): requests lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` replace the CA given in
+    the TLS configuration (docker/docker-py#2433), which makes every call to a daemon with its own CA
+    fail verification, and a negotiated version would make its first request before this is switched
+    off. Proxy variables are ignored too: nodes are reached directly.
+    """
+    try:
+        tls = None
+        if node.docker_url.startswith("tcp://") and (node.tls_ca or node.tls_cert):
+            tls = TLSConfig(client_cert=(node.tls_cert, node.tls_key) if node.tls_cert else None,
+                            ca_cert=node.tls_ca or None, verify=node.tls_verify)
+        client = docker.DockerClient(base_url=node.docker_url, tls=tls or False, timeout=timeout, version=API_VERSION)
+    except DockerException as exc:
+        raise NodeUnreachable(f"node {node.name}: cannot use {node.docker_url}: {exc}") from None
+    client.api.trust_env = False
+    return client
 
 
 class DockerBackend(Backend):
@@ -35,14 +57,7 @@ class DockerBackend(Backend):
         with self._lock:
             client = self._clients.get(node)
             if client is None:
-                tls = None
-                if node.docker_url.startswith("tcp://") and (node.tls_ca or node.tls_cert):
-                    tls = TLSConfig(client_cert=(node.tls_cert, node.tls_key) if node.tls_cert else None,
-                                    ca_cert=node.tls_ca or None, verify=node.tls_verify)
-                try:
-                    client = docker.DockerClient(base_url=node.docker_url, tls=tls or False, timeout=self.timeout)
-                except DockerException as exc:
-                    raise NodeUnreachable(f"node {node.name}: cannot use {node.docker_url}: {exc}") from None
+                client = docker_client(node, self.timeout)
                 self._clients[node] = client
             return client
 
@@ -53,6 +68,9 @@ class DockerBackend(Backend):
             raise
         except APIError as exc:
             raise BackendError(f"node {node.name}: {what} failed: {exc.explanation or exc}") from None
+        except requests.exceptions.SSLError as exc:
+            raise NodeUnreachable(f"node {node.name}: the TLS connection failed ({what}): "
+                                  f"{str(exc.args[0] if exc.args else exc)[-200:]}") from None
         except _UNREACHABLE as exc:
             raise NodeUnreachable(f"node {node.name} does not answer ({what}): {exc.__class__.__name__}") from None
         except DockerException as exc:
@@ -61,6 +79,18 @@ class DockerBackend(Backend):
     # ------------------------------------------------------------ contract
     def ping(self, node: NodeRef) -> None:
         self._call(node, "ping", self.client(node).ping)
+
+    def info(self, node: NodeRef) -> dict:
+        """``docker info`` of the node's engine."""
+        return self._call(node, "info", self.client(node).info)
+
+    def capacity(self, node: NodeRef) -> Capacity:
+        info = self.info(node)
+        return Capacity(float(info["NCPU"]), int(info["MemTotal"]))
+
+    def prepare_home(self, node: NodeRef, spec: LaunchSpec) -> None:
+        """The user's home volume on the node, owned by the session's uid:gid (the Swarm backend uses it too)."""
+        self._ensure_home(node, spec)
 
     def ensure_image(self, node: NodeRef, image: str) -> bool:
         client = self.client(node)

@@ -1,119 +1,199 @@
-"""Sessions as Docker Swarm services (one replica, pinned to the chosen node).
+"""Sessions as Docker Swarm services: one replica each, pinned to the node the broker chose.
 
-The first distributed-engine backend. Each session is a service with one
-task, constrained to ``node.hostname == <node name>``, on the ``host``
-network, with the same environment, user, capabilities, limits, mounts and
-labels as a Docker-backend container. Requires docker-py's ``ContainerSpec``
-support for ``cap_drop`` (docker >= 7).
+The distributed-engine backend, for a facility whose nodes form a swarm. The broker talks to one
+manager (``manager_url``) for services and node state, and to each node's own engine (the node's
+``docker_url``, through :class:`DockerBackend`) for what only that engine can do: pulling the image
+before the task starts, creating the user's home volume owned by the session's uid, running commands
+in a task's container and reading its logs.
 
-Tested with a fake client (``tests/unit/broker/test_swarm_backend.py``); it is
-not run against a live swarm in this project's test suite.
+Each ASCI node is a swarm node labelled ``asci.node=<name>``: on first use the backend asks the
+node's engine for its swarm node id (``docker info``) and sets the label through the manager. A
+session's service is constrained to that label (every daemon may report the same host name, so
+``node.hostname`` cannot tell nodes apart), has the session's environment, user, capabilities,
+mounts, limits (CPU, memory, pids) and labels, restart policy none (a task that dies is a lost
+session, never a fresh desktop), and the same network as a Docker-backend session. Guarantees are
+not given to Swarm as reservations: the broker places sessions itself, with overcommit, and Swarm
+would refuse a task whose reservations exceed the node. Capacity is the swarm node's
+``Description.Resources``.
+
+Tested against a real one-node swarm (``tests/integration/broker/test_swarm_live.py``) and a fake
+manager (``tests/unit/broker/test_swarm_backend.py``).
 """
 
 from __future__ import annotations
 
-import docker
-from docker.errors import APIError, NotFound
+import threading
+import time
+
+from docker.errors import APIError, DockerException, NotFound
 from docker.types import EndpointSpec, Resources, RestartPolicy
 
 from broker import containers
-from broker.backends.base import Backend, LaunchSpec, Managed, NodeRef
+from broker.backends.base import Backend, Capacity, LaunchSpec, Managed, NodeRef
+from broker.backends.docker import DockerBackend, docker_client
 from broker.errors import BackendError, NodeUnreachable
+
+NODE_LABEL = "asci.node"
+WAITING = {"new", "allocated", "pending", "assigned", "accepted", "ready", "preparing", "starting"}
+
+
+def constraint(node: NodeRef) -> str:
+    """The placement constraint pinning a service to ``node``."""
+    return f"node.labels.{NODE_LABEL} == {node.name}"
 
 
 class SwarmBackend(Backend):
-    """Docker Swarm services through one manager endpoint."""
+    """Docker Swarm services through one manager endpoint; node engines for images, homes, exec, logs."""
 
-    def __init__(self, manager_url: str = "unix:///var/run/docker.sock", client=None) -> None:
+    def __init__(self, manager_url: str = "unix:///var/run/docker.sock", client=None,
+                 engines: DockerBackend | None = None, timeout: int = 30) -> None:
+        self.manager = NodeRef("swarm-manager", manager_url)
         self.manager_url = manager_url
+        self.timeout = timeout
         self._client = client
+        self.engines = engines or DockerBackend(timeout=timeout)
+        self._lock = threading.Lock()
 
     @property
     def client(self):
-        if self._client is None:
-            self._client = docker.DockerClient(base_url=self.manager_url, timeout=30)
-        return self._client
+        with self._lock:
+            if self._client is None:
+                self._client = docker_client(self.manager, self.timeout)
+            return self._client
 
+    def _manager(self, what: str, function, *args, **kwargs):
+        """Call the manager; NotFound passes through, no answer is NodeUnreachable, a refusal BackendError."""
+        try:
+            return function(*args, **kwargs)
+        except NotFound:
+            raise
+        except APIError as exc:
+            raise BackendError(f"swarm: {what} failed: {exc.explanation or exc}") from None
+        except (DockerException, OSError) as exc:  # requests' errors are OSErrors
+            raise NodeUnreachable(f"swarm manager {self.manager_url} does not answer ({what}): "
+                                  f"{exc.__class__.__name__}") from None
+
+    # ------------------------------------------------------------ nodes
+    def swarm_node(self, node: NodeRef) -> dict:
+        """The swarm node of ``node`` (its attributes), labelled ``asci.node=<name>`` on first use."""
+        nodes = self._manager("list nodes", self.client.nodes.list)
+        for found in nodes:
+            if (found.attrs.get("Spec", {}).get("Labels") or {}).get(NODE_LABEL) == node.name:
+                return found.attrs
+        info = self.engines.info(node)
+        node_id = (info.get("Swarm") or {}).get("NodeID") or ""
+        if not node_id:
+            raise NodeUnreachable(f"node {node.name}: its engine ({node.docker_url}) is not part of a swarm")
+        for found in nodes:
+            if found.id == node_id:
+                taken = (found.attrs.get("Spec", {}).get("Labels") or {}).get(NODE_LABEL)
+                if taken:
+                    raise BackendError(f"node {node.name}: swarm node {node_id} is ASCI node {taken} already")
+                spec = dict(found.attrs.get("Spec") or {})
+                spec["Labels"] = {**(spec.get("Labels") or {}), NODE_LABEL: node.name}
+                self._manager("label node", found.update, spec)
+                found.reload()
+                return found.attrs
+        raise NodeUnreachable(f"node {node.name}: swarm node {node_id} is not known to the manager {self.manager_url}")
+
+    def ping(self, node: NodeRef) -> None:
+        self.engines.ping(node)
+        attrs = self.swarm_node(node)
+        state = attrs.get("Status", {}).get("State")
+        availability = attrs.get("Spec", {}).get("Availability", "active")
+        if state != "ready" or availability != "active":
+            raise NodeUnreachable(f"swarm node {node.name} is {state}, availability {availability}")
+
+    def capacity(self, node: NodeRef) -> Capacity:
+        resources = self.swarm_node(node).get("Description", {}).get("Resources", {})
+        return Capacity(resources.get("NanoCPUs", 0) / 1e9, int(resources.get("MemoryBytes", 0)))
+
+    def ensure_image(self, node: NodeRef, image: str) -> bool:
+        return self.engines.ensure_image(node, image)  # on the node itself, so the task starts at once
+
+    # ------------------------------------------------------------ services
     def service_params(self, node: NodeRef, spec: LaunchSpec) -> dict:
         """Keyword arguments for ``client.services.create``."""
-        env = containers.environment(spec)
-        params = {
+        resources = Resources(cpu_limit=int(spec.cpus * 1e9), mem_limit=spec.memory_bytes,
+                              generic_resources={"NVIDIA-GPU": 1} if spec.gpu_uuid else None)
+        resources["Limits"]["Pids"] = spec.pids_limit  # API 1.41; docker-py has no argument for it
+        return {
             "image": spec.image,
             "name": spec.name,
-            "env": [f"{key}={value}" for key, value in env.items()],
+            "env": [f"{key}={value}" for key, value in containers.environment(spec).items()],
             "user": f"{spec.uid}:{spec.gid}",
             "labels": dict(spec.labels),
             "container_labels": dict(spec.labels),
-            "constraints": [f"node.hostname == {node.name}"],
-            "networks": ["host"],
+            "constraints": [constraint(node)],
+            "networks": ["host"],  # as a Docker-backend session: VNC on the node's 127.0.0.1
             "endpoint_spec": EndpointSpec(mode="dnsrr"),
             "mounts": containers.mounts(spec),
-            "resources": Resources(cpu_limit=int(spec.cpus * 1e9), mem_limit=spec.memory_bytes,
-                                   generic_resources={"NVIDIA-GPU": 1} if spec.gpu_uuid else None),
+            "resources": resources,
             "restart_policy": RestartPolicy(condition="none"),
             "cap_drop": ["ALL"],
             "init": True,
         }
-        return params
-
-    def ping(self, node: NodeRef) -> None:
-        try:
-            nodes = self.client.nodes.list(filters={"name": node.name})
-        except Exception as exc:  # noqa: BLE001
-            raise NodeUnreachable(f"swarm manager {self.manager_url} does not answer: {exc}") from None
-        if not nodes or nodes[0].attrs.get("Status", {}).get("State") != "ready":
-            raise NodeUnreachable(f"swarm node {node.name} is not ready")
-
-    def ensure_image(self, node: NodeRef, image: str) -> bool:
-        return False  # swarm pulls the digest on the node when the task starts
 
     def start(self, node: NodeRef, spec: LaunchSpec) -> dict:
-        try:
-            service = self.client.services.create(**self.service_params(node, spec))
-        except APIError as exc:
-            raise BackendError(f"swarm: creating service {spec.name} failed: {exc.explanation}") from None
+        self.engines.prepare_home(node, spec)
+        service = self._manager(f"create service {spec.name}", self.client.services.create,
+                                **self.service_params(node, spec))
         return {"service_id": service.id, "service_name": spec.name}
 
     @staticmethod
     def _ident(state: dict) -> str:
         return state.get("service_id") or state.get("service_name") or ""
 
-    def stop(self, node: NodeRef, state: dict) -> None:
+    def stop(self, node: NodeRef, state: dict, wait_s: float = 20) -> None:
+        """Remove the service, then wait (up to ``wait_s``) until the node removed its task's container,
+        so that what used it (the home volume) is free again, as with the Docker backend."""
         ident = self._ident(state)
         if not ident:
             return
         try:
-            self.client.services.get(ident).remove()
+            container = self._container(state)
+        except BackendError:
+            container = None
+        try:
+            service = self._manager("inspect service", self.client.services.get, ident)
+            self._manager("remove service", service.remove)
         except NotFound:
             return
-        except APIError as exc:
-            raise BackendError(f"swarm: removing service failed: {exc.explanation}") from None
+        deadline = time.monotonic() + wait_s
+        try:
+            while container and time.monotonic() < deadline and self.engines.poll(node, container) != "missing":
+                time.sleep(0.1)
+        except BackendError:
+            pass  # the node's engine does not answer: the manager has the service's removal in hand
+
+    def _latest_task(self, ident: str) -> dict | None:
+        service = self._manager("inspect service", self.client.services.get, ident)
+        tasks = self._manager("list tasks", service.tasks)
+        return max(tasks, key=lambda task: task.get("CreatedAt", "")) if tasks else None
 
     def poll(self, node: NodeRef, state: dict) -> str | None:
         ident = self._ident(state)
         if not ident:
             return "missing"
         try:
-            service = self.client.services.get(ident)
+            task = self._latest_task(ident)
         except NotFound:
             return "missing"
-        tasks = service.tasks()
-        if not tasks:
+        if task is None:
             return None  # not scheduled yet
-        latest = max(tasks, key=lambda task: task.get("CreatedAt", ""))
-        status = latest.get("Status", {}).get("State")
-        if status in {"new", "pending", "assigned", "accepted", "preparing", "starting", "running"}:
+        status = task.get("Status", {})
+        if status.get("State") == "running" or status.get("State") in WAITING:
             return None
-        return f"task {status}: {latest.get('Status', {}).get('Err', '')}".strip()
+        return f"task {status.get('State')}: {status.get('Err') or status.get('Message', '')}".strip()
 
     def list_managed(self, node: NodeRef, instance: str) -> list[Managed]:
         filters = {"label": [f"{containers.MANAGED}=1", f"{containers.LABEL_INSTANCE}={instance}"]}
         found = []
-        for service in self.client.services.list(filters=filters):
-            labels = service.attrs.get("Spec", {}).get("Labels", {})
-            if f"node.hostname == {node.name}" not in service.attrs.get("Spec", {}).get("TaskTemplate", {}).get(
-                    "Placement", {}).get("Constraints", []):
+        for service in self._manager("list services", self.client.services.list, filters=filters):
+            spec = service.attrs.get("Spec", {})
+            if constraint(node) not in spec.get("TaskTemplate", {}).get("Placement", {}).get("Constraints", []):
                 continue
+            labels = spec.get("Labels", {})
             try:
                 session_id = int(labels.get(containers.LABEL_SESSION, ""))
             except ValueError:
@@ -122,28 +202,37 @@ class SwarmBackend(Backend):
             found.append(Managed(session_id, state, self.poll(node, state) is None, labels))
         return found
 
-    def _task_container(self, state: dict) -> str:
-        """The container id of the service's running task."""
+    def _container(self, state: dict) -> dict:
+        """The Docker-backend state of the container of the service's task (on the node's engine)."""
         try:
-            tasks = self.client.services.get(self._ident(state)).tasks(filters={"desired-state": "running"})
+            task = self._latest_task(self._ident(state))
         except NotFound:
             raise BackendError("swarm: the session's service is gone") from None
-        for task in tasks:
-            container_id = task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID")
-            if container_id:
-                return container_id
-        raise BackendError("swarm: the session's task has no running container")
+        container_id = ((task or {}).get("Status", {}).get("ContainerStatus") or {}).get("ContainerID")
+        if not container_id:
+            raise BackendError("swarm: the session's task has no container")
+        return {"container_id": container_id}
 
     def exec(self, node: NodeRef, state: dict, command: list[str], user: str, environment: dict[str, str]
              ) -> tuple[int, str]:
-        # The task runs on the node named in the constraint; with one manager per node (or a one-node
-        # swarm) the manager's engine is the node's engine.
-        container = self.client.containers.get(self._task_container(state))
-        exit_code, output = container.exec_run(command, user=user, environment=environment)
-        return exit_code, output.decode(errors="replace")
+        return self.engines.exec(node, self._container(state), command, user, environment)
+
+    def logs(self, node: NodeRef, state: dict, tail: int = 50) -> str:
+        try:
+            task = self._latest_task(self._ident(state)) or {}
+            container = self._container(state)
+        except (BackendError, NotFound):
+            return ""
+        status = task.get("Status", {})
+        return (self.engines.logs(node, container, tail=tail)
+                + f"\ntask {status.get('State')}: {status.get('Err') or status.get('Message', '')}")
 
     def remove_volume(self, node: NodeRef, name: str) -> None:
-        try:
-            self.client.volumes.get(name).remove(force=True)
-        except NotFound:
-            pass
+        self.engines.remove_volume(node, name)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+        self.engines.close()

@@ -1,57 +1,114 @@
-"""Two real Docker daemons as two nodes, and a desktop image pushed to the local registry."""
+"""Extra real Docker daemons as nodes: a second daemon on a unix socket and a TLS port on 127.0.0.1
+(certificates made here), and a one-node swarm; the desktop image pulled into each once.
+
+Daemons are started and stopped by their own PID (``tests/daemons.py``); a failing test gets the
+daemon's log tail printed. The second daemon lives for the whole session (a test may stop it: the
+``node2`` fixture starts it again, on the same data root, so its image stays).
+"""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import time
-import uuid
+import socket
 
-import docker
 import pytest
 
+from broker.backends.base import NodeRef
+from broker.backends.docker import DockerBackend
+from tests.daemons import Dockerd, SwarmNode, free_port_on, make_pki
+from tests.support import require_programs
 
-DOCKERD = "/usr/sbin/dockerd"
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+def _failed(request) -> bool:
+    report = getattr(request.node, "rep_call", None)
+    return bool(report and report.failed)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """A CA with a server certificate (IP SAN 127.0.0.1) and a client certificate; ``rogue``: another CA's."""
+    require_programs("openssl")
+    root = tmp_path_factory.mktemp("pki")
+    return {"good": make_pki(root / "good"), "rogue": make_pki(root / "rogue", name="asci-rogue")}
+
+
+@pytest.fixture(scope="session")
+def node2_daemon(tmp_path_factory, pki, docker_client):
+    """A second dockerd: its own unix socket, and TCP on 127.0.0.1 with --tlsverify (our CA)."""
+    daemon = Dockerd(tmp_path_factory.mktemp("dockerd2"), name="node2", tcp_port=free_port_on(), pki=pki["good"])
+    daemon.start()
+    yield daemon
+    if daemon.process and daemon.process.poll() is None:
+        daemon.remove_containers()
+    daemon.cleanup()
+
+
+@pytest.fixture
+def node2(request, node2_daemon):
+    """The second daemon, up (started again when a test stopped it); its log tail when the test fails."""
+    if not node2_daemon.answers():
+        node2_daemon.stop()
+        node2_daemon.start()
+    yield node2_daemon
+    if _failed(request):
+        print(f"--- dockerd {node2_daemon.name} log tail\n{node2_daemon.log_tail()}")
+
+
+@pytest.fixture
+def second_daemon(node2):
+    """The second daemon as the plain-socket tests use it: ``{"url", "process", "log"}``."""
+    return {"url": node2.url, "process": node2.process, "log": node2.log_path}
+
+
+def tls_ref(daemon: Dockerd, pki, name: str = "node2") -> NodeRef:
+    """How the broker reaches ``daemon`` over TLS with the client certificate of ``pki``."""
+    return NodeRef(name, daemon.tcp_url, str(pki.ca), str(pki.client_cert), str(pki.client_key))
+
+
+@pytest.fixture(scope="session")
+def desktop_image(pushed_image):
+    """``registry/name@sha256:...`` of the desktop image pushed for this test session."""
+    reference, digest = pushed_image
+    return f"{reference.rsplit(':', 1)[0]}@{digest}"
+
+
+@pytest.fixture(scope="session")
+def node2_image(node2_daemon, desktop_image, pki):
+    """The second node pulls the desktop image by digest over TLS (the node-lacks-it path), once."""
+    backend = DockerBackend()
+    ref = tls_ref(node2_daemon, pki["good"])
+    assert backend.ensure_image(ref, desktop_image) is True
+    assert backend.ensure_image(ref, desktop_image) is False
+    backend.close()
+    return desktop_image
+
+
+def _swarm_address() -> str:
+    """127.0.0.1 unless another swarm's gossip holds its port 7946 there; then a loopback address of our own."""
+    for address in ("127.0.0.1", "127.0.0.13", "127.0.0.113", "127.0.0.213"):
+        with socket.socket() as sock:
+            try:
+                sock.bind((address, 7946))
+                return address
+            except OSError:
+                continue
+    pytest.fail("port 7946 is taken on every loopback address tried")
 
 
 @pytest.fixture(scope="module")
-def second_daemon(tmp_path_factory):
-    """A second dockerd side by side (own data root, exec root, pidfile, socket); ended by its PID."""
-    root = tmp_path_factory.mktemp("dockerd2")
-    exec_root = f"/tmp/asci-d2-{uuid.uuid4().hex[:6]}"  # short: containerd socket paths are length-limited
-    socket_path = root / "docker.sock"
-    log = open(root / "dockerd.log", "wb")
-    process = subprocess.Popen(
-        [DOCKERD, "--data-root", str(root / "data"), "--exec-root", exec_root, "--pidfile", str(root / "docker.pid"),
-         "-H", f"unix://{socket_path}", "--bridge=none", "--iptables=false", "--ip6tables=false"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"unix://{socket_path}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            docker.DockerClient(base_url=url, timeout=5).ping()
-            break
-        except Exception:  # noqa: BLE001
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError((root / "dockerd.log").read_text()[-2000:])
-            time.sleep(0.3)
-    info = {"url": url, "process": process, "log": root / "dockerd.log"}
-    yield info
-    if process.poll() is None:
-        try:
-            client = docker.DockerClient(base_url=url, timeout=30)
-            for container in client.containers.list(all=True):
-                container.remove(force=True)
-            client.close()
-        except Exception:  # noqa: BLE001
-            pass
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-    log.close()
-    subprocess.run(["umount", f"{exec_root}/netns/default"], check=False, capture_output=True)
-    subprocess.run(["rm", "-rf", str(root / "data"), exec_root], check=False)
+def swarm_node(tmp_path_factory, docker_client):
+    """A dockerd of its own made a one-node swarm (advertise address on loopback, ingress removed)."""
+    node = SwarmNode(tmp_path_factory.mktemp("swarm"), address=_swarm_address())
+    try:
+        node.start()
+    except Exception:
+        node.cleanup()
+        raise
+    yield node
+    node.cleanup()

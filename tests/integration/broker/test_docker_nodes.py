@@ -24,18 +24,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.postgres,
 MAIN = "unix:///var/run/docker.sock"
 
 
-@pytest.fixture(scope="module")
-def node2_image(second_daemon, pushed_image):
-    """The second node pulls the image by digest (the node-lacks-it path), once for the module."""
-    reference, digest = pushed_image
-    image = f"{reference.rsplit(':', 1)[0]}@{digest}"
-    backend = DockerBackend()
-    assert backend.ensure_image(NodeRef("node2", second_daemon["url"]), image) is True
-    assert backend.ensure_image(NodeRef("node2", second_daemon["url"]), image) is False
-    backend.close()
-    return image
-
-
 @pytest.fixture
 def cluster(pg_settings, pushed_image, second_daemon, node2_image, tmp_path, swap_broker):
     reference, digest = pushed_image
@@ -114,7 +102,7 @@ def test_bad_request_starts_nothing(cluster):
 
 def test_restart_readopts_and_a_killed_daemon_loses_its_sessions(cluster, second_daemon):
     settings, world, broker, client = cluster
-    first = _launch(client, world, memory="9g")  # only node2 fits it
+    first = _launch(client, world, memory="9g", memory_guarantee="9g")  # only node2 can guarantee it
     second = _launch(client, world)  # now node1 has the most free memory
     assert {first["node"], second["node"]} == {"node1", "node2"}, (first, second)
     # broker restart: forget the container ids, then a fresh broker reconciles from the labels

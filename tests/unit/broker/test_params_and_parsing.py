@@ -9,6 +9,7 @@ from broker.backends.swarm import SwarmBackend
 from broker.errors import BadRequest
 from broker.gpus import parse_nvidia_smi
 from broker.resources import resources
+from builder import ResourceDefaults
 from tests.support import NVIDIA_SMI as FIXTURES
 
 
@@ -37,6 +38,7 @@ def test_container_params_isolate_the_session():
     assert params["network_mode"] == "host" and params["user"] == "4242:4243"
     assert params["cap_drop"] == ["ALL"] and params["security_opt"] == ["no-new-privileges"]
     assert params["mem_limit"] == 4 << 30 and params["nano_cpus"] == 2_500_000_000 and params["pids_limit"] == 2048
+    assert params["mem_reservation"] == 512 << 20 and params["cpu_shares"] == 256  # the default guarantee
     env = params["environment"]
     assert env["VNC_PORT"] == "5907" and env["VNC_DISPLAY"] == "7" and env["VNC_PASSWORD"] == "pw123456"
     assert env["HOME"] == "/home/alice" and "NVIDIA_VISIBLE_DEVICES" not in env
@@ -66,23 +68,61 @@ class _FakeServices:
         return type("Service", (), {"id": "svc123"})()
 
 
-def test_swarm_backend_creates_a_pinned_host_network_service():
+class _FakeEngines:
+    def __init__(self):
+        self.homes = []
+
+    def prepare_home(self, node, spec):
+        self.homes.append((node.name, spec.home_volume))
+
+
+def test_swarm_backend_creates_a_service_pinned_by_node_label():
     client = type("Client", (), {})()
     client.services = _FakeServices()
-    backend = SwarmBackend(client=client)
-    state = backend.start(NodeRef("node-a", "unix:///x"), _spec(gpu_uuid="GPU-1"))
+    engines = _FakeEngines()
+    backend = SwarmBackend(client=client, engines=engines)
+    state = backend.start(NodeRef("node-a", "unix:///x"), _spec(gpu_uuid="GPU-1", pids_limit=512))
     assert state == {"service_id": "svc123", "service_name": "asci-x-s7"}
+    assert engines.homes == [("node-a", "asci-home-alice")]  # the home is made on the node's own engine first
     [params] = client.services.created
-    assert params["constraints"] == ["node.hostname == node-a"] and params["networks"] == ["host"]
-    assert params["cap_drop"] == ["ALL"] and params["user"] == "4242:4243"
+    assert params["constraints"] == ["node.labels.asci.node == node-a"] and params["networks"] == ["host"]
+    assert params["cap_drop"] == ["ALL"] and params["user"] == "4242:4243" and params["init"] is True
     assert "VNC_PORT=5907" in params["env"] and "VGL_DISPLAY=egl" in params["env"]
-    assert params["resources"]["Limits"]["MemoryBytes"] == 4 << 30
+    limits = params["resources"]["Limits"]
+    assert limits == {"NanoCPUs": 2_500_000_000, "MemoryBytes": 4 << 30, "Pids": 512}
+    # no CPU or memory reservation (the broker places, with overcommit; swarm would refuse it): only the GPU
+    assert params["resources"]["Reservations"] == {
+        "GenericResources": [{"DiscreteResourceSpec": {"Kind": "NVIDIA-GPU", "Value": 1}}]}
+    assert params["restart_policy"]["Condition"] == "none"
 
 
 def test_resources_are_checked(settings):
-    assert resources(settings, 4, "8g") == (4.0, 8 << 30)
-    assert resources(settings, None, None) == (2.0, 4096 << 20)
+    got = resources(settings, 4, "8g")
+    assert (got.cpu_limit, got.memory_limit_bytes, got.cpu_guarantee, got.memory_guarantee_bytes) == (
+        4.0, 8 << 30, 0.25, 512 << 20)
+    default = resources(settings)
+    assert (default.cpu_limit, default.memory_limit_bytes) == (2.0, 4096 << 20)
+    assert resources(settings, 0.1, "300m").cpu_guarantee == 0.1  # a default guarantee never exceeds the limit
+    assert resources(settings, None, "300m").memory_guarantee_bytes == 300 << 20
+    explicit = resources(settings, 2, "4g", cpu_guarantee="1.5", memory_guarantee="2g")
+    assert (explicit.cpu_guarantee, explicit.memory_guarantee_bytes) == (1.5, 2 << 30)
     for cpus, memory in ((0, None), (10_000, None), ("many", None), (None, "1p"), (None, 10), (None, "100000g"),
                          (True, None)):
         with pytest.raises(BadRequest):
             resources(settings, cpus, memory)
+    for guarantee in ({"cpu_guarantee": 3}, {"cpu_guarantee": 0}, {"memory_guarantee": "5g"},
+                      {"memory_guarantee": "1k"}, {"cpu_guarantee": float("nan")}):
+        with pytest.raises(BadRequest, match="guarantee"):
+            resources(settings, 2, "4g", **guarantee)
+
+
+def test_recipe_defaults_sit_between_the_request_and_the_settings(settings):
+    recipe = ResourceDefaults(cpu_guarantee=0.5, cpu_limit=4, memory_guarantee_bytes=1 << 30,
+                              memory_limit_bytes=64 << 30)
+    got = resources(settings, defaults=recipe)
+    assert (got.cpu_guarantee, got.cpu_limit, got.memory_guarantee_bytes, got.memory_limit_bytes) == (
+        0.5, 4.0, 1 << 30, 64 << 30)
+    asked = resources(settings, cpus=1, memory_guarantee="256m", defaults=recipe)
+    assert (asked.cpu_guarantee, asked.cpu_limit, asked.memory_guarantee_bytes) == (0.5, 1.0, 256 << 20)
+    capped = resources(settings.replace(session_max_cpus=2, session_max_memory_mb=8192), defaults=recipe)
+    assert (capped.cpu_limit, capped.memory_limit_bytes) == (2.0, 8 << 30)  # per-user caps bound the recipe too

@@ -1,5 +1,6 @@
 """The broker on the Swarm backend (a fake Swarm manager): the backend's state is opaque to the core,
-so a re-adopted session can be stopped and an orphaned service is removed."""
+so a re-adopted session can be stopped and an orphaned service is removed; the swarm node is found
+by its engine's node id and labelled once. (A real swarm: tests/integration/broker/test_swarm_live.py.)"""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from sqlalchemy import select
 
 from asci.db import session_scope
 from broker import service
+from broker.backends.base import Capacity, NodeRef
 from broker.backends.swarm import SwarmBackend
+from broker.errors import BackendError, NodeUnreachable
 from broker.models import DesktopSession
 from broker.reconcile import reconcile
 from tests.support import always_ready, make_world
@@ -57,10 +60,52 @@ class FakeServices:
                 if all(svc.attrs["Spec"]["Labels"].get(k) == v for k, v in wanted.items())]
 
 
+class FakeNode:
+    def __init__(self, node_id, labels):
+        self.id = node_id
+        self.attrs = {"ID": node_id, "Spec": {"Labels": dict(labels), "Availability": "active"},
+                      "Status": {"State": "ready"},
+                      "Description": {"Resources": {"NanoCPUs": 8 * 10**9, "MemoryBytes": 32 << 30}}}
+
+    def update(self, spec):
+        self.attrs["Spec"] = spec
+
+    def reload(self):
+        pass
+
+
 class FakeNodes:
+    def __init__(self):
+        self.nodes = [FakeNode("n0d31d", {})]
+
     def list(self, filters=None):
-        node = type("Node", (), {"attrs": {"Status": {"State": "ready"}}})()
-        return [node]
+        return list(self.nodes)
+
+
+class FakeEngines:
+    """The node's own engine: swarm node id, image pulls, home volumes."""
+
+    def __init__(self):
+        self.homes, self.pulled = [], []
+
+    def info(self, node):
+        return {"Swarm": {"NodeID": "n0d31d"}}
+
+    def ping(self, node):
+        pass
+
+    def ensure_image(self, node, image):
+        self.pulled.append(image)
+        return True
+
+    def prepare_home(self, node, spec):
+        self.homes.append(spec.home_volume)
+
+    def poll(self, node, state):
+        return "missing"  # the task's container is gone as soon as its service is
+
+    def close(self):
+        pass
 
 
 class FakeManager:
@@ -80,7 +125,7 @@ class FakeManager:
 def swarm(settings, swap_broker):
     manager = FakeManager()
     world = make_world(settings, NODES)
-    broker = swap_broker(settings, SwarmBackend(client=manager.client), ready=always_ready)
+    broker = swap_broker(settings, SwarmBackend(client=manager.client, engines=FakeEngines()), ready=always_ready)
     return settings, world, broker, manager
 
 
@@ -118,3 +163,17 @@ def test_reconcile_removes_an_orphaned_service_and_loses_a_dead_task(swarm):
         assert summary["removed"] == 1 and summary["lost"] == 1
         assert db.scalar(select(DesktopSession.state).where(DesktopSession.id == dying.id)) == "lost"
     assert ended_service not in manager.services and dying_service not in manager.services
+
+
+def test_the_swarm_node_is_labelled_once_and_reports_its_capacity(swarm):
+    settings, world, broker, manager = swarm
+    ref = NodeRef("swarm-node", "unix:///fake-node.sock")
+    assert broker.backend.capacity(ref) == Capacity(8.0, 32 << 30)
+    [node] = manager.nodes.nodes
+    assert node.attrs["Spec"]["Labels"] == {"asci.node": "swarm-node"}
+    broker.backend.ping(ref)
+    node.attrs["Status"]["State"] = "down"
+    with pytest.raises(NodeUnreachable, match="swarm node swarm-node is down"):
+        broker.backend.ping(ref)
+    with pytest.raises(BackendError, match="is ASCI node swarm-node already"):
+        broker.backend.ping(NodeRef("other", "unix:///other.sock"))  # the same engine under another name

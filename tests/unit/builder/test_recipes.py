@@ -7,7 +7,7 @@ import pytest
 
 from asci.config import PROJECT_ROOT
 from builder.errors import RecipeError
-from builder.recipes import list_recipes, load_file, load_recipe, parse_recipe
+from builder.recipes import ResourceDefaults, list_recipes, load_file, load_recipe, parse_recipe
 
 RECIPES = PROJECT_ROOT / "recipes"
 
@@ -100,3 +100,19 @@ def test_file_name_must_match_and_unknown_environment(tmp_path):
         load_recipe(RECIPES, "nope")
     with pytest.raises(RecipeError, match="invalid environment name"):
         load_recipe(RECIPES, "../etc")
+
+
+def test_resources_give_the_environments_session_defaults():
+    assert parse(GOOD).resources == ResourceDefaults()  # none: the platform's settings apply
+    recipe = parse(GOOD + "resources:\n  cpu_guarantee: 0.5\n  cpu_limit: 4\n  mem_guarantee: 1.5G\n  mem_limit: 8G\n")
+    assert recipe.resources == ResourceDefaults(0.5, 4.0, 3 << 29, 8 << 30)
+    assert parse(GOOD + "resources:\n  mem_limit: 1048576\n").resources.memory_limit_bytes == 1 << 20
+    mx = load_recipe(RECIPES, "mx-crystallography").resources
+    assert (mx.cpu_guarantee, mx.memory_guarantee_bytes, mx.memory_limit_bytes) == (0.5, 1 << 30, 8 << 30)
+    for bad, message in (("  mem_limit: 4 GB\n", "resources.mem_limit: invalid value"),
+                         ("  cpu_limit: two\n", "resources.cpu_limit: invalid value"),
+                         ("  gpus: 1\n", "resources.gpus: unknown field"),
+                         ("  cpu_guarantee: 0\n", "resources.cpu_guarantee: must be more than 0"),
+                         ("  mem_guarantee: 2G\n  mem_limit: 1G\n", "mem_guarantee: must not exceed mem_limit")):
+        with pytest.raises(RecipeError, match=message):
+            parse(GOOD + "resources:\n" + bad)

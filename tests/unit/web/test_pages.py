@@ -1,6 +1,7 @@
 """Home page with experiments and version history; launch, progress, desktop, stop; admin pages."""
 
 import datetime as dt
+import threading
 import time
 
 from sqlalchemy import select
@@ -74,23 +75,33 @@ def _wait_running(settings, session_id):
     raise AssertionError("the session did not run")
 
 
-def test_launch_progress_desktop_token_stop(settings, world, as_user):
+def test_launch_opens_the_desktop_at_once_which_connects_once_running_then_stop(settings, world, as_user):
     alice = as_user("alice")
+    # the broker's start is held back: the viewer is served while the session is still starting
+    gate = threading.Event()
+    world["backend"].ensure_image = lambda node, image: gate.wait(10) and False
     reply = _launch(alice, world)
-    assert reply.status_code == 302 and "/progress" in reply.location
+    assert reply.status_code == 302 and reply.location.endswith("/desktop")
     session_id = int(reply.location.split("/")[2])
+    desktop = alice.get(f"/sessions/{session_id}/desktop")
+    html = desktop.get_data(as_text=True)
+    assert desktop.status_code == 200 and desktop.headers["Cache-Control"] == "no-store"
+    assert 'id="starting"' in html and "core/rfb.js" in html and 'rel="modulepreload"' in html
+    with session_scope(settings) as db:
+        password = db.get(DesktopSession, session_id).vnc_password
+    assert password not in html  # the password comes only with a token, once the desktop runs
+    connect = f"/sessions/{session_id}/token"
+    assert alice.post(connect).status_code == 400  # no CSRF header
+    early = alice.post(connect, headers={"X-CSRFToken": csrf_of(html)})
+    assert early.status_code == 409 and early.json["state"] in ("pending", "starting")
+    assert early.json["final"] is False and "token" not in early.json and "password" not in early.json
+    gate.set()
     _wait_running(settings, session_id)
     assert alice.get(f"/sessions/{session_id}/state").json["ready"] is True
     assert alice.get(f"/sessions/{session_id}").location == f"/sessions/{session_id}/desktop"
-    desktop = alice.get(f"/sessions/{session_id}/desktop")
-    html = desktop.get_data(as_text=True)
-    with session_scope(settings) as db:
-        password = db.get(DesktopSession, session_id).vnc_password
-    assert f'data-password="{password}"' in html and "core/rfb.js" in html
-    assert desktop.headers["Cache-Control"] == "no-store"
-    assert alice.post(f"/sessions/{session_id}/token").status_code == 400  # no CSRF header
-    fresh = alice.post(f"/sessions/{session_id}/token", headers={"X-CSRFToken": csrf_of(html)})
-    assert fresh.status_code == 200 and fresh.json["token"]
+    ready = alice.post(connect, headers={"X-CSRFToken": csrf_of(html)})
+    assert ready.status_code == 200 and ready.json["token"] and ready.json["password"] == password
+    assert ready.json["ready"] is True and ready.headers["Cache-Control"] == "no-store"
     listing = alice.get("/sessions").get_data(as_text=True)
     assert f'data-session="{session_id}"' in listing
     stopped = alice.post(f"/sessions/{session_id}/stop", data={"csrf_token": csrf_of(listing)})
@@ -98,7 +109,8 @@ def test_launch_progress_desktop_token_stop(settings, world, as_user):
     with session_scope(settings) as db:
         assert db.get(DesktopSession, session_id).state == "stopped"
     assert world["backend"].running == {}
-    assert alice.get(f"/sessions/{session_id}/desktop").location.endswith("/progress")
+    ended = alice.post(connect, headers={"X-CSRFToken": csrf_of(html)})
+    assert ended.status_code == 409 and ended.json["final"] is True and ended.json["state"] == "stopped"
 
 
 def test_another_user_cannot_open_see_or_stop_my_session(settings, world, as_user):

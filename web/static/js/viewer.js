@@ -1,48 +1,114 @@
-// The desktop through noVNC: connect with a short-lived token, reconnect, scale, full screen, clipboard.
+// The desktop through noVNC. The page opens as soon as a launch is asked for: noVNC loads while the
+// desktop starts, the launch's progress is shown over the screen, and the viewer connects the moment
+// the connect URL answers with a token (409 and the session's state until then). Then: reconnect with
+// fresh tokens, scale, full screen, clipboard.
 const box = document.getElementById("viewer");
 const screen = document.getElementById("screen");
 const statusEl = document.getElementById("vnc-status");
 const clipboardText = document.getElementById("clipboard-text");
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
-const { default: RFB } = await import(box.dataset.rfbUrl);
+// performance marks (asci:*) let a benchmark see where the time from click to desktop goes
+performance.mark("asci:viewer-start");
+const rfbModule = import(box.dataset.rfbUrl) // fetched while the desktop starts
+  .then((module) => { performance.mark("asci:novnc-loaded"); return module; });
 
-const state = { status: "connecting", rfb: null, token: box.dataset.token, attempts: 0, scale: true, stopped: false };
+const state = { status: "starting", rfb: null, password: null, attempts: 0, scale: true, stopped: false };
 window.asciViewer = state;
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function setStatus(status, text) {
   state.status = status;
   statusEl.dataset.state = status;
   statusEl.textContent = text || status;
-  statusEl.className = "badge text-bg-" + ({ connected: "success", connecting: "secondary", ended: "dark" }[status] || "danger");
+  statusEl.className = "badge text-bg-" + ({ connected: "success", connecting: "secondary", starting: "secondary",
+                                             ended: "dark" }[status] || "danger");
 }
 
-async function freshToken() {
-  const response = await fetch(box.dataset.tokenUrl, {
+// ------------------------------------------------------------------ the launch's progress
+const progress = {
+  box: document.getElementById("starting"),
+  state: document.getElementById("session-state"),
+  message: document.getElementById("session-message"),
+  bar: document.getElementById("bar"),
+  back: document.getElementById("starting-back"),
+  widths: { pending: 20, starting: 55, running: 90 },
+  show(info, text) {
+    this.box.classList.remove("d-none");
+    this.box.classList.add("d-flex");
+    this.box.dataset.state = info.state;
+    this.state.textContent = info.state;
+    this.message.textContent = text || info.message || "Preparing your desktop…";
+    this.bar.style.width = (this.widths[info.state] || 100) + "%";
+  },
+  ended(info) {
+    this.show(info, info.message || "The session is " + info.state + ".");
+    this.box.dataset.final = "yes";
+    this.bar.classList.remove("progress-bar-animated", "progress-bar-striped");
+    this.bar.classList.add(info.state === "stopped" ? "bg-secondary" : "bg-danger");
+    this.back.classList.remove("d-none");
+  },
+  hide() {
+    this.box.classList.add("d-none");
+    this.box.classList.remove("d-flex");
+  },
+};
+
+// ------------------------------------------------------------------ tokens
+// {token, password, state...} once the session runs; {state, message, final} (HTTP 409) before.
+async function askToConnect() {
+  const response = await fetch(box.dataset.connectUrl, {
     method: "POST", headers: { "X-CSRFToken": csrf, Accept: "application/json" }, cache: "no-store",
   });
-  if (response.status === 409) return null; // the session is no longer running
-  if (!response.ok) throw new Error("token request failed: " + response.status);
-  return (await response.json()).token;
+  if (response.status === 401 || response.redirected) { location.reload(); throw new Error("logged out"); }
+  if (response.ok || response.status === 409) return response.json();
+  throw new Error("connect request failed: " + response.status);
 }
 
-function connect(token) {
+// Polls until the desktop runs (returns the connect answer) or the session ended (returns null).
+async function waitUntilReady() {
+  const began = performance.now();
+  let delay = 150;
+  for (;;) {
+    let info;
+    try {
+      info = await askToConnect();
+    } catch (err) {
+      progress.message.textContent = "Cannot reach the server, retrying…";
+      await sleep(2000);
+      continue;
+    }
+    if (info.token) return info;
+    if (info.final) { progress.ended(info); setStatus("ended", "session " + info.state); return null; }
+    progress.show(info);
+    if (performance.now() - began > 30000) delay = Math.min(delay * 1.5, 2000); // a slow start: poll less
+    await sleep(delay);
+  }
+}
+
+// ------------------------------------------------------------------ the VNC connection
+async function connect(token) {
+  const { default: RFB } = await rfbModule;
   if (state.rfb) { try { state.rfb.disconnect(); } catch (e) { /* already closed */ } }
   screen.replaceChildren();
   setStatus("connecting", state.attempts ? "reconnecting…" : "connecting");
   const url = box.dataset.wsBase + "/websockify?token=" + encodeURIComponent(token);
-  const rfb = new RFB(screen, url, { credentials: { password: box.dataset.password }, shared: true });
+  const rfb = new RFB(screen, url, { credentials: { password: state.password }, shared: true });
   rfb.scaleViewport = state.scale;
   rfb.resizeSession = false;
   rfb.focusOnClick = true;
   rfb.background = "#2b2b2b";
-  rfb.addEventListener("connect", () => { state.attempts = 0; setStatus("connected"); rfb.focus(); });
+  rfb.addEventListener("connect", () => {
+    performance.mark("asci:vnc-connected");
+    state.attempts = 0; progress.hide(); setStatus("connected"); rfb.focus();
+  });
   rfb.addEventListener("disconnect", (event) => {
     if (state.rfb !== rfb) return;
     if (state.stopped) { setStatus("ended", "session ended"); return; }
     setStatus("disconnected", event.detail.clean ? "disconnected" : "connection lost");
     scheduleReconnect();
   });
-  rfb.addEventListener("credentialsrequired", () => rfb.sendCredentials({ password: box.dataset.password }));
+  rfb.addEventListener("credentialsrequired", () => rfb.sendCredentials({ password: state.password }));
   rfb.addEventListener("securityfailure", (event) => setStatus("failed", "refused: " + (event.detail.reason || "authentication")));
   rfb.addEventListener("clipboard", (event) => { clipboardText.value = event.detail.text; });
   state.rfb = rfb;
@@ -61,15 +127,21 @@ function scheduleReconnect() {
 
 async function reconnect() {
   try {
-    const token = await freshToken();
-    if (token === null) { state.stopped = true; setStatus("ended", "session ended"); return; }
-    connect(token);
+    const info = await askToConnect();
+    if (!info.token) {
+      if (info.final) { state.stopped = true; progress.ended(info); setStatus("ended", "session ended"); }
+      else scheduleReconnect();
+      return;
+    }
+    state.password = info.password;
+    await connect(info.token);
   } catch (err) {
     setStatus("disconnected", "server unreachable");
     scheduleReconnect();
   }
 }
 
+// ------------------------------------------------------------------ toolbar
 document.getElementById("btn-reconnect").addEventListener("click", () => { state.attempts = 0; reconnect(); });
 document.getElementById("btn-scale").addEventListener("click", (event) => {
   state.scale = !state.scale;
@@ -87,4 +159,11 @@ document.getElementById("btn-clipboard-send").addEventListener("click", () => {
 });
 document.getElementById("stop-form").addEventListener("submit", () => { state.stopped = true; });
 
-connect(state.token);
+// ------------------------------------------------------------------ start
+const ready = await waitUntilReady();
+if (ready) {
+  performance.mark("asci:desktop-ready");
+  state.password = ready.password;
+  progress.show(ready, "Your desktop is ready, connecting…");
+  await connect(ready.token);
+}

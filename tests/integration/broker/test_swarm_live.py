@@ -1,0 +1,204 @@
+"""The Swarm backend on a real swarm: a dockerd of its own made a one-node swarm manager (advertise
+address on loopback). Desktops are launched as services pinned to the node by its label and drawn
+over VNC; they are stopped; a restarted broker re-adopts them; orphaned services are removed; a task
+that dies makes its session lost; the probe (ci's smoke gate) runs through the same backend."""
+
+from __future__ import annotations
+
+import time
+
+import docker
+import pytest
+from sqlalchemy import select
+
+from asci import rfb
+from asci.db import session_scope, utcnow
+from broker import probe_desktop, register_node, service
+from broker.backends.swarm import NODE_LABEL, SwarmBackend
+from broker.models import DesktopSession, Node
+from broker.reconcile import reconcile
+from tests.support import add_members, free_port, make_world, remove_sessions
+from web import create_app
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.postgres, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def swarm_image(swarm_node, desktop_image):
+    """The desktop image pulled into the swarm node's engine once (what ``ensure_image`` does at a launch)."""
+    backend = SwarmBackend(swarm_node.url)
+    from broker.backends.base import NodeRef
+
+    assert backend.ensure_image(NodeRef("swarm1", swarm_node.url), desktop_image) is True
+    backend.close()
+    return desktop_image
+
+
+@pytest.fixture
+def swarm(pg_settings, swarm_node, swarm_image, tmp_path, swap_broker):
+    settings = pg_settings.replace(broker_backend="swarm", docker_hosts=(swarm_node.url,),
+                                   broker_instance=f"sw{tmp_path.name[-12:].lower().replace('_', '-')}"[:40],
+                                   session_start_timeout_s=90)
+    # the experiment's data: <data root>/world-*/run1.h5
+    world = make_world(settings, [], image=swarm_image.split("@")[0] + ":v1", digest=swarm_image.split("@")[1])
+    add_members(settings, world, 5)
+    broker = swap_broker(settings, service.make_backend(settings))
+    low = free_port(7400, 7700) // 10 * 10
+    with session_scope(settings) as db:
+        register_node(settings, db, "swarm1", swarm_node.url, ports=(low, low + 19))
+    client = docker.DockerClient(base_url=swarm_node.url, version="1.41", timeout=60)
+    yield settings, world, broker, create_app(settings).test_client(), client
+    for svc in client.services.list(filters={"label": f"asci.broker={settings.broker_instance}"}):
+        svc.remove()
+    time.sleep(1)
+    remove_sessions(swarm_node.url, settings.broker_instance, world["names"].values())
+    client.close()
+    broker.backend.close()
+
+
+def _auth(world, who):
+    return {"Authorization": f"Bearer {world['tokens'][who]}"}
+
+
+def _launch(api, world, who):
+    reply = api.post("/api/sessions", json={"environment": world["env"], "experiment": world["e1"], "cpus": 1,
+                                            "memory": "1g"}, headers=_auth(world, who))
+    assert reply.status_code == 201, reply.json
+    return reply.json
+
+
+def _row(settings, session_id) -> DesktopSession:
+    with session_scope(settings) as db:
+        row = db.get(DesktopSession, session_id)
+        row.node  # noqa: B018 - loaded before the session closes
+        db.expunge_all()
+        return row
+
+
+def _task(client, service_id) -> dict:
+    tasks = client.services.get(service_id).tasks()
+    return max(tasks, key=lambda task: task["CreatedAt"])
+
+
+def _gone(client, service_id, timeout=30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            client.services.get(service_id)
+        except docker.errors.NotFound:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"service {service_id} still there after {timeout} s")
+
+
+def test_a_desktop_service_is_drawn_isolated_and_stopped(swarm, swarm_node, artifacts_dir):
+    settings, world, broker, api, client = swarm
+    with session_scope(settings) as db:
+        node = db.scalar(select(Node).where(Node.name == "swarm1"))
+        info = client.info()
+        assert (node.cpus, node.memory_bytes, node.capacity_source) == (info["NCPU"], info["MemTotal"], "engine")
+    [swarm_node_attrs] = client.nodes.list()
+    assert swarm_node_attrs.attrs["Spec"]["Labels"][NODE_LABEL] == "swarm1"
+    body = _launch(api, world, "member00")
+    assert body["node"] == "swarm1" and body["state"] == "running"
+    row = _row(settings, body["id"])
+    frame = rfb.wait_for_desktop(row.node.vnc_host, row.vnc_port, row.vnc_password, timeout=60)
+    (artifacts_dir / "swarm-desktop.png").write_bytes(frame.to_png())
+    service_id = row.backend_state["service_id"]
+    spec = client.services.get(service_id).attrs["Spec"]
+    assert spec["TaskTemplate"]["Placement"]["Constraints"] == [f"node.labels.{NODE_LABEL} == swarm1"]
+    assert spec["Labels"]["asci.session"] == str(body["id"])
+    task = _task(client, service_id)
+    container = client.containers.get(task["Status"]["ContainerStatus"]["ContainerID"])
+    host = container.attrs["HostConfig"]
+    assert host["CapDrop"] == ["ALL"] and host["Init"] is True and host["PidsLimit"] == settings.session_pids_limit
+    assert host["Memory"] == 1 << 30 and host["NanoCpus"] == 10**9
+    uid = settings.session_uid_base + world["ids"]["member00"]
+    assert container.attrs["Config"]["User"] == f"{uid}:{uid}"
+    assert container.attrs["Config"]["Image"].endswith(body["image_digest"])
+    # the home volume belongs to the session's user (chowned on the node's engine before the service)
+    code, output = broker.backend.exec(_ref(settings), row.backend_state,
+                                       ["sh", "-c", 'id -u; stat -c %u "$HOME"; ls /data; touch /data/x'],
+                                       f"{uid}:{uid}", {"HOME": f"/home/{world['names']['member00']}"})
+    lines = output.split()
+    assert lines[:3] == [str(uid), str(uid), "run1.h5"], output
+    assert "Read-only file system" in output
+    stopped = api.delete(f"/api/sessions/{body['id']}", headers=_auth(world, "member00")).json
+    assert stopped["state"] == "stopped"
+    _gone(client, service_id)
+
+
+def _ref(settings):
+    from broker.backends.base import NodeRef
+
+    with session_scope(settings) as db:
+        return NodeRef.of(db.scalar(select(Node).where(Node.name == "swarm1")))
+
+
+def test_a_restarted_broker_readopts_and_removes_orphans(swarm):
+    settings, world, broker, api, client = swarm
+    kept = _launch(api, world, "member01")
+    orphan = _launch(api, world, "member02")
+    with session_scope(settings) as db:
+        kept_row = db.get(DesktopSession, kept["id"])
+        kept_state = dict(kept_row.backend_state)
+        # the broker dies before it recorded the service; another session ended but its service stayed
+        kept_row.state, kept_row.backend_state = "starting", {}
+        kept_row.created_at = utcnow().replace(year=utcnow().year - 1)
+        orphan_row = db.get(DesktopSession, orphan["id"])
+        orphan_service = orphan_row.backend_state["service_id"]
+        orphan_row.state, orphan_row.stopped_at = "stopped", utcnow()
+    restarted = service.Broker(settings, SwarmBackend(settings.docker_hosts[0]))
+    try:
+        with session_scope(settings) as db:
+            summary = reconcile(restarted, db)
+            assert summary["adopted"] == 1 and summary["removed"] == 1, summary
+            row = db.get(DesktopSession, kept["id"])
+            assert row.state == "running" and row.backend_state == kept_state
+        _gone(client, orphan_service)
+        row = _row(settings, kept["id"])
+        rfb.wait_for_desktop(row.node.vnc_host, row.vnc_port, row.vnc_password, timeout=60)  # still the same desktop
+        with session_scope(settings) as db:
+            restarted.stop(db, kept["id"], db.merge(_user(settings, world, "member01")))
+        _gone(client, kept_state["service_id"])
+    finally:
+        restarted.backend.close()
+
+
+def _user(settings, world, who):
+    from tests.support import user_of
+
+    return user_of(settings, world, who)
+
+
+def test_a_task_that_dies_makes_its_session_lost(swarm):
+    settings, world, broker, api, client = swarm
+    body = _launch(api, world, "member03")
+    service_id = _row(settings, body["id"]).backend_state["service_id"]
+    task = _task(client, service_id)
+    client.containers.get(task["Status"]["ContainerStatus"]["ContainerID"]).kill()
+    deadline = time.monotonic() + 15
+    while _task(client, service_id)["Status"]["State"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    dead = _task(client, service_id)["Status"]
+    assert dead["State"] == "failed" and "137" in dead["Err"]
+    assert len(client.services.get(service_id).tasks()) == 1  # restart policy none: no fresh desktop
+    with session_scope(settings) as db:
+        summary = reconcile(broker, db)
+        assert summary["lost"] == 1
+        row = db.get(DesktopSession, body["id"])
+        assert row.state == "lost" and "exited" in row.message
+    _gone(client, service_id)
+    assert api.get(f"/api/sessions/{body['id']}", headers=_auth(world, "member03")).json["state"] == "lost"
+
+
+def test_the_smoke_gates_probe_runs_as_a_swarm_service(swarm, swarm_image):
+    settings, world, broker, api, client = swarm
+    with probe_desktop(settings, swarm_image, "swarm-probe") as probe:
+        services = client.services.list(filters={"label": "asci.probe=1"})
+        assert len(services) == 1
+        frame = rfb.wait_for_desktop(probe.host, probe.port, probe.password, timeout=90)
+        assert frame.width > 0
+        code, output = probe.run("id -u")
+        assert code == 0 and output.strip() == "65000"
+    assert client.services.list(filters={"label": "asci.probe=1"}) == []
