@@ -8,7 +8,8 @@ The public face, for ``ci`` and ``web`` (nothing else of this package is theirs 
     session_dict(desktop)                 # the one JSON shape of a session
     node_views(db);  experiments_of(db, user_id);  all_experiments(db)
     register_node(db, name, docker_url, ...);  has_nodes(db)
-    import_rows(db, rows);  import_file(settings, path);  data_path_problem(path)
+    import_rows(db, rows, issuer="");  import_file(settings, path);  data_path_problem(path)
+    claim_memberships(db, user, verified_email=None)   # memberships pending for a sign-on identity
     reconcile(broker, db);  reconcile_loop(broker, interval);  cull(broker, db)
     probe_desktop(settings, image, label)  # a version launched like a session (ci's smoke gate)
     Broker, broker_for(settings), install(settings, broker), make_backend(settings)
@@ -19,7 +20,7 @@ from broker.api import bp as blueprint
 from broker.cull import cull
 from broker.errors import (BackendError, BadRequest, BrokerError, Forbidden, ImportFailed, NoCapacity,
                            NodeUnreachable, NotFound, QuotaExceeded)
-from broker.experiments_import import data_path_problem, import_file, import_rows
+from broker.experiments_import import claim_memberships, data_path_problem, import_file, import_rows
 from broker.models import ACTIVE_STATES, FINAL_STATES, NodeState, SessionState
 from broker.nodes import has_nodes, register_node
 from broker.openapi import fragment as openapi_fragment
@@ -33,7 +34,7 @@ from broker.views import (ExperimentView, all_experiments, experiments_of, get_s
 __all__ = [
     "launch", "stop", "vnc_target", "touch", "get_session", "list_sessions", "session_dict",
     "node_views", "experiments_of", "all_experiments", "ExperimentView", "register_node", "has_nodes",
-    "import_rows", "import_file", "data_path_problem", "reconcile", "reconcile_loop", "cull",
+    "import_rows", "import_file", "data_path_problem", "claim_memberships", "reconcile", "reconcile_loop", "cull",
     "probe_desktop", "Probe", "Broker", "broker_for", "install", "make_backend",
     "SessionState", "NodeState", "ACTIVE_STATES", "FINAL_STATES", "blueprint", "openapi_fragment",
     "BrokerError", "BadRequest", "NotFound", "Forbidden", "QuotaExceeded", "NoCapacity", "BackendError",

@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+from asci.config import Settings
 from asci.openapi import AUTH_ERRORS, errors, json_body, path_parameter, ref
 from broker.models import NodeState, SessionState
+from broker.resources import memory_pattern
 
 _WHEN = {"type": "string", "format": "date-time", "nullable": True}
+MAX_ID = 2**63 - 1
+FLAG = {"type": "string", "enum": ["1", "true", "0", "false"]}
+
+
+def session_request(settings: Settings) -> dict:
+    """What a launch request may hold, with the configured limits."""
+    return {"type": "object", "required": ["environment", "experiment"], "additionalProperties": False,
+            "properties": {
+                "environment": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"},
+                "version": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._+-]{0,31}$", "default": "current",
+                            "description": "a version such as 2026.11.25.1, or current"},
+                "experiment": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+                "gpu": {"type": "boolean", "default": False},
+                "cpus": {"type": "number", "minimum": 0.1, "maximum": settings.session_max_cpus},
+                "memory": {"oneOf": [
+                    {"type": "integer", "minimum": 256 << 20, "maximum": settings.session_max_memory_mb << 20,
+                     "description": "bytes"},
+                    {"type": "string", "pattern": memory_pattern(settings), "example": "4g",
+                     "description": "whole MiB (512m) or GiB (4g)"}]}}}
+
 
 SCHEMAS = {
-    "SessionRequest": {"type": "object", "required": ["environment", "experiment"], "additionalProperties": False,
-                       "properties": {
-                           "environment": {"type": "string", "minLength": 1},
-                           "version": {"type": "string", "minLength": 1, "default": "current"},
-                           "experiment": {"type": "string", "minLength": 1},
-                           "gpu": {"type": "boolean", "default": False},
-                           "cpus": {"type": "number", "minimum": 0.1},
-                           "memory": {"oneOf": [{"type": "integer"}, {"type": "string", "example": "4g"}]}}},
     "Session": {"type": "object", "properties": {
         "id": {"type": "integer"}, "state": {"type": "string", "enum": [s.value for s in SessionState]},
         "message": {"type": "string"}, "user": {"type": "string"}, "experiment": {"type": "string"},
@@ -36,13 +50,14 @@ SCHEMAS = {
 }
 
 
-def fragment() -> dict:
-    """Paths and schemas of the session API."""
-    session_id = path_parameter("session_id", {"type": "integer", "minimum": 0})
+def fragment(settings: Settings | None = None) -> dict:
+    """Paths and schemas of the session API (limits from ``settings``, the defaults when None)."""
+    settings = settings or Settings()
+    session_id = path_parameter("session_id", {"type": "integer", "minimum": 0, "maximum": MAX_ID})
     return {
         "paths": {
             "/api/sessions": {
-                "post": {"summary": "Launch a session", "operationId": "createSession",
+                "post": {"summary": "Launch a session (scope sessions)", "operationId": "createSession",
                          "requestBody": {"required": True, "content": {"application/json": {
                              "schema": ref("SessionRequest")}}},
                          "responses": {"201": json_body(ref("Session"), "The session, running"),
@@ -51,10 +66,11 @@ def fragment() -> dict:
                                        "502": json_body(ref("Error"), "The desktop failed to start")}},
                 "get": {"summary": "List my sessions (administrators: all=1 for everyone's)",
                         "operationId": "listSessions",
-                        "parameters": [{"name": "all", "in": "query", "schema": {"type": "string", "enum": ["1"]}}],
+                        "parameters": [{"name": "all", "in": "query", "schema": FLAG,
+                                        "description": "everyone's sessions (administrators; a token needs admin)"}],
                         "responses": {"200": json_body({"type": "object", "properties": {
                             "sessions": {"type": "array", "items": ref("Session")}}}, "Sessions, newest first"),
-                            **errors(*AUTH_ERRORS)}}},
+                            **errors("BadRequest", *AUTH_ERRORS)}}},
             "/api/sessions/{session_id}": {
                 "parameters": [session_id],
                 "get": {"summary": "One of my sessions", "operationId": "getSession",
@@ -70,8 +86,13 @@ def fragment() -> dict:
             "/api/health": {"get": {"summary": "Database and node reachability (administrators)",
                                     "operationId": "health",
                                     "responses": {"200": json_body({"type": "object"}, "Healthy"),
-                                                  "503": json_body({"type": "object"}, "No node answers"),
+                                                  "503": json_body({"type": "object"}, "No node answers "
+                                                                   "(Retry-After)"),
                                                   **errors(*AUTH_ERRORS)}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics (administrators, or a token with the metrics scope)",
+                                 "operationId": "metrics",
+                                 "responses": {"200": {"description": "Prometheus text exposition", "content": {
+                                     "text/plain": {"schema": {"type": "string"}}}}, **errors(*AUTH_ERRORS)}}},
         },
-        "schemas": SCHEMAS,
+        "schemas": {**SCHEMAS, "SessionRequest": session_request(settings)},
     }

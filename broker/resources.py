@@ -6,6 +6,7 @@ import math
 import re
 
 from asci.config import Settings
+from asci.openapi import integer_range_regex
 from broker.errors import BadRequest
 
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
@@ -43,3 +44,24 @@ def resources(settings: Settings, cpus=None, memory=None) -> tuple[float, int]:
         raise BadRequest(f"memory: expected between 256 MiB and {settings.session_max_memory_mb} MiB, "
                          f"got {memory_bytes >> 20} MiB")
     return cpus, memory_bytes
+
+
+def memory_pattern(settings: Settings) -> str:
+    """The memory sizes the session API takes as a string: whole MiB (``512m``) or GiB (``4g``) within
+    the configured limits (the OpenAPI document carries the same pattern)."""
+    max_mb = settings.session_max_memory_mb
+    parts = [integer_range_regex(min(256, max_mb), max_mb) + "[mM]"]
+    if max_mb >= 1024:
+        parts.append(integer_range_regex(1, max_mb // 1024) + "[gG]")
+    return "^(?:" + "|".join(parts) + ")$"
+
+
+def check_api_resources(settings: Settings, cpus, memory) -> None:
+    """The session API's stricter reading of cpus (a JSON number) and memory (bytes as a JSON integer,
+    or a string of :func:`memory_pattern`); ranges are checked by :func:`resources`."""
+    if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, (int, float))):
+        raise BadRequest(f"cpus: expected a number, got {cpus!r}")
+    if memory is None or (isinstance(memory, int) and not isinstance(memory, bool)):
+        return
+    if not isinstance(memory, str) or not re.fullmatch(memory_pattern(settings), memory):
+        raise BadRequest(f"memory: expected bytes, or whole MiB or GiB such as 512m or 4g, got {memory!r}")
