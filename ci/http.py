@@ -4,7 +4,8 @@ GET  /api/builds?state=&environment=&limit=   newest first
 GET  /api/builds/<id>                         one job, with its log
 POST /api/builds {"environment": ..., "reason": ...}   queue a build (201)
 
-Authentication (administrators only) comes before the body is read; errors follow ``asci.http``.
+Authentication (administrators only; a token needs the ``admin`` scope) comes before the body is
+read; errors follow ``asci.http``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from flask import jsonify, request
 import builder
 from asci.db import session_scope
 from asci.errors import BadRequest
-from asci.http import CSRF_API, blueprint, current_settings
+from asci.http import CSRF_API, blueprint, current_settings, json_object
 from asci.webauth import require_user
 from ci import queue
 from ci.errors import JobNotFound
@@ -31,10 +32,10 @@ def list_builds():
         state = request.args.get("state") or None
         if state is not None and state not in STATES:
             raise BadRequest(f"state must be one of {', '.join(STATES)}")
-        try:
-            limit = min(max(int(request.args.get("limit", 50)), 1), 500)
-        except ValueError:
-            raise BadRequest("limit must be an integer") from None
+        raw_limit = request.args.get("limit", "50")
+        if not (raw_limit.isascii() and raw_limit.isdigit() and 1 <= int(raw_limit) <= 500):
+            raise BadRequest(f"limit: expected an integer from 1 to 500, got {raw_limit[:20]!r}")
+        limit = int(raw_limit)
         jobs = queue.list_jobs(db, state=state, environment=request.args.get("environment") or None, limit=limit)
         return jsonify(builds=[job.as_dict() for job in jobs])
 
@@ -54,8 +55,8 @@ def enqueue_build():
     settings = current_settings()
     with session_scope(settings) as db:
         user = require_user(db, admin=True)
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict) or not isinstance(body.get("environment"), str):
+        body = json_object('{"environment": NAME, "reason": TEXT}')
+        if not isinstance(body.get("environment"), str) or not isinstance(body.get("reason", ""), str):
             raise BadRequest('expected JSON {"environment": NAME, "reason": TEXT}')
         try:
             builder.load_recipe(settings.recipes_dir, body["environment"])

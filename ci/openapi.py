@@ -37,7 +37,7 @@ def fragment() -> dict:
                          "responses": {"201": json_body(ref("BuildJob"), "The queued job"),
                                        **errors("BadRequest", *AUTH_ERRORS, "NotFound")}}},
             "/api/builds/{job_id}": {
-                "parameters": [path_parameter("job_id", {"type": "integer", "minimum": 0})],
+                "parameters": [path_parameter("job_id", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1})],
                 "get": {"summary": "One build job with its log (administrators)", "operationId": "getBuild",
                         "responses": {"200": json_body(ref("BuildJob"), "The job"),
                                       **errors(*AUTH_ERRORS, "NotFound")}}},
