@@ -151,7 +151,8 @@ def always_ready(host, port) -> bool:
 
 def make_world(settings, nodes: list[dict], image: str = "127.0.0.1:5000/asci-test:v1",
                digest: str = "sha256:" + "0" * 64, data_path: str = "/tmp") -> dict:
-    """Users alice/bob (members of E1/E2, password ``PASSWORD``) and root (admin), environment
+    """Users alice/bob (members of E1/E2, password ``PASSWORD``; tokens with the ``sessions`` scope) and
+    root (admin; its token also has ``admin`` and ``metrics``), environment
     'mx-…' with version v1 (and a failed v0), and ``nodes`` (``nvidia_smi`` names a recorded output)."""
     from broker.gpus import parse_nvidia_smi
     from broker.models import Experiment, ExperimentEnvironment, ExperimentMember, Node
@@ -162,8 +163,8 @@ def make_world(settings, nodes: list[dict], image: str = "127.0.0.1:5000/asci-te
         alice = accounts.create_user(db, f"alice-{suffix}", PASSWORD, uid=4242, gid=4242)
         bob = accounts.create_user(db, f"bob-{suffix}", PASSWORD)
         root = accounts.create_user(db, f"root-{suffix}", PASSWORD, is_admin=True)
-        tokens = {name: accounts.issue_token(db, row) for name, row in
-                  (("alice", alice), ("bob", bob), ("root", root))}
+        tokens = {name: accounts.issue_token(db, row, scopes=scopes) for name, row, scopes in
+                  (("alice", alice, "sessions"), ("bob", bob, "sessions"), ("root", root, "sessions admin metrics"))}
         env = Environment(name=f"mx-{suffix}", current_version="v1")
         db.add(env)
         db.flush()
@@ -186,6 +187,21 @@ def make_world(settings, nodes: list[dict], image: str = "127.0.0.1:5000/asci-te
         ids = {"alice": alice.id, "bob": bob.id, "root": root.id}
         return {"env": env.name, "e1": e1.code, "e2": e2.code, "tokens": tokens, "ids": ids, "suffix": suffix,
                 "names": {"alice": alice.username, "bob": bob.username, "root": root.username}}
+
+
+def publisher(settings, username: str, repo: str, scopes: str | None = None) -> str:
+    """Repository ``repo`` (created when missing), user ``username`` (created when missing) granted the
+    right to publish into it, and a new token of theirs (scope ``publish:<repo>`` unless given)."""
+    from sqlalchemy import select
+
+    import rpmrepo
+
+    rpmrepo.create_repo(settings, repo, exist_ok=True)
+    with session_scope(settings) as db:
+        user = db.scalar(select(accounts.User).where(accounts.User.username == username)) \
+            or accounts.create_user(db, username)
+        rpmrepo.grant_publisher(db, repo, user)
+        return accounts.issue_token(db, user, "tests", scopes=scopes or f"publish:{repo}")
 
 
 def user_of(settings, world: dict, who: str) -> accounts.User:
@@ -284,10 +300,13 @@ def csrf_of(html: str) -> str:
     return match.group(1)
 
 
-def login(client, username: str, password: str = PASSWORD):
-    """Log a Flask test client in through the login form; returns the reply."""
-    token = csrf_of(client.get("/login").get_data(as_text=True))
-    return client.post("/login", data={"username": username, "password": password, "csrf_token": token})
+def login(client, username: str, password: str = PASSWORD, **request_options):
+    """Log a Flask test client in through the login form; returns the reply (``environ``,
+    ``headers``... are passed on to both requests)."""
+    options = {"environ_base": request_options.pop("environ")} if "environ" in request_options else {}
+    options.update(request_options)
+    token = csrf_of(client.get("/login", **options).get_data(as_text=True))
+    return client.post("/login", data={"username": username, "password": password, "csrf_token": token}, **options)
 
 
 def browser_log_in(page, base_url: str, username: str, password: str = PASSWORD) -> None:
