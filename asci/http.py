@@ -154,6 +154,14 @@ def json_object(example: str = "") -> dict:
     return body
 
 
+def known_args(*names: str) -> None:
+    """Refuse query parameters a route does not know (a typo is a 400, not silently ignored)."""
+    unknown = sorted(set(request.args) - set(names))
+    if unknown:
+        allowed = f"; expected {', '.join(names)}" if names else "; it takes none"
+        raise BadRequest(f"unknown query parameter(s): {', '.join(name[:40] for name in unknown[:5])}{allowed}")
+
+
 def flag_arg(name: str) -> bool:
     """A yes/no query parameter: absent, ``0``/``false`` or ``1``/``true``; anything else is a 400."""
     raw = request.args.get(name)
@@ -166,7 +174,11 @@ def flag_arg(name: str) -> bool:
 
 
 def check_url() -> None:
-    """Refuse a request whose path or query carries control characters (NUL reaches no database)."""
+    """Refuse a request whose path or query carries control characters (NUL reaches no database);
+    a URL that matches no route is left to its 404 or 405. Pages are left alone: they read no text
+    from the query into the database, and the login page must still open with a bad ``next``."""
+    if request.routing_exception is not None or not is_api_request():
+        return
     for text in (request.path, *request.args.keys(), *request.args.values()):
         if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
             raise BadRequest("the URL contains control characters")
@@ -261,7 +273,7 @@ def register_error_handlers(app: Flask, html: HtmlRenderer | None = None, json_p
     def http_error(exc: HTTPException):
         headers = {key: value for key, value in exc.get_headers() if key.lower() in _KEPT_HEADERS}
         if is_api_request():
-            return error_response(exc.description or exc.name, exc.code or 500, exc.name.replace(" ", ""), headers)
+            return error_response(exc.description or exc.name, exc.code or 500, type(exc).__name__, headers)
         if html is not None and exc.code in (400, 403, 404, 405, 413, 429):
             response = current_app.make_response(html(exc.code, exc.description or exc.name))
             response.headers.update(headers)

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from asci.accounts import SCOPE_METRICS, SCOPE_SESSIONS
 from asci.db import session_scope
-from asci.http import CSRF_API, blueprint, current_settings, flag_arg, json_object
+from asci.http import CSRF_API, blueprint, current_settings, flag_arg, json_object, known_args
 from asci.webauth import require_admin_or, require_caller, require_user
 from broker import metrics, service
 from broker.backends.base import NodeRef
@@ -63,10 +63,14 @@ def _visible(db, caller, session_id: int):
 def create_session():
     with session_scope(current_settings()) as db:
         user = require_user(db, SCOPE_SESSIONS)
+        known_args()
         body = json_object('{"environment": ..., "version": "current", "experiment": ...}')
         unknown = set(body) - SESSION_FIELDS
         if unknown:
             raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
+        empty = sorted(key for key, value in body.items() if value is None)
+        if empty:
+            raise BadRequest(f"{', '.join(empty)}: null is not a value; leave the field out for the default")
         check_api_resources(current_settings(), body.get("cpus"), body.get("memory"))
         desktop = _broker().launch(db, user, body.get("environment"), body.get("version", "current"),
                                    body.get("experiment"), gpu=body.get("gpu", False), cpus=body.get("cpus"),
@@ -79,6 +83,7 @@ def list_sessions():
     with session_scope(current_settings()) as db:
         caller = require_caller(db, SCOPE_SESSIONS)
         user = caller.user
+        known_args("all")
         everyone = flag_arg("all")
         if everyone and not caller.is_admin:
             raise Forbidden("only administrators (a token needs the 'admin' scope) may list everyone's sessions")
@@ -89,6 +94,7 @@ def list_sessions():
 def get_session(session_id: str):
     with session_scope(current_settings()) as db:
         caller = require_caller(db, SCOPE_SESSIONS)
+        known_args()
         return jsonify(session_dict(_visible(db, caller, _session_id(session_id))))
 
 
@@ -96,6 +102,7 @@ def get_session(session_id: str):
 def stop_session(session_id: str):
     with session_scope(current_settings()) as db:
         caller = require_caller(db, SCOPE_SESSIONS)
+        known_args()
         desktop = _visible(db, caller, _session_id(session_id))
         return jsonify(session_dict(_broker().stop(db, desktop.id, caller.user)))
 
@@ -104,6 +111,7 @@ def stop_session(session_id: str):
 def list_nodes():
     with session_scope(current_settings()) as db:
         require_user(db, admin=True)
+        known_args()
         return jsonify(nodes=node_views(db))
 
 
@@ -112,6 +120,7 @@ def health():
     broker = _broker()
     with session_scope(current_settings()) as db:
         require_user(db, admin=True)
+        known_args()
         nodes = {}
         for node in db.scalars(select(Node).order_by(Node.name)):
             try:
@@ -132,4 +141,5 @@ def prometheus():
 
     with session_scope(current_settings()) as db:
         require_admin_or(db, SCOPE_METRICS)
+        known_args()
     return Response(metrics.render(current_settings()), mimetype=CONTENT_TYPE_LATEST)

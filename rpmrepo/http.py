@@ -21,7 +21,7 @@ from __future__ import annotations
 from flask import Response, abort, jsonify, request, send_from_directory
 
 from asci.db import session_scope
-from asci.http import CSRF_BEARER_ONLY, allow_body, blueprint, current_settings, flag_arg
+from asci.http import CSRF_BEARER_ONLY, allow_body, blueprint, current_settings, flag_arg, known_args
 from asci.webauth import optional_caller, require_caller
 from rpmrepo.errors import InvalidPackage, PublishForbidden
 from rpmrepo.grants import publish_scope, require_publisher
@@ -82,12 +82,14 @@ def gpg_keys():
 def api_list(repo: str):
     """The repository's packages as JSON."""
     settings = current_settings()
-    include = flag_arg("all")
-    layout = RepoLayout.of(settings, repo).require()
     with session_scope(settings) as db:
         who = optional_caller(db, bearer_only=True)
+        administrator = who is not None and who.is_admin
+        known_args("all")
+        include = flag_arg("all")
+        layout = RepoLayout.of(settings, repo).require()
         rows = [row.as_dict() for row in list_packages(db, layout.name, include_retracted=include)]
-    if who is None or not who.is_admin:  # who published what is for administrators
+    if not administrator:  # who published what is for administrators
         for row in rows:
             row.pop("published_by_id", None)
     return jsonify(repo=layout.name, packages=rows)
@@ -104,6 +106,7 @@ def api_upload(repo: str):
             raise PublishForbidden(f"this API token lacks the {publish_scope(name)!r} scope")
         require_publisher(settings, db, caller.user, name)
         user_id = caller.user.id
+    known_args()
     allow_body(settings.repo_max_rpm_bytes + 1024 * 1024)
     uploads = request.files.getlist("file")
     if not uploads:

@@ -316,3 +316,42 @@ def browser_log_in(page, base_url: str, username: str, password: str = PASSWORD)
     page.fill("#password", password)
     page.click("#login-form button[type=submit]")
     page.wait_for_load_state()
+
+
+# ------------------------------------------------------------------ RPM headers
+
+FORGERY_PLACEHOLDER = b"~BUILDTIME^0~REQ^evil-dep~PROV^kernel"
+FORGERY = b"\nBUILDTIME\t0\nREQ\tevil-dep\nPROV\tkernel"
+
+
+def forge_rpm_header(source: Path, target: Path, old: bytes = FORGERY_PLACEHOLDER, new: bytes = FORGERY) -> Path:
+    """Copy an RPM replacing ``old`` by ``new`` (same length) in its main header, with the header's
+    SHA-1 and SHA-256 and the header+payload MD5 in the signature header recomputed: what anyone
+    can do to an unsigned package; ``rpmkeys -K --nosignature`` still says "digests OK"."""
+    import hashlib
+    import struct
+
+    assert len(old) == len(new)
+    data = bytearray(source.read_bytes())
+
+    def header_at(offset: int) -> tuple[int, int, int]:  # index entries, start of the store, end
+        assert data[offset:offset + 3] == b"\x8e\xad\xe8", "not an RPM header"
+        entries, size = struct.unpack(">II", data[offset + 8:offset + 16])
+        store = offset + 16 + entries * 16
+        return entries, store, store + size
+
+    signature_entries, signature_store, signature_end = header_at(96)  # after the 96-byte lead
+    main = signature_end + (-signature_end % 8)
+    _, _, main_end = header_at(main)
+    at = data.index(old, main, main_end)
+    data[at:at + len(old)] = new
+    header = bytes(data[main:main_end])
+    digests = {269: hashlib.sha1(header).hexdigest().encode(), 273: hashlib.sha256(header).hexdigest().encode(),
+               1004: hashlib.md5(bytes(data[main:])).digest()}
+    for number in range(signature_entries):
+        entry = 96 + 16 + number * 16
+        tag, _type, offset, _count = struct.unpack(">iiii", data[entry:entry + 16])
+        if tag in digests:
+            data[signature_store + offset:signature_store + offset + len(digests[tag])] = digests[tag]
+    target.write_bytes(bytes(data))
+    return target

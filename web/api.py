@@ -8,7 +8,7 @@ import broker
 import ci
 import rpmrepo
 from asci.config import Settings
-from asci.http import CSRF_API, blueprint, current_settings
+from asci.http import CSRF_API, blueprint, current_settings, known_args
 from asci.openapi import AUTH_ERRORS, components, errors, json_body
 
 bp = blueprint("api", __name__, csrf=CSRF_API)
@@ -50,4 +50,5 @@ def document(settings: Settings | None = None) -> dict:
 
 @bp.get("/api/openapi.json")
 def openapi():
+    known_args()
     return jsonify(document(current_settings()))

@@ -13,7 +13,7 @@ from flask import jsonify
 from asci.accounts import SCOPE_METRICS
 from asci.db import current_revision, ping, session_scope
 from asci.errors import AsciError
-from asci.http import CSRF_API, blueprint, current_settings
+from asci.http import CSRF_API, blueprint, current_settings, known_args
 from asci.services import docker_status, registry_status
 from asci.webauth import optional_caller
 
@@ -35,6 +35,7 @@ def _may_see_details(settings) -> bool:
 def healthz():
     """200 when the database answers, 503 (with Retry-After) when it does not; details for monitoring."""
     settings = current_settings()
+    known_args()
     database: dict = {"ok": True}
     try:
         ping(settings)
