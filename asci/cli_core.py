@@ -83,8 +83,9 @@ def user_disable(ctx: AsciContext, username: str) -> None:
     """Disable USERNAME: no login, web sessions ended, tokens revoked, desktops stopped after the grace period."""
     with session_scope(ctx.settings) as db:
         revoked = accounts.disable_user(db, accounts.get_user(db, username))
-    click.echo(f"user {username} disabled; {revoked} tokens revoked; their desktops stop within "
-               f"{ctx.settings.disabled_user_grace_s} s (asci session cull, or the serve loop)")
+    click.echo(f"user {username} disabled; {revoked} tokens revoked; their desktops stop after "
+               f"{ctx.settings.disabled_user_grace_s} s (at the next cull: asci session reconcile --loop, "
+               "or asci session cull)")
 
 
 @user_group.command("enable")

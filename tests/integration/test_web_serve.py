@@ -1,4 +1,5 @@
-"""``asci serve`` answers /healthz on loopback with the state of each service."""
+"""``asci serve`` answers /healthz on loopback: ok or failing for anyone, the state of each service
+for administrators and monitoring tokens."""
 
 import os
 import subprocess
@@ -20,6 +21,10 @@ def served(tmp_path):
                        ASCI_WEBSOCKIFY_PORT=str(ws_port))
     subprocess.run([sys.executable, "-m", "asci", "db", "upgrade"], env=environment, check=True,
                    capture_output=True)
+    subprocess.run([sys.executable, "-m", "asci", "user", "add", "prometheus", "--password", "long enough"],
+                   env=environment, check=True, capture_output=True)
+    token = subprocess.run([sys.executable, "-m", "asci", "user", "token", "prometheus", "--scope", "metrics"],
+                           env=environment, check=True, capture_output=True, text=True).stdout.strip()
     process = subprocess.Popen([sys.executable, "-m", "asci", "serve"], env=environment,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -30,7 +35,7 @@ def served(tmp_path):
                 break
             except requests.ConnectionError:
                 time.sleep(0.1)
-        yield url, ws_port
+        yield url, ws_port, token
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -53,8 +58,10 @@ def _cmdlines() -> list[str]:
 
 
 def test_healthz_reports_database_docker_and_registry(served):
-    url, _ = served
-    response = requests.get(url + "/healthz", timeout=10)
+    url, _, token = served
+    anonymous = requests.get(url + "/healthz", timeout=10)
+    assert anonymous.status_code == 200 and anonymous.json() == {"status": "ok"}
+    response = requests.get(url + "/healthz", timeout=10, headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
@@ -68,7 +75,7 @@ def test_healthz_reports_database_docker_and_registry(served):
 def test_serve_also_runs_websockify_on_loopback(served):
     import socket
 
-    _, ws_port = served
+    _, ws_port, _ = served
     for _ in range(50):
         try:
             socket.create_connection(("127.0.0.1", ws_port), timeout=1).close()
@@ -94,5 +101,5 @@ def test_healthz_fails_when_the_database_is_unreachable(tmp_path):
 
     app = create_app(Settings(data_dir=tmp_path, database_url="postgresql://x:y@127.0.0.1:1/none"))
     response = app.test_client().get("/healthz")
-    assert response.status_code == 503
-    assert response.json["checks"]["database"]["ok"] is False
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    assert response.json == {"status": "failing"}  # nobody can be recognised without the database: no details
