@@ -43,8 +43,8 @@ def init_app(app: Flask) -> None:
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # checked by _check_csrf below, with the API rule
     csrf.init_app(app)
     app.before_request(check_url)
+    app.before_request(_load_user)  # first: a stale cookie is cleared before CSRF is considered
     app.before_request(_check_csrf)
-    app.before_request(_load_user)
     app.after_request(_security_headers)
     app.context_processor(lambda: {"current_user": g.get("user"), "oidc_enabled": bool(settings.oidc_issuer)})
 
@@ -57,8 +57,7 @@ def _check_csrf() -> None:
     policy = csrf_policy(current_app, request.blueprint)
     if policy == CSRF_BEARER_ONLY:
         return
-    if policy == CSRF_API and ("Authorization" in request.headers or request.is_json
-                               or "user_id" not in session):
+    if policy == CSRF_API and ("Authorization" in request.headers or request.is_json or g.get("user") is None):
         return
     csrf.protect()
 

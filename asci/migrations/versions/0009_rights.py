@@ -29,7 +29,8 @@ LEGACY_TOKEN_DAYS = 90
 
 def upgrade() -> None:
     with op.batch_alter_table("users") as batch:
-        batch.add_column(sa.Column("self_registered", sa.Boolean(), nullable=False, server_default=sa.false()))
+        # a plain "0" (not sa.false()): SQLite then adds the column in place instead of rebuilding the table
+        batch.add_column(sa.Column("self_registered", sa.Boolean(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("session_epoch", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("disabled_at", UTCDateTime(), nullable=True))
     with op.batch_alter_table("api_tokens") as batch:

@@ -148,6 +148,8 @@ def test_a_stolen_cookie_dies_with_logout(site):
     page = browser.get("/").get_data(as_text=True)
     assert browser.post("/logout", data={"csrf_token": csrf_of(page)}).status_code == 302
     assert thief.get("/api/sessions").status_code == 401
+    thief.set_cookie("asci_session", cookie)
+    assert thief.delete("/api/sessions/1").status_code == 401  # not even a CSRF check: nobody is logged in
     assert thief.get("/").status_code == 302
 
 
