@@ -71,7 +71,8 @@ def user_list(ctx: AsciContext, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
-        login = ", ".join(filter(None, ["password" if row["password"] else "", f"sso {row['sso']}" if row["sso"] else ""]))
+        login = ", ".join(filter(None, ["password" if row["password"] else "",
+                                        f"sso {row['sso']}" if row["sso"] else ""]))
         click.echo(f"{row['username']}\t{'admin' if row['admin'] else 'user'}\t"
                    f"{'active' if row['active'] else 'disabled'}\t{login or 'no login'}")
 

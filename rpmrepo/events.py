@@ -2,7 +2,8 @@
 
 Every publish and retract records a :class:`~rpmrepo.models.RepoEvent` (repository, NEVRAs,
 metadata revision) in the same transaction as the index change; creating a repository records
-``create``; the watcher records ``external`` events. Ids only increase and become visible in id order: on PostgreSQL the inserting transaction
+``create``; the watcher records ``external`` events. Ids only increase and become visible in id
+order: on PostgreSQL the inserting transaction
 locks ``repo_events`` against other writers until it commits (readers are not blocked), so an
 event with a lower id can never appear after a consumer has seen a higher one (SQLite serialises
 writers anyway). A consumer remembers the last id it handled and asks for newer ones::

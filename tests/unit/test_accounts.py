@@ -92,7 +92,8 @@ def test_a_password_change_moves_the_session_epoch(people):
 def test_authentication_checks_one_hash_whatever_the_name(people, monkeypatch):
     calls = []
     real = accounts.check_password_hash
-    monkeypatch.setattr(accounts, "check_password_hash", lambda stored, given: calls.append(stored) or real(stored, given))
+    monkeypatch.setattr(accounts, "check_password_hash",
+                        lambda stored, given: calls.append(stored) or real(stored, given))
     with session_scope(people) as db:
         accounts.create_user(db, "sso-only")  # no password
         for name in ("alice", "nobody", "sso-only", "Not A Valid Name", ""):

@@ -75,7 +75,8 @@ def test_token_issue_list_revoke(cli):
     assert listed[0]["expires_at"] is not None  # the default lifetime (api_token_days)
     assert cli("user", "token", "issue", "alice", "--expires", "never")[0] == 0
     assert json.loads(cli("user", "token", "list", "--json")[1])[-1]["expires_at"] is None
-    assert cli("user", "token", "revoke", str(listed[0]["id"]))[1].strip() == f"token {listed[0]['id']} of alice revoked"
+    revoked = cli("user", "token", "revoke", str(listed[0]["id"]))[1]
+    assert revoked.strip() == f"token {listed[0]['id']} of alice revoked"
     with session_scope(cli.settings) as db:
         assert accounts.token_for(db, token.strip()) is None
     assert [row["state"] for row in json.loads(cli("user", "token", "list", "--all", "--json")[1])][0] == "revoked"

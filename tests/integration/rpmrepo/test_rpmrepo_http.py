@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import requests
 
-from asci.accounts import create_user, issue_token
 from asci.db import session_scope
 from rpmrepo import api as rpmrepo
 from tests.support import publisher
