@@ -117,6 +117,7 @@ class Settings:
 def private_dir(path: Path, tighten: bool = False) -> Path:
     """``path`` as a folder created with mode 0700; with ``tighten`` an existing one of ours loses
     its group and other permissions too (never a shared folder such as /tmp: sticky ones are left)."""
+    path = Path(path)
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     if tighten:
         info = path.stat()
@@ -127,6 +128,7 @@ def private_dir(path: Path, tighten: bool = False) -> Path:
 
 def private_file(path: Path) -> Path:
     """Create ``path`` empty with mode 0600 when missing; tighten an existing one of ours to 0600."""
+    path = Path(path)
     try:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except FileExistsError:
