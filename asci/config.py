@@ -54,8 +54,13 @@ class Settings:
     websockify_port: int = 6080  # the noVNC WebSocket proxy, bound to 127.0.0.1
     websockify_url: str = ""  # public ws(s):// URL of that proxy; empty: same host as the page, websockify_port
     vnc_token_ttl_s: int = 60  # lifetime of the signed token that opens one session's VNC WebSocket
-    login_max_attempts: int = 5  # failed logins per user name and address ...
-    login_window_s: int = 300  # ... within this many seconds before further attempts are refused
+    login_max_attempts: int = 5  # failed logins per user name and address before each further try waits ...
+    login_window_s: int = 300  # ... (4 s, 8 s, 16 s ... at most this long); failures older than this are forgotten
+    login_max_per_address: int = 30  # failed logins from one address (any user name) per window, then refused
+    trusted_proxies: tuple[str, ...] = ()  # reverse proxies (addresses or networks) whose X-Forwarded-For is believed
+    request_max_bytes: int = 1024 * 1024  # body limit of every request but RPM uploads (repo_max_rpm_bytes)
+    api_token_days: int = 90  # lifetime of a new API token unless one is given (asci user token --expires)
+    disabled_user_grace_s: int = 900  # desktops of a disabled user are stopped this long after the disabling
     # session broker (broker/)
     broker_backend: str = "docker"  # docker | swarm
     broker_instance: str = "asci"  # label value telling this broker's containers apart from others'
@@ -141,11 +146,40 @@ class Settings:
         """Where the local registry keeps its blobs."""
         return self.data_dir / "registry"
 
+    def private_data_dir(self) -> Path:
+        """The data directory, created (or tightened, when it is ours) to mode 0700: it holds the
+        database, the secret key, uploads and logs, none of which other local users may read."""
+        return private_dir(self.data_dir, tighten=True)
+
     def replace(self, **changes: Any) -> "Settings":
         """A copy with some settings changed (values are checked again)."""
         raw = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         raw.update(changes)
         return _build(raw, source="argument")
+
+
+def private_dir(path: Path, tighten: bool = False) -> Path:
+    """``path`` as a folder created with mode 0700; with ``tighten`` an existing one of ours loses
+    its group and other permissions too (never a shared folder such as /tmp: sticky ones are left)."""
+    path = Path(path)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if tighten:
+        info = path.stat()
+        if info.st_uid == os.getuid() and info.st_mode & 0o077 and not info.st_mode & 0o1000:
+            path.chmod(0o700)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create ``path`` empty with mode 0600 when missing; tighten an existing one of ours to 0600."""
+    path = Path(path)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        info = path.stat()
+        if info.st_uid == os.getuid() and info.st_mode & 0o077:
+            path.chmod(0o600)
+    return path
 
 
 # ---------------------------------------------------------------- parsing ---
@@ -289,6 +323,19 @@ def _choice(*allowed: str):
     return parse
 
 
+def _networks(name: str, value: Any) -> tuple[str, ...]:
+    import ipaddress
+
+    networks = []
+    for item in _as_list(name, value):
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigError(f"{name}: expected IP addresses or networks such as 10.0.0.5,192.168.0.0/24, "
+                              f"got {item!r}") from None
+    return tuple(networks)
+
+
 def _log_format(name: str, value: Any) -> str:
     text = _as_str(name, value)
     if text not in {"json", "text"}:
@@ -330,6 +377,11 @@ _PARSERS = {
     "vnc_token_ttl_s": lambda n, v: _as_int(n, v, 5, 86400),
     "login_max_attempts": lambda n, v: _as_int(n, v, 1, 1000),
     "login_window_s": lambda n, v: _as_int(n, v, 1, 86400),
+    "login_max_per_address": lambda n, v: _as_int(n, v, 1, 100000),
+    "trusted_proxies": _networks,
+    "request_max_bytes": lambda n, v: _as_int(n, v, 1024, 1 << 30),
+    "api_token_days": lambda n, v: _as_int(n, v, 1, 3650),
+    "disabled_user_grace_s": lambda n, v: _as_int(n, v, 0, 30 * 86400),
     "broker_backend": _choice("docker", "swarm"),
     "broker_instance": _repo_name,
     "session_ports": parse_port_range,

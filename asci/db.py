@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from asci.config import Settings
+from asci.config import Settings, private_dir, private_file
 from asci.errors import DatabaseError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -75,8 +75,11 @@ def make_engine(url: str) -> Engine:
     """An engine for ``url`` with the settings ASCI relies on (FKs, WAL, pool checks)."""
     if url.startswith("sqlite"):
         database = url.split("///", 1)[-1]
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        if database and database != ":memory:" and not database.startswith("file:"):
+            # 0700 folder, 0600 file before SQLite first opens it (its -wal and -shm files take the
+            # database file's mode): nobody else on the machine reads password hashes or tokens
+            private_dir(Path(database).parent)
+            private_file(Path(database))
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -92,6 +95,7 @@ def engine_for(url: str) -> Engine:
 def session_factory(settings: Settings) -> sessionmaker[Session]:
     """A session factory bound to the configured database (every package's models mapped)."""
     import_all_models()  # relationships name classes of other packages by string
+    settings.private_data_dir()
     return sessionmaker(engine_for(settings.effective_database_url), expire_on_commit=False)
 
 

@@ -59,3 +59,33 @@ def components() -> dict:
 def path_parameter(name: str, schema: dict | None = None) -> dict:
     """A required path parameter."""
     return {"name": name, "in": "path", "required": True, "schema": schema or {"type": "string"}}
+
+
+def integer_range_regex(low: int, high: int) -> str:
+    """A regular expression (a non-capturing group) matching exactly the decimal integers
+    ``low``..``high`` written without leading zeros, so a schema's string pattern can carry a range."""
+    if not 0 <= low <= high:
+        raise ValueError(f"not a range: {low}..{high}")
+
+    def same_length(a: str, b: str) -> list[str]:
+        if not a:
+            return [""]
+        if a[0] == b[0]:
+            return [a[0] + rest for rest in same_length(a[1:], b[1:])]
+        width = len(a) - 1
+        low_full, high_full = a[1:] == "0" * width, b[1:] == "9" * width
+        parts = [] if low_full else [a[0] + rest for rest in same_length(a[1:], "9" * width)]
+        first, last = int(a[0]) + (not low_full), int(b[0]) - (not high_full)
+        if first <= last:
+            parts.append((f"[{first}-{last}]" if first < last else str(first)) + "[0-9]" * width)
+        if not high_full:
+            parts += [b[0] + rest for rest in same_length("0" * width, b[1:])]
+        return parts
+
+    alternatives = []
+    for digits in range(len(str(low)), len(str(high)) + 1):
+        start = max(low, 10 ** (digits - 1) if digits > 1 else 0)
+        end = min(high, 10 ** digits - 1)
+        if start <= end:
+            alternatives += same_length(str(start), str(end))
+    return "(?:" + "|".join(alternatives) + ")"

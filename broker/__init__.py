@@ -9,7 +9,8 @@ The public face, for ``ci`` and ``web`` (nothing else of this package is theirs 
     session_dict(desktop)                 # the one JSON shape of a session
     node_views(db);  experiments_of(db, user_id);  all_experiments(db)
     register_node(settings, db, name, docker_url, ...);  has_nodes(db)   # capacity read from the engine
-    import_rows(settings, db, rows);  import_file(settings, path);  data_path_problem(path, settings)
+    import_rows(settings, db, rows, issuer="");  import_file(settings, path);  data_path_problem(path, settings)
+    claim_memberships(db, user, verified_email=None)   # memberships pending for a sign-on identity
     reconcile(broker, db);  cull(broker, db)
     reconcile_loop(broker, interval, stop);  cull_loop(broker, interval, stop)   # beat as parts
     probe_desktop(settings, image, label)  # a version launched like a session (ci's smoke gate)
@@ -22,7 +23,7 @@ from broker.cull import cull
 from broker.errors import (BackendError, BadRequest, BrokerError, Forbidden, ImportFailed, NoCapacity,
                            NodeUnreachable, NotFound, QuotaExceeded, Unsatisfiable)
 from broker.data_paths import data_path_problem, root_problem
-from broker.experiments_import import import_file, import_rows
+from broker.experiments_import import claim_memberships, import_file, import_rows
 from broker.models import ACTIVE_STATES, FINAL_STATES, NodeState, SessionState
 from broker.nodes import has_nodes, register_node
 from broker.openapi import fragment as openapi_fragment
@@ -37,7 +38,8 @@ __all__ = [
     "launch", "stop", "vnc_target", "touch", "get_session", "list_sessions", "session_page", "SessionPage",
     "session_dict",
     "node_views", "experiments_of", "all_experiments", "ExperimentView", "register_node", "has_nodes",
-    "import_rows", "import_file", "data_path_problem", "root_problem", "reconcile", "reconcile_loop", "cull", "cull_loop",
+    "import_rows", "import_file", "data_path_problem", "root_problem", "claim_memberships", "reconcile",
+    "reconcile_loop", "cull", "cull_loop",
     "probe_desktop", "Probe", "Broker", "broker_for", "install", "make_backend",
     "SessionState", "NodeState", "ACTIVE_STATES", "FINAL_STATES", "blueprint", "openapi_fragment",
     "BrokerError", "BadRequest", "NotFound", "Forbidden", "QuotaExceeded", "NoCapacity", "Unsatisfiable",

@@ -1,19 +1,20 @@
 """The broker's JSON API (blueprint ``bp``), described by the OpenAPI document (``broker.openapi``).
 
 Authentication (``asci.webauth.require_user``, before any body is read): the login session or
-``Authorization: Bearer <api token>``. Errors follow ``asci.http``: JSON ``{"error", "kind"}``
-with the error's status. Another user's session answers 404, exactly like one that does not exist.
+``Authorization: Bearer <api token>`` with the ``sessions`` scope (the administrators' routes need
+an administrator, and a token with the ``admin`` scope). Errors follow ``asci.http``: JSON
+``{"error", "kind"}`` with the error's status. Another user's session answers 404, exactly like one
+that does not exist.
 
 - ``POST   /api/sessions``        ``{"environment", "version" ("current" default), "experiment",
-  "gpu"?, "cpus"?, "memory"? (limits), "cpu_guarantee"?, "memory_guarantee"?}`` → 201 and the session
-  (running); 422 when no node could ever hold it, 503 with ``Retry-After`` when none has room now
-- ``GET    /api/sessions``        my sessions, newest first, ``?limit=`` (100) per page, ``?after=<next>``
-  for the following page; administrators ``?all=1`` for everyone's
+  "gpu"?, "cpus"?, "memory"?, "cpu_guarantee"?, "memory_guarantee"?}`` → 201 and the session (running)
+- ``GET    /api/sessions``        my sessions, a page at a time (``?limit=&after=``, a ``next`` cursor);
+  administrators ``?all=1`` for everyone's
 - ``GET    /api/sessions/<id>``   one session
 - ``DELETE /api/sessions/<id>``   stop it → the session (state stopped)
 - ``GET    /api/nodes``           nodes with capacity and usage (administrators)
-- ``GET    /api/health``          database and node reachability (administrators)
-- ``GET    /metrics``             Prometheus metrics
+- ``GET    /api/health``          database and node reachability, the parts' heartbeats (administrators)
+- ``GET    /metrics``             Prometheus metrics (administrators, or a token with the ``metrics`` scope)
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ from flask import Response, jsonify, request
 from sqlalchemy import select
 
 from asci import heartbeats
+from asci.accounts import SCOPE_METRICS, SCOPE_SESSIONS
 from asci.db import session_scope
-from asci.http import CSRF_API, blueprint, current_settings
-from asci.webauth import require_user
+from asci.http import CSRF_API, blueprint, current_settings, flag_arg, json_object, known_args
+from asci.webauth import require_admin_or, require_caller, require_user
 from broker import metrics, service
 from broker.backends.base import NodeRef
-from broker.errors import BadRequest, BrokerError, Forbidden
+from broker.errors import BadRequest, BrokerError, Forbidden, NotFound
 from broker.models import Node
+from broker.resources import check_api_resources
 from broker.views import get_session as visible_session
 from broker.views import node_views, session_dict, session_page
 
@@ -53,17 +56,29 @@ def _session_id(raw: str) -> int:
     return _number("session id", raw)
 
 
+def _visible(db, caller, session_id: int):
+    """The session when the caller may see it: their own, or anyone's for an administrator acting as
+    one (an administrator's token without the ``admin`` scope sees only its owner's sessions)."""
+    desktop = visible_session(db, session_id, caller.user)
+    if desktop.user_id != caller.user.id and not caller.is_admin:
+        raise NotFound(f"no session {session_id}")
+    return desktop
+
+
 @bp.post("/api/sessions")
 def create_session():
     with session_scope(current_settings()) as db:
-        user = require_user(db)
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise BadRequest("expected a JSON object such as {\"environment\": ..., \"version\": \"current\", "
-                             "\"experiment\": ...}")
+        user = require_user(db, SCOPE_SESSIONS)
+        known_args()
+        body = json_object('{"environment": ..., "version": "current", "experiment": ...}')
         unknown = set(body) - SESSION_FIELDS
         if unknown:
             raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
+        empty = sorted(key for key, value in body.items() if value is None)
+        if empty:
+            raise BadRequest(f"{', '.join(empty)}: null is not a value; leave the field out for the default")
+        check_api_resources(current_settings(), body.get("cpus"), body.get("memory"), body.get("cpu_guarantee"),
+                            body.get("memory_guarantee"))
         desktop = _broker().launch(db, user, body.get("environment"), body.get("version", "current"),
                                    body.get("experiment"), gpu=body.get("gpu", False), cpus=body.get("cpus"),
                                    memory=body.get("memory"), cpu_guarantee=body.get("cpu_guarantee"),
@@ -74,11 +89,15 @@ def create_session():
 @bp.get("/api/sessions")
 def list_sessions():
     with session_scope(current_settings()) as db:
-        user = require_user(db)
-        everyone = request.args.get("all", "") in {"1", "true", "yes"}
-        if everyone and not user.is_admin:
-            raise Forbidden("only administrators may list everyone's sessions")
+        caller = require_caller(db, SCOPE_SESSIONS)
+        user = caller.user
+        known_args("all", "limit", "after")
+        everyone = flag_arg("all")
+        if everyone and not caller.is_admin:
+            raise Forbidden("only administrators (a token needs the 'admin' scope) may list everyone's sessions")
         limit = _number("limit", request.args.get("limit", "100"))
+        if not 1 <= limit <= 1000:
+            raise BadRequest(f"limit: expected 1 to 1000, got {limit}")
         after = _number("after", request.args["after"]) if "after" in request.args else None
         page = session_page(db, user, everyone=everyone, limit=limit, after=after)
         return jsonify(sessions=page.sessions, next=str(page.next) if page.next is not None else None)
@@ -87,21 +106,25 @@ def list_sessions():
 @bp.get("/api/sessions/<session_id>")
 def get_session(session_id: str):
     with session_scope(current_settings()) as db:
-        user = require_user(db)
-        return jsonify(session_dict(visible_session(db, _session_id(session_id), user)))
+        caller = require_caller(db, SCOPE_SESSIONS)
+        known_args()
+        return jsonify(session_dict(_visible(db, caller, _session_id(session_id))))
 
 
 @bp.delete("/api/sessions/<session_id>")
 def stop_session(session_id: str):
     with session_scope(current_settings()) as db:
-        user = require_user(db)
-        return jsonify(session_dict(_broker().stop(db, _session_id(session_id), user)))
+        caller = require_caller(db, SCOPE_SESSIONS)
+        known_args()
+        desktop = _visible(db, caller, _session_id(session_id))
+        return jsonify(session_dict(_broker().stop(db, desktop.id, caller.user)))
 
 
 @bp.get("/api/nodes")
 def list_nodes():
     with session_scope(current_settings()) as db:
         require_user(db, admin=True)
+        known_args()
         return jsonify(nodes=node_views(db))
 
 
@@ -110,6 +133,7 @@ def health():
     broker = _broker()
     with session_scope(current_settings()) as db:
         require_user(db, admin=True)
+        known_args()
         nodes = {}
         for node in db.scalars(select(Node).order_by(Node.name)):
             try:
@@ -119,12 +143,17 @@ def health():
                 nodes[node.name] = {"ok": False, "error": str(exc)}
         parts = [status.as_dict() for status in heartbeats.recent(db)]
     healthy = any(check["ok"] for check in nodes.values())
-    return jsonify(status="ok" if healthy else "failing", database={"ok": True}, nodes=nodes, parts=parts), (
-        200 if healthy else 503)
+    reply = jsonify(status="ok" if healthy else "failing", database={"ok": True}, nodes=nodes, parts=parts)
+    if healthy:
+        return reply, 200
+    return reply, 503, {"Retry-After": "30"}
 
 
 @bp.get("/metrics")
 def prometheus():
     from prometheus_client import CONTENT_TYPE_LATEST
 
+    with session_scope(current_settings()) as db:
+        require_admin_or(db, SCOPE_METRICS)
+        known_args()
     return Response(metrics.render(current_settings()), mimetype=CONTENT_TYPE_LATEST)

@@ -7,7 +7,9 @@ URLs with host networking), from ESTABLISHED TCP connections to the
 session's VNC port in ``/proc/net/tcp{,6}``. After
 ``session_idle_timeout_s - session_idle_warning_s`` without activity the
 session's message says when it will stop; at ``session_idle_timeout_s`` it
-is stopped.
+is stopped. The desktops of a disabled account are stopped once
+``disabled_user_grace_s`` has passed since it was disabled (time to save work
+is an administrator's choice, not the user's).
 """
 
 from __future__ import annotations
@@ -44,13 +46,19 @@ def cull(broker, db: Session, now: dt.datetime | None = None, local_ports: set[i
     now = now or utcnow()
     if local_ports is None:
         local_ports = connected_ports()
-    summary = {"warned": 0, "culled": 0, "expired": 0}
+    summary = {"warned": 0, "culled": 0, "expired": 0, "disabled": 0}
+    grace = dt.timedelta(seconds=settings.disabled_user_grace_s)
     idle_limit = dt.timedelta(seconds=settings.session_idle_timeout_s)
     warn_at = idle_limit - dt.timedelta(seconds=settings.session_idle_warning_s)
     for desktop in db.scalars(select(DesktopSession).where(DesktopSession.state == SessionState.RUNNING)).all():
         local = desktop.node is not None and desktop.node.docker_url.startswith("unix://")
         if local and desktop.vnc_port in local_ports:
             desktop.last_activity, desktop.warned_at = now, None
+        owner = desktop.user
+        if not owner.is_active and (owner.disabled_at is None or now - owner.disabled_at >= grace):
+            broker.stop_session(db, desktop, "stopped: the account was disabled")
+            summary["disabled"] += 1
+            continue
         started = desktop.started_at or desktop.created_at
         if now - started >= dt.timedelta(seconds=settings.session_max_lifetime_s):
             broker.stop_session(db, desktop, "stopped: the session reached its maximum lifetime")

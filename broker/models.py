@@ -84,6 +84,24 @@ class ExperimentMember(Base):
     user: Mapped[User] = relationship()
 
 
+class PendingMember(Base):
+    """A membership the user office granted to a single sign-on identity that has no account yet.
+
+    ``external_id`` (``<issuer>|<subject>``) or ``email``; it becomes an :class:`ExperimentMember`
+    at that identity's next sign-on (an e-mail address only when the provider says it is verified).
+    """
+
+    __tablename__ = "experiment_pending_members"
+    __table_args__ = (UniqueConstraint("experiment_id", "external_id", name="uq_experiment_pending_members_identity"),
+                      UniqueConstraint("experiment_id", "email", name="uq_experiment_pending_members_email"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), index=True)
+    external_id: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    email: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class ExperimentEnvironment(Base):
     """An environment an experiment may launch (any of its versions)."""
 

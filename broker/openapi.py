@@ -1,26 +1,44 @@
-"""The broker's part of the OpenAPI document: sessions, nodes and health."""
+"""The broker's part of the OpenAPI document: sessions, nodes, health and metrics."""
 
 from __future__ import annotations
 
+from asci.config import Settings
 from asci.openapi import AUTH_ERRORS, errors, json_body, path_parameter, ref
 from broker.models import CapacitySource, NodeState, SessionState
+from broker.resources import MIN_MEMORY_GUARANTEE, MIN_MEMORY_LIMIT, memory_pattern
 
 _WHEN = {"type": "string", "format": "date-time", "nullable": True}
+MAX_ID = 2**63 - 1
+FLAG = {"type": "string", "enum": ["1", "true", "0", "false"]}
+
+
+def _memory(settings: Settings, example: str, description: str, minimum: int) -> dict:
+    return {"oneOf": [
+        {"type": "integer", "minimum": minimum, "maximum": settings.session_max_memory_mb << 20,
+         "description": "bytes"},
+        {"type": "string", "pattern": memory_pattern(settings, minimum >> 20), "example": example,
+         "description": "whole MiB (512m) or GiB (4g)"}], "description": description}
+
+
+def session_request(settings: Settings) -> dict:
+    """What a launch request may hold, with the configured limits."""
+    return {"type": "object", "required": ["environment", "experiment"], "additionalProperties": False,
+            "properties": {
+                "environment": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"},
+                "version": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._+-]{0,31}$", "default": "current",
+                            "description": "a version such as 2026.11.25.1, or current"},
+                "experiment": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+                "gpu": {"type": "boolean", "default": False},
+                "cpus": {"type": "number", "minimum": 0.1, "maximum": settings.session_max_cpus,
+                         "description": "CPU limit"},
+                "memory": _memory(settings, "4g", "memory limit", MIN_MEMORY_LIMIT),
+                "cpu_guarantee": {"type": "number", "minimum": 0.01, "maximum": settings.session_max_cpus,
+                                  "description": "CPUs placement counts for the session"},
+                "memory_guarantee": _memory(settings, "512m", "memory placement counts for the session",
+                                            MIN_MEMORY_GUARANTEE)}}
+
 
 SCHEMAS = {
-    "SessionRequest": {"type": "object", "required": ["environment", "experiment"], "additionalProperties": False,
-                       "properties": {
-                           "environment": {"type": "string", "minLength": 1},
-                           "version": {"type": "string", "minLength": 1, "default": "current"},
-                           "experiment": {"type": "string", "minLength": 1},
-                           "gpu": {"type": "boolean", "default": False},
-                           "cpus": {"type": "number", "minimum": 0.1, "description": "CPU limit"},
-                           "memory": {"oneOf": [{"type": "integer"}, {"type": "string", "example": "4g"}],
-                                      "description": "memory limit"},
-                           "cpu_guarantee": {"type": "number", "minimum": 0.01,
-                                             "description": "CPUs placement counts for the session"},
-                           "memory_guarantee": {"oneOf": [{"type": "integer"}, {"type": "string", "example": "512m"}],
-                                                "description": "memory placement counts for the session"}}},
     "Session": {"type": "object", "properties": {
         "id": {"type": "integer"}, "state": {"type": "string", "enum": [s.value for s in SessionState]},
         "message": {"type": "string"}, "user": {"type": "string"}, "experiment": {"type": "string"},
@@ -50,13 +68,14 @@ SCHEMAS = {
 }
 
 
-def fragment() -> dict:
-    """Paths and schemas of the session API."""
-    session_id = path_parameter("session_id", {"type": "integer", "minimum": 0})
+def fragment(settings: Settings | None = None) -> dict:
+    """Paths and schemas of the session API (limits from ``settings``, the defaults when None)."""
+    settings = settings or Settings()
+    session_id = path_parameter("session_id", {"type": "integer", "minimum": 0, "maximum": MAX_ID})
     return {
         "paths": {
             "/api/sessions": {
-                "post": {"summary": "Launch a session", "operationId": "createSession",
+                "post": {"summary": "Launch a session (scope sessions)", "operationId": "createSession",
                          "requestBody": {"required": True, "content": {"application/json": {
                              "schema": ref("SessionRequest")}}},
                          "responses": {"201": json_body(ref("Session"), "The session, running"),
@@ -67,7 +86,8 @@ def fragment() -> dict:
                                    "(administrators: all=1 for everyone's)",
                         "operationId": "listSessions",
                         "parameters": [
-                            {"name": "all", "in": "query", "schema": {"type": "string", "enum": ["1"]}},
+                            {"name": "all", "in": "query", "schema": FLAG,
+                             "description": "everyone's sessions (administrators; a token needs admin)"},
                             {"name": "limit", "in": "query", "description": "sessions per page",
                              "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
                             {"name": "after", "in": "query", "description": "the next cursor of the previous page",
@@ -91,11 +111,17 @@ def fragment() -> dict:
                                    "responses": {"200": json_body({"type": "object", "properties": {
                                        "nodes": {"type": "array", "items": ref("Node")}}}, "Nodes"),
                                        **errors(*AUTH_ERRORS)}}},
-            "/api/health": {"get": {"summary": "Database and node reachability (administrators)",
+            "/api/health": {"get": {"summary": "Database and node reachability, the parts' heartbeats "
+                                               "(administrators)",
                                     "operationId": "health",
                                     "responses": {"200": json_body({"type": "object"}, "Healthy"),
-                                                  "503": json_body({"type": "object"}, "No node answers"),
+                                                  "503": json_body({"type": "object"}, "No node answers "
+                                                                   "(Retry-After)"),
                                                   **errors(*AUTH_ERRORS)}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics (administrators, or a token with the metrics scope)",
+                                 "operationId": "metrics",
+                                 "responses": {"200": {"description": "Prometheus text exposition", "content": {
+                                     "text/plain": {"schema": {"type": "string"}}}}, **errors(*AUTH_ERRORS)}}},
         },
-        "schemas": SCHEMAS,
+        "schemas": {**SCHEMAS, "SessionRequest": session_request(settings)},
     }

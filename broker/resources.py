@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from asci.config import Settings
+from asci.openapi import integer_range_regex
 from broker.errors import BadRequest
 
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
@@ -92,3 +93,27 @@ def resources(settings: Settings, cpus=None, memory=None, cpu_guarantee=None, me
         memory_floor = min(default("memory_guarantee_bytes", settings.session_memory_guarantee_mb << 20, cap_memory),
                            memory_limit)
     return Resources(round(cpu_floor, 3), round(cpu_limit, 3), int(memory_floor), int(memory_limit))
+
+
+def memory_pattern(settings: Settings, minimum_mb: int = MIN_MEMORY_LIMIT >> 20) -> str:
+    """The memory sizes the session API takes as a string: whole MiB (``512m``) or GiB (``4g``) within
+    the configured limits (the OpenAPI document carries the same pattern)."""
+    max_mb = settings.session_max_memory_mb
+    parts = [integer_range_regex(min(minimum_mb, max_mb), max_mb) + "[mM]"]
+    if max_mb >= 1024:
+        parts.append(integer_range_regex(1, max_mb // 1024) + "[gG]")
+    return "^(?:" + "|".join(parts) + ")$"
+
+
+def check_api_resources(settings: Settings, cpus, memory, cpu_guarantee=None, memory_guarantee=None) -> None:
+    """The session API's stricter reading of CPUs (JSON numbers) and memory (bytes as a JSON integer,
+    or a string of :func:`memory_pattern`); ranges are checked by :func:`resources`."""
+    for name, value in (("cpus", cpus), ("cpu_guarantee", cpu_guarantee)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise BadRequest(f"{name}: expected a number, got {value!r}")
+    for name, value, minimum in (("memory", memory, MIN_MEMORY_LIMIT), ("memory_guarantee", memory_guarantee,
+                                                                        MIN_MEMORY_GUARANTEE)):
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            continue
+        if not isinstance(value, str) or not re.fullmatch(memory_pattern(settings, minimum >> 20), value):
+            raise BadRequest(f"{name}: expected bytes, or whole MiB or GiB such as 512m or 4g, got {value!r}")

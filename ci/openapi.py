@@ -24,7 +24,8 @@ def fragment() -> dict:
                 "get": {"summary": "Build jobs, newest first (administrators)", "operationId": "listBuilds",
                         "parameters": [
                             {"name": "state", "in": "query", "schema": {"type": "string", "enum": list(STATES)}},
-                            {"name": "environment", "in": "query", "schema": {"type": "string"}},
+                            {"name": "environment", "in": "query",
+                             "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"}},
                             {"name": "limit", "in": "query",
                              "schema": {"type": "integer", "minimum": 1, "maximum": 500}}],
                         "responses": {"200": json_body({"type": "object", "properties": {
@@ -32,12 +33,14 @@ def fragment() -> dict:
                             **errors("BadRequest", *AUTH_ERRORS)}},
                 "post": {"summary": "Queue a build (administrators)", "operationId": "enqueueBuild",
                          "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                             "type": "object", "required": ["environment"], "properties": {
-                                 "environment": {"type": "string"}, "reason": {"type": "string"}}}}}},
+                             "type": "object", "required": ["environment"], "additionalProperties": False,
+                             "properties": {
+                                 "environment": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"},
+                                 "reason": {"type": "string", "maxLength": 500}}}}}},
                          "responses": {"201": json_body(ref("BuildJob"), "The queued job"),
                                        **errors("BadRequest", *AUTH_ERRORS, "NotFound")}}},
             "/api/builds/{job_id}": {
-                "parameters": [path_parameter("job_id", {"type": "integer", "minimum": 0})],
+                "parameters": [path_parameter("job_id", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1})],
                 "get": {"summary": "One build job with its log (administrators)", "operationId": "getBuild",
                         "responses": {"200": json_body(ref("BuildJob"), "The job"),
                                       **errors(*AUTH_ERRORS, "NotFound")}}},

@@ -2,7 +2,7 @@
 
 Public API (for ``builder/``, ``ci/`` and ``web/``)::
 
-    publish(settings, paths, repo=None, user=None) -> PublishResult
+    publish(settings, paths, repo=None, user=None) -> PublishResult  # in-process: the administrator's path
     retract(settings, nevra, repo=None, user=None) -> RetractResult
     reindex(settings, repo=None, regenerate_metadata=False) -> ReindexResult
     list_packages(db, repo, include_retracted=False) -> list[RpmPackage]
@@ -12,6 +12,9 @@ Public API (for ``builder/``, ``ci/`` and ``web/``)::
     events_after(db, last_id=0, limit=100, repo=None) -> list[RepoEvent]
     detect_external_changes(settings, db) -> list[RepoEvent]
     dependency_closure(db, repo, names) -> set[str]  # names reachable through requires → provides
+    create_repo(settings, name)                      # administrators create repositories ...
+    grant_publisher(db, repo, user, by=None);  revoke_publisher(db, repo, user)   # ... and grant publishing
+    list_grants(db, repo=None);  may_publish(db, user, repo)
     blueprint, openapi_fragment()                    # the HTTP routes and their OpenAPI description
 
 Two views of each repository, both complete dnf repositories:

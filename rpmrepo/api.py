@@ -6,8 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from asci.config import Settings
-from rpmrepo.errors import ConflictError, InvalidPackage, NotFound, RepoError
+from rpmrepo.errors import ConflictError, InvalidPackage, NotFound, PublishForbidden, RepoError
 from rpmrepo.events import events_after
+from rpmrepo.grants import create_repo, list_grants, may_publish
+from rpmrepo.grants import grant as grant_publisher
+from rpmrepo.grants import revoke as revoke_publisher
 from rpmrepo.http import bp as blueprint
 from rpmrepo.index import capability_name, dependency_closure, find_package, list_packages, parse_nevra
 from rpmrepo.openapi import fragment as openapi_fragment
@@ -32,5 +35,6 @@ __all__ = [
     "publish", "retract", "reindex", "list_packages", "find_package", "repo_path", "repo_url", "events_after",
     "detect_external_changes", "list_repos", "parse_nevra", "dependency_closure", "capability_name",
     "PublishResult", "RetractResult", "ReindexResult", "RpmPackage", "RepoEvent", "RepoError", "InvalidPackage",
-    "ConflictError", "NotFound", "blueprint", "openapi_fragment",
+    "ConflictError", "NotFound", "PublishForbidden", "blueprint", "openapi_fragment",
+    "create_repo", "grant_publisher", "revoke_publisher", "list_grants", "may_publish",
 ]

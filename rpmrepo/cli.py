@@ -1,4 +1,9 @@
-"""``asci rpm``: publish, list, retract and re-index the beamline repositories."""
+"""``asci rpm``: publish, list, retract and re-index the beamline repositories;
+``asci repo``: create repositories and grant the right to publish into them.
+
+The command line acts as the machine's administrator (whoever can read its settings and
+database is one): ``asci rpm publish`` needs no grant.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ import click
 
 from asci.cli import AsciContext, pass_ctx
 from asci.db import session_scope
+from rpmrepo.errors import NotFound
+from rpmrepo.grants import create_repo, grant, list_grants, revoke
 from rpmrepo.index import list_packages
 from rpmrepo.publish import publish, reindex, retract
 from rpmrepo.store import RepoLayout, list_repos
@@ -26,10 +33,16 @@ def rpm() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @_repo_option
 @click.option("--user", "username", default=None, help="Record this user as the publisher.")
+@click.option("--create", is_flag=True, help="Create the repository when it does not exist (the default "
+              "repository is created on first use anyway).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_ctx
-def publish_cmd(ctx: AsciContext, files: tuple[Path, ...], repo: str | None, username: str | None, as_json: bool) -> None:
+def publish_cmd(ctx: AsciContext, files: tuple[Path, ...], repo: str | None, username: str | None, create: bool,
+                as_json: bool) -> None:
     """Validate FILE... and publish them (all or nothing; metadata regenerated once)."""
+    layout = RepoLayout.of(ctx.settings, repo)
+    if not layout.exists() and not create and layout.name != ctx.settings.default_repo:
+        raise NotFound(f"no repository {layout.name!r} (asci repo create {layout.name}, or --create)")
     user_id = None
     if username:
         from asci.accounts import get_user
@@ -102,3 +115,76 @@ def repos_cmd(ctx: AsciContext) -> None:
         for name in list_repos(ctx.settings):
             count = len(list_packages(db, name))
             click.echo(f"{name}\t{count} packages\t{repo_url(ctx.settings, name, 'current')}")
+
+
+@click.group("repo")
+def repo_group() -> None:
+    """Create repositories and grant users the right to publish into them."""
+
+
+@repo_group.command("create")
+@click.argument("name")
+@pass_ctx
+def repo_create(ctx: AsciContext, name: str) -> None:
+    """Create the empty repository NAME (served at once; uploads need a grant)."""
+    layout = create_repo(ctx.settings, name)
+    click.echo(f"repository {layout.name!r} created")
+
+
+@repo_group.command("list")
+@pass_ctx
+def repo_list(ctx: AsciContext) -> None:
+    """The repositories with their package counts and publishers."""
+    from rpmrepo.api import repo_url
+
+    with session_scope(ctx.settings) as db:
+        for name in list_repos(ctx.settings):
+            publishers = " ".join(g.username for g in list_grants(db, name)) or "-"
+            click.echo(f"{name}\t{len(list_packages(db, name))} packages\tpublishers: {publishers}\t"
+                       f"{repo_url(ctx.settings, name, 'current')}")
+
+
+def _existing(ctx: AsciContext, name: str) -> RepoLayout:
+    return RepoLayout.of(ctx.settings, name).require()
+
+
+@repo_group.command("grant")
+@click.argument("name")
+@click.argument("username")
+@click.option("--by", "granted_by", default=None, help="The administrator granting it (recorded).")
+@pass_ctx
+def repo_grant(ctx: AsciContext, name: str, username: str, granted_by: str | None) -> None:
+    """Let USERNAME publish into repository NAME (their token needs the publish:NAME scope too)."""
+    from asci.accounts import get_user
+
+    layout = _existing(ctx, name)
+    with session_scope(ctx.settings) as db:
+        by = get_user(db, granted_by) if granted_by else None
+        added = grant(db, layout.name, get_user(db, username), by)
+    click.echo(f"{username} may publish into {layout.name}" + ("" if added else " (already granted)"))
+
+
+@repo_group.command("revoke")
+@click.argument("name")
+@click.argument("username")
+@pass_ctx
+def repo_revoke(ctx: AsciContext, name: str, username: str) -> None:
+    """Take the right to publish into repository NAME away from USERNAME."""
+    from asci.accounts import get_user
+
+    layout = RepoLayout.of(ctx.settings, name)
+    with session_scope(ctx.settings) as db:
+        removed = revoke(db, layout.name, get_user(db, username))
+    click.echo(f"{username} may no longer publish into {layout.name}" if removed
+               else f"{username} held no grant for {layout.name}")
+
+
+@repo_group.command("grants")
+@click.argument("name", required=False)
+@pass_ctx
+def repo_grants(ctx: AsciContext, name: str | None) -> None:
+    """Who may publish where (of repository NAME, or of every repository)."""
+    with session_scope(ctx.settings) as db:
+        rows = list_grants(db, RepoLayout.of(ctx.settings, name).name if name else None)
+    for row in rows:
+        click.echo(f"{row.repo}\t{row.username}\t{row.granted_at}\t{row.granted_by or '-'}")

@@ -30,6 +30,12 @@ class ConflictError(RepoError):
     http_status = 409
 
 
+class PublishForbidden(RepoError):
+    """The caller may not publish into this repository (no grant, or a token without the scope)."""
+
+    http_status = 403
+
+
 class NotFound(RepoError):
     """No such repository or package."""
 

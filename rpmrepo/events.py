@@ -1,8 +1,9 @@
 """Change events of the repositories, consumed by ``ci/``.
 
 Every publish and retract records a :class:`~rpmrepo.models.RepoEvent` (repository, NEVRAs,
-metadata revision) in the same transaction as the index change; the watcher records ``external``
-events. Ids only increase and become visible in id order: on PostgreSQL the inserting transaction
+metadata revision) in the same transaction as the index change; creating a repository records
+``create``; the watcher records ``external`` events. Ids only increase and become visible in id
+order: on PostgreSQL the inserting transaction
 locks ``repo_events`` against other writers until it commits (readers are not blocked), so an
 event with a lower id can never appear after a consumer has seen a higher one (SQLite serialises
 writers anyway). A consumer remembers the last id it handled and asks for newer ones::
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from rpmrepo.models import RepoEvent
 
-KINDS = ("publish", "retract", "external")
+KINDS = ("publish", "retract", "external", "create")
 
 
 def record_event(db: Session, repo: str, kind: str, packages: list[str], revision: str | int) -> RepoEvent:

@@ -4,10 +4,16 @@
   ``view`` in ``all`` / ``current``: a dnf/yum ``baseurl``;
 * ``GET  /repos/<repo>.repo`` - a .repo file for clients (both views; ``current`` enabled);
 * ``GET  /repos/RPM-GPG-KEY-asci`` - the configured public keys (``gpgkey=`` of the .repo file);
-* ``GET  /api/repos/<repo>/packages`` - the index as JSON (``?all=1`` includes retracted);
+* ``GET  /api/repos/<repo>/packages`` - the index as JSON (``?all=1`` includes retracted; who
+  published each package only for an administrator's token with the ``admin`` scope);
 * ``POST /api/repos/<repo>/packages`` - multipart upload (field ``file``, repeatable) with
-  ``Authorization: Bearer <token>``; 201 when something was published, 200 when all were
-  already there, 400/413 invalid, 401 no valid token, 409 conflicting NEVRA.
+  ``Authorization: Bearer <token>`` carrying the ``publish:<repo>`` scope, by a user granted the
+  right to publish there (``asci repo grant``), into a repository that exists (``asci repo create``);
+  201 when something was published, 200 when all were already there, 400/413 invalid, 401 no
+  valid token, 403 no grant or scope, 404 no such repository, 409 conflicting NEVRA.
+
+Only the upload route accepts a large body (``repo_max_rpm_bytes``), and only once the token,
+scope and grant are checked; every other request is limited to ``request_max_bytes``.
 """
 
 from __future__ import annotations
@@ -15,9 +21,10 @@ from __future__ import annotations
 from flask import Response, abort, jsonify, request, send_from_directory
 
 from asci.db import session_scope
-from asci.http import CSRF_BEARER_ONLY, blueprint, current_settings
-from asci.webauth import require_user
-from rpmrepo.errors import InvalidPackage
+from asci.http import CSRF_BEARER_ONLY, allow_body, blueprint, current_settings, flag_arg, known_args
+from asci.webauth import optional_caller, require_caller
+from rpmrepo.errors import InvalidPackage, PublishForbidden
+from rpmrepo.grants import publish_scope, require_publisher
 from rpmrepo.index import list_packages
 from rpmrepo.publish import publish_staged
 from rpmrepo.store import RepoLayout, check_view
@@ -75,10 +82,16 @@ def gpg_keys():
 def api_list(repo: str):
     """The repository's packages as JSON."""
     settings = current_settings()
-    layout = RepoLayout.of(settings, repo)
-    include = request.args.get("all", "").lower() in {"1", "true", "yes"}
     with session_scope(settings) as db:
+        who = optional_caller(db, bearer_only=True)
+        administrator = who is not None and who.is_admin
+        known_args("all")
+        include = flag_arg("all")
+        layout = RepoLayout.of(settings, repo).require()
         rows = [row.as_dict() for row in list_packages(db, layout.name, include_retracted=include)]
+    if not administrator:  # who published what is for administrators
+        for row in rows:
+            row.pop("published_by_id", None)
     return jsonify(repo=layout.name, packages=rows)
 
 
@@ -86,9 +99,15 @@ def api_list(repo: str):
 def api_upload(repo: str):
     """Publish uploaded RPMs (the client's file names are used in messages only)."""
     settings = current_settings()
-    with session_scope(settings) as db:  # authenticated before the body is read
-        user_id = require_user(db, bearer_only=True).id
-    RepoLayout.of(settings, repo)
+    with session_scope(settings) as db:  # token, scope, repository and grant before the body is read
+        caller = require_caller(db, bearer_only=True)
+        name = RepoLayout.of(settings, repo).name  # a malformed name is a 400 whatever the token says
+        if not caller.allows(publish_scope(name)):
+            raise PublishForbidden(f"this API token lacks the {publish_scope(name)!r} scope")
+        require_publisher(settings, db, caller.user, name)
+        user_id = caller.user.id
+    known_args()
+    allow_body(settings.repo_max_rpm_bytes + 1024 * 1024)
     uploads = request.files.getlist("file")
     if not uploads:
         raise InvalidPackage("no file uploaded (multipart field 'file')")

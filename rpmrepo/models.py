@@ -84,3 +84,16 @@ class RepoEvent(Base):
         """A JSON-ready description."""
         return {"id": self.id, "repo": self.repo, "kind": self.kind, "packages": list(self.packages or []),
                 "revision": self.revision, "created_at": self.created_at.isoformat()}
+
+
+class RepoGrant(Base):
+    """A user's right to publish into one repository (granted by an administrator: ``asci repo grant``)."""
+
+    __tablename__ = "repo_grants"
+    __table_args__ = (UniqueConstraint("repo", "user_id", name="uq_repo_grants_repo_user"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    granted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    granted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

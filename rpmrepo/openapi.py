@@ -12,7 +12,9 @@ PACKAGE = {"type": "object", "properties": {
     "summary": {"type": "string"}, "requires": {"type": "array", "items": {"type": "string"}},
     "provides": {"type": "array", "items": {"type": "string"}},
     "published_at": {"type": "string", "format": "date-time"},
-    "published_by_id": {"type": "integer", "nullable": True}, "retracted": {"type": "boolean"},
+    "published_by_id": {"type": "integer", "nullable": True,
+                        "description": "who published it (administrators' tokens only)"},
+    "retracted": {"type": "boolean"},
     "retracted_at": {"type": "string", "format": "date-time", "nullable": True}}}
 
 PUBLISH_RESULT = {"type": "object", "properties": {
@@ -27,20 +29,23 @@ def fragment() -> dict:
     return {
         "paths": {"/api/repos/{repo}/packages": {
             "parameters": [repo],
-            "get": {"summary": "The repository's packages", "operationId": "listPackages", "security": [],
-                    "parameters": [{"name": "all", "in": "query", "schema": {"type": "string", "enum": ["1"]},
+            "get": {"summary": "The repository's packages", "operationId": "listPackages",
+                    "security": [{}, {"bearer": []}],
+                    "parameters": [{"name": "all", "in": "query",
+                                    "schema": {"type": "string", "enum": ["1", "true", "0", "false"]},
                                     "description": "include retracted packages"}],
                     "responses": {"200": json_body({"type": "object", "properties": {
                         "repo": {"type": "string"}, "packages": {"type": "array", "items": ref("Package")}}},
-                        "Packages by name"), **errors("BadRequest")}},
-            "post": {"summary": "Publish RPMs (all or nothing)", "operationId": "publishPackages",
+                        "Packages by name"), **errors("BadRequest", "Unauthorized", "NotFound")}},
+            "post": {"summary": "Publish RPMs (all or nothing): a token with the publish:<repo> scope, of a user "
+                                "granted the right to publish into that repository", "operationId": "publishPackages",
                      "security": [{"bearer": []}],
                      "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
                          "type": "object", "required": ["file"], "properties": {
                              "file": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}},
                      "responses": {"201": json_body(ref("PublishResult"), "Published"),
                                    "200": json_body(ref("PublishResult"), "Every file was already published"),
-                                   **errors("BadRequest", *AUTH_ERRORS, "Conflict", "PayloadTooLarge",
-                                            "Unavailable")}}}},
+                                   **errors("BadRequest", *AUTH_ERRORS, "NotFound", "Conflict",
+                                            "PayloadTooLarge", "Unavailable")}}}},
         "schemas": {"Package": PACKAGE, "PublishResult": PUBLISH_RESULT},
     }

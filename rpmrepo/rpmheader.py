@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import subprocess
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,19 +18,26 @@ from rpmrepo.errors import InvalidPackage
 
 RPM_LEAD_MAGIC = b"\xed\xab\xee\xdb"
 
+# One XML document per package: every value comes from rpm's own ``:xml`` formatter, which escapes
+# '<', '>' and '&', so no text inside a header field (a newline in the Summary, say) can open or close
+# an element: a field can never be read as another one. The branch texts (``rsa`` ...) are ours.
 _FIELDS = ("NAME", "EPOCH", "VERSION", "RELEASE", "ARCH", "SUMMARY", "BUILDTIME", "SOURCERPM", "SIGNED")
 _QUERYFORMAT = (
-    "NAME\t%{NAME}\n"
-    "EPOCH\t%|EPOCH?{%{EPOCH}}:{0}|\n"
-    "VERSION\t%{VERSION}\n"
-    "RELEASE\t%{RELEASE}\n"
-    "ARCH\t%{ARCH}\n"
-    "SUMMARY\t%{SUMMARY}\n"
-    "BUILDTIME\t%{BUILDTIME}\n"
-    "SOURCERPM\t%{SOURCERPM}\n"
-    "SIGNED\t%|RSAHEADER?{rsa}:{%|DSAHEADER?{dsa}:{%|SIGPGP?{pgp}:{%|SIGGPG?{gpg}:{none}|}|}|}|\n"
-    "[REQ\t%{REQUIRENEVRS}\n]"
-    "[PROV\t%{PROVIDENEVRS}\n]"
+    "<header>"
+    "<f n='NAME'>%{NAME:xml}</f>"
+    "<f n='EPOCH'>%|EPOCH?{%{EPOCH:xml}}:{<integer>0</integer>}|</f>"
+    "<f n='VERSION'>%{VERSION:xml}</f>"
+    "<f n='RELEASE'>%{RELEASE:xml}</f>"
+    "<f n='ARCH'>%{ARCH:xml}</f>"
+    "<f n='SUMMARY'>%{SUMMARY:xml}</f>"
+    "<f n='BUILDTIME'>%{BUILDTIME:xml}</f>"
+    "<f n='SOURCERPM'>%|SOURCERPM?{%{SOURCERPM:xml}}:{<string></string>}|</f>"
+    "<f n='SIGNED'><string>"
+    "%|RSAHEADER?{rsa}:{%|DSAHEADER?{dsa}:{%|SIGPGP?{pgp}:{%|SIGGPG?{gpg}:{none}|}|}|}|"
+    "</string></f>"
+    "[<req>%{REQUIRENEVRS:xml}</req>]"
+    "[<prov>%{PROVIDENEVRS:xml}</prov>]"
+    "</header>"
 )
 _ENV = {**os.environ, "LC_ALL": "C", "LANG": "C"}
 
@@ -87,40 +95,64 @@ def check_magic(path: Path, label: str) -> None:
             raise InvalidPackage(f"{label}: not an RPM package (no RPM lead)")
 
 
+def _control_free(label: str, what: str, value: str) -> str:
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise InvalidPackage(f"{label}: the {what} in the RPM header contains control characters")
+    return value
+
+
+def _value(label: str, what: str, element: ET.Element | None) -> str:
+    """The text of the one ``<string>`` or ``<integer>`` inside ``element``."""
+    children = list(element) if element is not None else []
+    if len(children) != 1 or children[0].tag not in ("string", "integer"):
+        raise InvalidPackage(f"{label}: RPM header lacks a single {what}")
+    return _control_free(label, what, children[0].text or "")
+
+
+def parse_query(xml_text: str, label: str) -> RpmHeader:
+    """The :class:`RpmHeader` of ``rpm --queryformat`` output made with ``_QUERYFORMAT``."""
+    try:
+        root = ET.fromstring(xml_text)
+    except ET.ParseError:
+        raise InvalidPackage(f"{label}: the RPM header has fields rpm cannot write as XML "
+                             "(control characters or invalid text)") from None
+    if root.tag != "header":
+        raise InvalidPackage(f"{label}: unreadable RPM header")
+    fields = {}
+    for element in root.findall("f"):
+        name = element.get("n", "")
+        if name in fields:
+            raise InvalidPackage(f"{label}: RPM header field {name} appears twice")
+        fields[name] = element
+    values = {key.lower(): _value(label, key.lower(), fields.get(key)) for key in _FIELDS}
+    requires: list[str] = []
+    provides: list[str] = []
+    for tag, target, what in (("req", requires, "requires"), ("prov", provides, "provides")):
+        for element in root.findall(tag):
+            value = _value(label, what, element)
+            if value not in target and not (tag == "req" and value.startswith("rpmlib(")):
+                target.append(value)
+    try:
+        epoch = int(values["epoch"])
+        buildtime = dt.datetime.fromtimestamp(int(values["buildtime"]), dt.timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        raise InvalidPackage(f"{label}: RPM header has a malformed epoch or build time") from None
+    return RpmHeader(
+        name=values["name"], epoch=epoch, version=values["version"], release=values["release"],
+        arch=values["arch"], summary=values["summary"], buildtime=buildtime,
+        source_package=values["sourcerpm"] in {"(none)", ""}, signed=values["signed"] != "none",
+        requires=requires, provides=provides,
+    )
+
+
 def read_header(path: Path, dbpath: Path, label: str) -> RpmHeader:
-    """Read the header of ``path`` with ``rpm -qp --queryformat``."""
+    """Read the header of ``path`` with ``rpm -qp --queryformat`` (XML-escaped values, see ``_QUERYFORMAT``)."""
     check_magic(path, label)
     proc = _run(["rpm", "-qp", "--dbpath", str(dbpath), "--nosignature", "--nodigest",
                  "--queryformat", _QUERYFORMAT, "--", str(path)])
     if proc.returncode != 0:
         raise InvalidPackage(f"{label}: not a readable RPM package ({_first_error(proc.stderr, path, label)})")
-    values: dict[str, str] = {}
-    requires: list[str] = []
-    provides: list[str] = []
-    for line in proc.stdout.splitlines():
-        key, _, value = line.partition("\t")
-        if key == "REQ":
-            if not value.startswith("rpmlib(") and value not in requires:
-                requires.append(value)
-        elif key == "PROV":
-            if value not in provides:
-                provides.append(value)
-        elif key in _FIELDS and key not in values:
-            values[key] = value
-    missing = [key for key in _FIELDS if key not in values]
-    if missing:
-        raise InvalidPackage(f"{label}: RPM header lacks {', '.join(missing)}")
-    try:
-        epoch = int(values["EPOCH"])
-        buildtime = dt.datetime.fromtimestamp(int(values["BUILDTIME"]), dt.timezone.utc)
-    except ValueError:
-        raise InvalidPackage(f"{label}: RPM header has a malformed epoch or build time") from None
-    return RpmHeader(
-        name=values["NAME"], epoch=epoch, version=values["VERSION"], release=values["RELEASE"],
-        arch=values["ARCH"], summary=values["SUMMARY"], buildtime=buildtime,
-        source_package=values["SOURCERPM"] in {"(none)", ""}, signed=values["SIGNED"] != "none",
-        requires=requires, provides=provides,
-    )
+    return parse_query(proc.stdout, label)
 
 
 def import_keys(dbpath: Path, keys: tuple[Path, ...]) -> None:

@@ -170,7 +170,8 @@ def always_ready(host, port) -> bool:
 
 def make_world(settings, nodes: list[dict], image: str = "127.0.0.1:5000/asci-test:v1",
                digest: str = "sha256:" + "0" * 64, data_path: str | None = None) -> dict:
-    """Users alice/bob (members of E1/E2, password ``PASSWORD``) and root (admin), environment
+    """Users alice/bob (members of E1/E2, password ``PASSWORD``; tokens with the ``sessions`` scope) and
+    root (admin; its token also has ``admin`` and ``metrics``), environment
     'mx-…' with version v1 (and a failed v0), and ``nodes`` (``nvidia_smi`` names a recorded output).
 
     The experiments' data folder is ``data_path``, by default a folder made under the first
@@ -189,8 +190,8 @@ def make_world(settings, nodes: list[dict], image: str = "127.0.0.1:5000/asci-te
         alice = accounts.create_user(db, f"alice-{suffix}", PASSWORD, uid=4242, gid=4242)
         bob = accounts.create_user(db, f"bob-{suffix}", PASSWORD)
         root = accounts.create_user(db, f"root-{suffix}", PASSWORD, is_admin=True)
-        tokens = {name: accounts.issue_token(db, row) for name, row in
-                  (("alice", alice), ("bob", bob), ("root", root))}
+        tokens = {name: accounts.issue_token(db, row, scopes=scopes) for name, row, scopes in
+                  (("alice", alice, "sessions"), ("bob", bob, "sessions"), ("root", root, "sessions admin metrics"))}
         env = Environment(name=f"mx-{suffix}", current_version="v1")
         db.add(env)
         db.flush()
@@ -234,6 +235,19 @@ def add_members(settings, world: dict, count: int, experiment: str = "e1") -> li
                 accounts.issue_token(db, member), member.id, member.username)
             keys.append(key)
     return keys
+def publisher(settings, username: str, repo: str, scopes: str | None = None) -> str:
+    """Repository ``repo`` (created when missing), user ``username`` (created when missing) granted the
+    right to publish into it, and a new token of theirs (scope ``publish:<repo>`` unless given)."""
+    from sqlalchemy import select
+
+    import rpmrepo
+
+    rpmrepo.create_repo(settings, repo, exist_ok=True)
+    with session_scope(settings) as db:
+        user = db.scalar(select(accounts.User).where(accounts.User.username == username)) \
+            or accounts.create_user(db, username)
+        rpmrepo.grant_publisher(db, repo, user)
+        return accounts.issue_token(db, user, "tests", scopes=scopes or f"publish:{repo}")
 
 
 def user_of(settings, world: dict, who: str) -> accounts.User:
@@ -332,10 +346,13 @@ def csrf_of(html: str) -> str:
     return match.group(1)
 
 
-def login(client, username: str, password: str = PASSWORD):
-    """Log a Flask test client in through the login form; returns the reply."""
-    token = csrf_of(client.get("/login").get_data(as_text=True))
-    return client.post("/login", data={"username": username, "password": password, "csrf_token": token})
+def login(client, username: str, password: str = PASSWORD, **request_options):
+    """Log a Flask test client in through the login form; returns the reply (``environ``,
+    ``headers``... are passed on to both requests)."""
+    options = {"environ_base": request_options.pop("environ")} if "environ" in request_options else {}
+    options.update(request_options)
+    token = csrf_of(client.get("/login", **options).get_data(as_text=True))
+    return client.post("/login", data={"username": username, "password": password, "csrf_token": token}, **options)
 
 
 def browser_log_in(page, base_url: str, username: str, password: str = PASSWORD) -> None:
@@ -345,3 +362,42 @@ def browser_log_in(page, base_url: str, username: str, password: str = PASSWORD)
     page.fill("#password", password)
     page.click("#login-form button[type=submit]")
     page.wait_for_load_state()
+
+
+# ------------------------------------------------------------------ RPM headers
+
+FORGERY_PLACEHOLDER = b"~BUILDTIME^0~REQ^evil-dep~PROV^kernel"
+FORGERY = b"\nBUILDTIME\t0\nREQ\tevil-dep\nPROV\tkernel"
+
+
+def forge_rpm_header(source: Path, target: Path, old: bytes = FORGERY_PLACEHOLDER, new: bytes = FORGERY) -> Path:
+    """Copy an RPM replacing ``old`` by ``new`` (same length) in its main header, with the header's
+    SHA-1 and SHA-256 and the header+payload MD5 in the signature header recomputed: what anyone
+    can do to an unsigned package; ``rpmkeys -K --nosignature`` still says "digests OK"."""
+    import hashlib
+    import struct
+
+    assert len(old) == len(new)
+    data = bytearray(source.read_bytes())
+
+    def header_at(offset: int) -> tuple[int, int, int]:  # index entries, start of the store, end
+        assert data[offset:offset + 3] == b"\x8e\xad\xe8", "not an RPM header"
+        entries, size = struct.unpack(">II", data[offset + 8:offset + 16])
+        store = offset + 16 + entries * 16
+        return entries, store, store + size
+
+    signature_entries, signature_store, signature_end = header_at(96)  # after the 96-byte lead
+    main = signature_end + (-signature_end % 8)
+    _, _, main_end = header_at(main)
+    at = data.index(old, main, main_end)
+    data[at:at + len(old)] = new
+    header = bytes(data[main:main_end])
+    digests = {269: hashlib.sha1(header).hexdigest().encode(), 273: hashlib.sha256(header).hexdigest().encode(),
+               1004: hashlib.md5(bytes(data[main:])).digest()}
+    for number in range(signature_entries):
+        entry = 96 + 16 + number * 16
+        tag, _type, offset, _count = struct.unpack(">iiii", data[entry:entry + 16])
+        if tag in digests:
+            data[signature_store + offset:signature_store + offset + len(digests[tag])] = digests[tag]
+    target.write_bytes(bytes(data))
+    return target

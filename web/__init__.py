@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
-        MAX_CONTENT_LENGTH=settings.repo_max_rpm_bytes + 1024 * 1024,
+        MAX_CONTENT_LENGTH=settings.request_max_bytes,  # RPM uploads raise it for their route only
     )
     if test_config:
         app.config.update(test_config)
@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
     for bp in (health.bp, rpmrepo.blueprint, broker.blueprint, ci.blueprint, api.bp, pages.bp, assets.bp,
                auth.bp, oidc.bp, viewer.bp, admin.bp):
         app.register_blueprint(bp)
-    register_error_handlers(app, html=_html_error)
+    register_error_handlers(app, html=_html_error, json_paths=("/healthz", "/metrics"))
     formatting.register(app)
     security.init_app(app)
     oidc.init_app(app)

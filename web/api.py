@@ -7,26 +7,41 @@ from flask import jsonify
 import broker
 import ci
 import rpmrepo
-from asci.http import CSRF_API, blueprint, current_settings
-from asci.openapi import components, json_body
+from asci.config import Settings
+from asci.http import CSRF_API, blueprint, current_settings, known_args
+from asci.openapi import AUTH_ERRORS, components, errors, json_body
 
 bp = blueprint("api", __name__, csrf=CSRF_API)
 
 
-def document(server_url: str = "http://127.0.0.1:8080") -> dict:
-    """The whole document: the repository, session and build APIs."""
+HEALTH = {"type": "object", "required": ["status"], "properties": {
+    "status": {"type": "string", "enum": ["ok", "failing"]},
+    "checks": {"type": "object", "description": "administrators and tokens with the metrics scope only"}}}
+
+
+def document(settings: Settings | None = None) -> dict:
+    """The whole document: the repository, session and build APIs, and the health check."""
+    settings = settings or Settings()
     shared = components()
-    paths: dict = {"/api/openapi.json": {"get": {
-        "summary": "This document", "operationId": "openapi", "security": [],
-        "responses": {"200": json_body({"type": "object"}, "OpenAPI 3")}}}}
-    for fragment in (rpmrepo.openapi_fragment(), broker.openapi_fragment(), ci.openapi_fragment()):
+    paths: dict = {
+        "/api/openapi.json": {"get": {
+            "summary": "This document", "operationId": "openapi", "security": [],
+            "responses": {"200": json_body({"type": "object"}, "OpenAPI 3")}}},
+        "/healthz": {"get": {
+            "summary": "Whether the platform answers (details for administrators and metrics tokens)",
+            "operationId": "healthz", "security": [{}, {"bearer": []}, {"cookie": []}],
+            "responses": {"200": json_body(HEALTH, "The database answers"),
+                          "503": json_body(HEALTH, "The database does not answer (Retry-After)"),
+                          **errors(AUTH_ERRORS[0])}}},
+    }
+    for fragment in (rpmrepo.openapi_fragment(), broker.openapi_fragment(settings), ci.openapi_fragment()):
         paths.update(fragment["paths"])
         shared["schemas"].update(fragment["schemas"])
     return {
         "openapi": "3.0.3",
         "info": {"title": "ASCI", "version": "1.0",
                  "description": "Publish RPMs, follow builds, launch and stop desktop sessions."},
-        "servers": [{"url": server_url}],
+        "servers": [{"url": settings.public_url}],
         "security": [{"bearer": []}, {"cookie": []}],
         "paths": paths,
         "components": shared,
@@ -35,4 +50,5 @@ def document(server_url: str = "http://127.0.0.1:8080") -> dict:
 
 @bp.get("/api/openapi.json")
 def openapi():
-    return jsonify(document(current_settings().public_url))
+    known_args()
+    return jsonify(document(current_settings()))

@@ -1,23 +1,28 @@
 """Login state, CSRF protection and cookie settings shared by every page blueprint.
 
-The login contract with the API blueprints is ``flask.session["user_id"]`` (``users.id``).
+The login cookie is written and read by ``asci.webauth`` only (``start_login_session``,
+``cookie_user``): the user's id and the account's session epoch, so logging out, a password
+change or disabling the account ends every cookie issued before.
 Every HTML form carries a CSRF token (Flask-WTF). Each blueprint declares its CSRF policy
 when it is made (``asci.http.blueprint``): forms need the token; API blueprints that also
 accept the login cookie skip the check for requests that carry an ``Authorization`` header
 or a JSON body (a cross-site page can send neither without a CORS preflight, and the cookie
-is SameSite=Lax); bearer-only blueprints never read the cookie and are exempt.
+is SameSite=Lax), and for requests without a login cookie (nothing to forge: the route answers
+401); bearer-only blueprints never read the cookie and are exempt.
 """
 
 from __future__ import annotations
 
 import functools
+from urllib.parse import urlsplit
 
 from flask import Flask, abort, current_app, g, redirect, request, session, url_for
 from flask_wtf.csrf import CSRFProtect
 
 from asci import accounts
 from asci.db import session_scope
-from asci.http import CSRF_API, CSRF_BEARER_ONLY, app_settings, csrf_policy, current_settings
+from asci.http import CSRF_API, CSRF_BEARER_ONLY, app_settings, check_url, csrf_policy, current_settings
+from asci.webauth import cookie_user, start_login_session
 
 csrf = CSRFProtect()
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -37,8 +42,9 @@ def init_app(app: Flask) -> None:
     )
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # checked by _check_csrf below, with the API rule
     csrf.init_app(app)
+    app.before_request(check_url)
+    app.before_request(_load_user)  # first: a stale cookie is cleared before CSRF is considered
     app.before_request(_check_csrf)
-    app.before_request(_load_user)
     app.after_request(_security_headers)
     app.context_processor(lambda: {"current_user": g.get("user"), "oidc_enabled": bool(settings.oidc_issuer)})
 
@@ -51,7 +57,7 @@ def _check_csrf() -> None:
     policy = csrf_policy(current_app, request.blueprint)
     if policy == CSRF_BEARER_ONLY:
         return
-    if policy == CSRF_API and ("Authorization" in request.headers or request.is_json):
+    if policy == CSRF_API and ("Authorization" in request.headers or request.is_json or g.get("user") is None):
         return
     csrf.protect()
 
@@ -70,12 +76,11 @@ def _load_user() -> None:
     g.user = None
     if request.path.startswith("/static/"):
         return
-    user_id = session.get("user_id")
-    if not isinstance(user_id, int):
+    if "user_id" not in session:
         return
     with session_scope(current_settings()) as db:
-        user = db.get(accounts.User, user_id)
-        if user is None or not user.is_active:
+        user = cookie_user(db)
+        if user is None:  # disabled, logged out elsewhere, password changed: this cookie is over
             session.clear()
             return
         g.user = CurrentUser(user)
@@ -95,9 +100,7 @@ def _security_headers(response):
 
 def log_in(user: accounts.User) -> None:
     """Start a fresh login session for ``user`` (the old session's data is dropped)."""
-    session.clear()
-    session["user_id"] = int(user.id)
-    session.permanent = True
+    start_login_session(user)
 
 
 def login_required(view):
@@ -125,8 +128,19 @@ def admin_required(view):
     return wrapped
 
 
+def is_local_path(target: str | None) -> bool:
+    """True for a path on this site: one leading '/', no scheme, no host, no backslash, no control
+    characters or white space (browsers drop tabs and newlines, so '/<TAB>/evil' would be '//evil')."""
+    if not target or not isinstance(target, str) or len(target) > 2000:
+        return False
+    if any(ord(ch) < 33 or ord(ch) == 127 or ch.isspace() for ch in target) or "\\" in target:
+        return False
+    if not target.startswith("/") or target.startswith("//"):
+        return False
+    parts = urlsplit(target)
+    return not parts.scheme and not parts.netloc
+
+
 def safe_next(target: str | None) -> str:
     """A local path to go to after login (never another site)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("pages.home")
+    return target if is_local_path(target) else url_for("pages.home")

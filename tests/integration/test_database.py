@@ -66,3 +66,34 @@ def test_models_match_the_migrations(db_settings):
         context = MigrationContext.configure(connection, opts={"compare_type": False})
         differences = compare_metadata(context, db.Base.metadata)
     assert differences == []
+
+
+def test_tokens_issued_before_scopes_keep_what_they_could_do_and_expire(db_settings):
+    """0009_rights: a token of an administrator keeps the administrators' API, every token may still
+    publish (where its user holds a grant), and all of them expire 90 days after the upgrade. From
+    0005 on, so that the rebuilds of ``users`` on SQLite (0006) are crossed too: they must not
+    cascade into the tokens."""
+    import datetime as dt
+
+    from alembic import command
+    from sqlalchemy import text
+
+    url = db_settings.effective_database_url
+    command.downgrade(db.alembic_config(url), "0005_ci")
+    now = dt.datetime.now(dt.timezone.utc)
+    with db.engine_for(url).begin() as connection:
+        for user_id, name, admin in ((1, "root", True), (2, "alice", False)):
+            connection.execute(text("INSERT INTO users (id, username, display_name, email, is_admin, is_active, "
+                                    "created_at) VALUES (:id, :name, :name, '', :admin, :active, :now)"),
+                               {"id": user_id, "name": name, "admin": admin, "active": True, "now": now})
+            connection.execute(text("INSERT INTO api_tokens (user_id, name, token_sha256, created_at) "
+                                    "VALUES (:id, 'old', :digest, :now)"), {"id": user_id, "digest": f"{user_id:064d}",
+                                                                          "now": now})
+    db.upgrade(db_settings)
+    with db.session_scope(db_settings) as session:
+        tokens = {row.user.username: row for row in accounts.list_tokens(session)}
+        assert tokens["root"].scope_list == ["sessions", "admin", "metrics", "publish:*"]
+        assert tokens["alice"].scope_list == ["sessions", "publish:*"]
+        for row in tokens.values():
+            assert dt.timedelta(days=89) < row.expires_at - now < dt.timedelta(days=91)
+        assert accounts.get_user(session, "alice").session_epoch == 0

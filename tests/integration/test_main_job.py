@@ -124,9 +124,16 @@ def test_only_runs_a_subset(tmp_path):
         process.wait(timeout=30)
 
 
-def test_healthz_reports_database_docker_and_registry(served):
-    _, url, _ = served
-    response = requests.get(url + "/healthz", timeout=10)
+def test_healthz_says_ok_to_anyone_and_details_to_monitoring(served):
+    settings, url, _ = served
+    environment = dict(os.environ, **settings.to_environ())
+    subprocess.run([sys.executable, "-m", "asci", "user", "add", "prometheus", "--password", "long enough"],
+                   env=environment, check=True, capture_output=True)
+    token = subprocess.run([sys.executable, "-m", "asci", "user", "token", "prometheus", "--scope", "metrics"],
+                           env=environment, check=True, capture_output=True, text=True).stdout.strip()
+    anonymous = requests.get(url + "/healthz", timeout=10)
+    assert anonymous.status_code == 200 and anonymous.json() == {"status": "ok"}
+    response = requests.get(url + "/healthz", timeout=10, headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok" and body["checks"]["database"]["ok"] is True
@@ -138,5 +145,5 @@ def test_healthz_fails_when_the_database_is_unreachable(tmp_path):
 
     app = create_app(Settings(data_dir=tmp_path, database_url="postgresql://x:y@127.0.0.1:1/none"))
     response = app.test_client().get("/healthz")
-    assert response.status_code == 503
-    assert response.json["checks"]["database"]["ok"] is False
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    assert response.json == {"status": "failing"}

@@ -39,6 +39,9 @@ def test_docker_hosts_from_environment_are_comma_separated():
     ("ASCI_WEB_PORT", "eighty", "ASCI_WEB_PORT: expected an integer between 1 and 65535"),
     ("ASCI_WEB_PORT", "70000", "ASCI_WEB_PORT: expected an integer"),
     ("ASCI_REPO_REQUIRE_SIGNATURE", "maybe", "ASCI_REPO_REQUIRE_SIGNATURE: expected true or false"),
+    ("ASCI_TRUSTED_PROXIES", "10.0.0.1,proxy.example", "ASCI_TRUSTED_PROXIES: expected IP addresses or networks"),
+    ("ASCI_REQUEST_MAX_BYTES", "12", "ASCI_REQUEST_MAX_BYTES: expected an integer between 1024"),
+    ("ASCI_API_TOKEN_DAYS", "0", "ASCI_API_TOKEN_DAYS: expected an integer between 1"),
 ])
 def test_a_bad_environment_value_is_named_with_what_was_expected(name, value, expected):
     with pytest.raises(ConfigError) as excinfo:
@@ -101,3 +104,6 @@ def test_experiment_data_roots_must_be_absolute(tmp_path):
     default = load_settings({"ASCI_DATA_DIR": str(tmp_path)})
     assert default.data_roots == (tmp_path / "experiments",)
 
+def test_trusted_proxies_are_networks():
+    settings = load_settings({"ASCI_TRUSTED_PROXIES": "10.0.0.1, 192.168.0.0/24, ::1"})
+    assert settings.trusted_proxies == ("10.0.0.1/32", "192.168.0.0/24", "::1/128")

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from asci import rfb
 from asci.db import session_scope
-from broker import register_node, service
+from broker import register_node
 from broker.backends.base import NodeRef
 from broker.backends.docker import DockerBackend, docker_client
 from broker.errors import NodeUnreachable

@@ -136,7 +136,8 @@ def test_build_jobs_api_is_for_administrators(ci_settings):
     from web import create_app
 
     with db.session_scope(ci_settings) as session:
-        admin_token = accounts.issue_token(session, accounts.create_user(session, "root1", "long enough", is_admin=True))
+        root = accounts.create_user(session, "root1", "long enough", is_admin=True)
+        admin_token = accounts.issue_token(session, root, scopes="admin")
         user_token = accounts.issue_token(session, accounts.create_user(session, "alice", "long enough"))
     client = create_app(ci_settings).test_client()
     assert client.get("/api/builds").status_code == 401

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import requests
 
-from asci.accounts import create_user, issue_token
 from asci.db import session_scope
 from rpmrepo import api as rpmrepo
+from tests.support import publisher
 
 pytestmark = pytest.mark.integration
 
@@ -16,9 +16,10 @@ VIEWER = "asci-demo-viewer-1.0-1.noarch.rpm"
 
 @pytest.fixture
 def server(live_server):
+    """The live server, repository 'beamline' (created by an administrator) and a scientist's token
+    with the publish:beamline scope, granted the right to publish there."""
     settings, base = live_server
-    with session_scope(settings) as session:
-        token = issue_token(session, create_user(session, "scientist"), "tests")
+    token = publisher(settings, "scientist", "beamline")
     return settings, base, {"Authorization": f"Bearer {token}"}
 
 
@@ -81,7 +82,7 @@ def test_upload_without_a_valid_token_is_401(server, fixture_rpms, header):
     headers = {"Authorization": header} if header else {}
     response = _upload(base, headers, (VIEWER, (fixture_rpms / VIEWER).read_bytes()))
     assert response.status_code == 401
-    assert not settings.repos_dir.joinpath("beamline").exists()
+    assert not list(settings.repos_dir.joinpath("beamline").rglob("*.rpm"))
 
 
 def test_upload_errors(server, fixture_rpms):
@@ -119,13 +120,12 @@ def test_oversized_upload_is_413(db_settings, fixture_rpms):
     from web import create_app
 
     settings = db_settings.replace(repo_max_rpm_bytes=1000)
-    with session_scope(settings) as session:
-        token = issue_token(session, create_user(session, "scientist"))
+    token = publisher(settings, "scientist", "beamline")
     client = create_app(settings).test_client()
     data = {"file": [((fixture_rpms / VIEWER).open("rb"), VIEWER)]}
     response = client.post("/api/repos/beamline/packages", data=data, headers={"Authorization": f"Bearer {token}"})
-    assert response.status_code == 413
-    assert not (settings.repos_dir / "beamline").exists()
+    assert response.status_code == 413 and response.json["kind"] in ("PackageTooLarge", "RequestEntityTooLarge")
+    assert not list((settings.repos_dir / "beamline").rglob("*.rpm"))
 
 
 def test_served_files_stay_inside_the_repository(server, fixture_rpms):

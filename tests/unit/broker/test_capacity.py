@@ -10,7 +10,7 @@ from asci import accounts
 from asci.db import session_scope
 from broker import register_node
 from broker.backends.base import Capacity
-from broker.errors import NoCapacity, NodeUnreachable, Unsatisfiable
+from broker.errors import NoCapacity, NodeUnreachable
 from broker.models import CapacitySource, DesktopSession, ExperimentMember, Node
 from broker.placement import schedulable
 from broker.reconcile import reconcile

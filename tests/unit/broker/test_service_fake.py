@@ -58,7 +58,9 @@ def test_launch_list_get_stop_through_the_api(env):
     assert client.get("/api/nodes", headers=_auth(world, "alice")).status_code == 403
     assert client.get("/api/nodes", headers=_auth(world, "root")).json["nodes"][0]["used"]["sessions"] == 1
     assert client.get("/api/health", headers=_auth(world, "root")).status_code == 200
-    assert b"asci_sessions{state=\"running\"} 1.0" in client.get("/metrics").data
+    assert client.get("/metrics").status_code == 401  # metrics are not for everyone
+    assert client.get("/metrics", headers=_auth(world, "alice")).status_code == 403
+    assert b"asci_sessions{state=\"running\"} 1.0" in client.get("/metrics", headers=_auth(world, "root")).data
     assert client.get("/api/openapi.json").json["openapi"].startswith("3.")
     stopped = client.delete(f"/api/sessions/{body['id']}", headers=_auth(world, "alice"))
     assert stopped.json["state"] == "stopped" and backend.running == {}
@@ -69,6 +71,9 @@ def test_login_session_authenticates(env):
     settings, world, backend, broker, client = env
     with client.session_transaction() as flask_session:
         flask_session["user_id"] = world["ids"]["alice"]
+    assert client.get("/api/sessions").status_code == 401  # a cookie without the account's session epoch
+    with client.session_transaction() as flask_session:
+        flask_session.update(user_id=world["ids"]["alice"], epoch=0)
     assert client.get("/api/sessions").status_code == 200
 
 
@@ -125,7 +130,8 @@ def test_idle_sessions_are_warned_then_stopped(env):
         session = broker.launch(db, user(settings, world, "alice"), world["env"], "v1", world["e1"])
         started = session.started_at
         warn_time = started + dt.timedelta(seconds=settings.session_idle_timeout_s - 60)
-        assert cull(broker, db, now=warn_time, local_ports=set()) == {"warned": 1, "culled": 0, "expired": 0}
+        assert cull(broker, db, now=warn_time, local_ports=set()) == {"warned": 1, "culled": 0, "expired": 0,
+                                                                       "disabled": 0}
         assert session.message.startswith("idle:")
         service.touch(settings, session.id)  # a VNC client connected
         db.refresh(session)
@@ -162,7 +168,7 @@ def test_experiment_import_is_idempotent_and_all_or_nothing(settings, tmp_path):
                     "MX-1,Lysozyme,/data/mx1,2026-11-01,2026-11-03,carol dave\n"
                     "SAXS-2,Micelles,/data/saxs2,2026-11-04,2026-11-05,carol\n")
     assert import_file(settings, good) == {"experiments_created": 2, "experiments_updated": 0, "users_created": 2,
-                                           "memberships_added": 3}
+                                           "memberships_added": 3, "memberships_pending": 0}
     assert import_file(settings, good)["memberships_added"] == 0
     bad = tmp_path / "office.json"
     bad.write_text(json.dumps([{"code": "NEW-1", "members": ["erin"]},

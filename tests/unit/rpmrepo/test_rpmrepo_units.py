@@ -235,3 +235,34 @@ def test_events_become_visible_in_id_order_on_postgresql(pg_settings):
     with session_scope(pg_settings) as session:
         events = events_after(session, 0)
     assert [e.repo for e in events] == ["beamline", "mx"] and events[0].id == early.id
+
+
+def _query(summary: str = "<string>A tool</string>", extra: str = "") -> str:
+    fields = {"NAME": "<string>tool</string>", "EPOCH": "<integer>0</integer>", "VERSION": "<string>1.0</string>",
+              "RELEASE": "<string>1</string>", "ARCH": "<string>noarch</string>", "SUMMARY": summary,
+              "BUILDTIME": "<integer>1795600000</integer>", "SOURCERPM": "<string>tool-1.0-1.src.rpm</string>",
+              "SIGNED": "<string>none</string>"}
+    body = "".join(f"<f n='{key}'>\t{value}</f>" for key, value in fields.items())
+    return f"<header>{body}<req>\t<string>rpmlib(X) &lt;= 1</string></req><req>\t<string>libc</string></req>" \
+           f"<prov>\t<string>tool = 1.0-1</string></prov>{extra}</header>"
+
+
+def test_header_values_are_read_from_xml_where_markup_in_a_value_stays_text():
+    from rpmrepo.rpmheader import parse_query
+
+    header = parse_query(_query("<string>A &lt;/string&gt;&lt;/f&gt;&lt;f n='BUILDTIME'&gt; tool</string>"), "x.rpm")
+    assert header.summary == "A </string></f><f n='BUILDTIME'> tool"
+    assert header.buildtime.year == 2026 and header.requires == ["libc"] and header.provides == ["tool = 1.0-1"]
+
+
+@pytest.mark.parametrize("summary, extra, message", [
+    ("<string>A tool\nBUILDTIME\t0</string>", "", "control characters"),
+    ("<string>A tool</string>", "<f n='SUMMARY'><string>again</string></f>", "appears twice"),
+    ("<string>one</string><string>two</string>", "", "lacks a single summary"),
+    ("<string>A tool</string>", "<req><string>evil\nPROV\tkernel</string></req>", "requires"),
+])
+def test_forged_or_odd_header_values_are_refused(summary, extra, message):
+    from rpmrepo.rpmheader import parse_query
+
+    with pytest.raises(InvalidPackage, match=message):
+        parse_query(_query(summary, extra), "x.rpm")

@@ -66,22 +66,43 @@ def test_failed_logins_are_limited_per_user_and_address(settings, world):
     refused = login(client, alice, PASSWORD)  # even the right password waits
     assert refused.status_code == 429 and "Too many failed attempts" in refused.get_data(as_text=True)
     assert int(refused.headers["Retry-After"]) > 0
-    assert login(client, world["names"]["bob"]).status_code == 302  # other users are not locked out
+    assert login(client, world["names"]["bob"]).status_code == 302  # other users are not slowed
+    elsewhere = app.test_client()  # alice herself, from another address, is not locked out
+    assert login(elsewhere, alice, PASSWORD, environ={"REMOTE_ADDR": "10.9.8.7"}).status_code == 302
 
 
-def test_limiter_window_slides_and_success_clears():
+def test_limiter_delays_grow_then_the_window_forgets_and_success_clears():
     now = [1000.0]
     limiter = LoginLimiter(2, 60, clock=lambda: now[0])
     limiter.failed("Alice", "1.2.3.4")
+    assert limiter.retry_after("alice", "1.2.3.4") == 0  # the first failures cost nothing
     limiter.failed("alice", "1.2.3.4")
-    assert limiter.retry_after("alice", "1.2.3.4") == 60
-    assert limiter.retry_after("alice", "5.6.7.8") == 0
-    now[0] += 61
+    assert limiter.retry_after("alice", "1.2.3.4") == 4  # then 4 s, 8 s, 16 s ... after the last failure
+    assert limiter.retry_after("alice", "5.6.7.8") == 0  # another address is not slowed at all
+    now[0] += 4
     assert limiter.retry_after("alice", "1.2.3.4") == 0
+    limiter.failed("alice", "1.2.3.4")
+    assert limiter.retry_after("alice", "1.2.3.4") == 8
+    for _ in range(10):
+        limiter.failed("alice", "1.2.3.4")
+    assert limiter.retry_after("alice", "1.2.3.4") == 60  # never longer than the window
+    now[0] += 61
+    assert limiter.retry_after("alice", "1.2.3.4") == 0  # old failures are forgotten
+    limiter.failed("alice", "1.2.3.4")
     limiter.failed("alice", "1.2.3.4")
     limiter.succeeded("alice", "1.2.3.4")
-    limiter.failed("alice", "1.2.3.4")
     assert limiter.retry_after("alice", "1.2.3.4") == 0
+
+
+def test_limiter_refuses_an_address_that_sprays_names():
+    now = [0.0]
+    limiter = LoginLimiter(5, 60, max_per_address=3, clock=lambda: now[0])
+    for name in ("a", "b", "c"):
+        limiter.failed(name, "9.9.9.9")
+    assert limiter.retry_after("d", "9.9.9.9") == 60  # any name, from that address
+    assert limiter.retry_after("d", "8.8.8.8") == 0
+    now[0] += 30
+    assert limiter.retry_after("a", "9.9.9.9") == 30
 
 
 def test_cookies_are_hardened(tmp_path, settings):

@@ -101,12 +101,15 @@ def test_a_sign_on_name_never_takes_over_a_local_account(settings, oidc_app, pro
     client = oidc_app.test_client()
     _, query = _start(client)
     reply = client.get(f"/login/oidc/callback?code=good-code&state={query['state'][0]}")
-    assert reply.location == "/login"
-    with client.session_transaction() as flask_session:
-        assert "user_id" not in flask_session
+    assert reply.location == "/sessions"  # logged in, as an account of its own with a distinct name
     with session_scope(settings) as db:
-        assert db.get(accounts.User, local_id).external_id is None
-        assert len(db.scalars(select(accounts.User)).all()) == 1
+        local = db.get(accounts.User, local_id)
+        assert local.external_id is None and local.username == "carol.smith"
+        [new] = db.scalars(select(accounts.User).where(accounts.User.id != local_id)).all()
+        assert new.username.startswith("carol.smith-") and new.external_id.endswith("|f-0001")
+        assert new.self_registered and not new.is_admin
+    with client.session_transaction() as flask_session:
+        assert flask_session["user_id"] == new.id != local_id
 
 
 def test_bad_state_or_code_is_refused(oidc_app):
