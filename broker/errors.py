@@ -38,10 +38,14 @@ class NoCapacity(BrokerError):
     retry_after = 30
 
 
-class Unsatisfiable(BrokerError):
-    """No registered node could ever hold the session, even empty: asking again will not help."""
+class Unprocessable(BrokerError):
+    """Well-formed, but its parts contradict each other (a guarantee above its limit)."""
 
     http_status = 422
+
+
+class Unsatisfiable(Unprocessable):
+    """No registered node could ever hold the session, even empty: asking again will not help."""
 
 
 class BackendError(BrokerError):

@@ -23,6 +23,7 @@ def _memory(settings: Settings, example: str, description: str, minimum: int) ->
 def session_request(settings: Settings) -> dict:
     """What a launch request may hold, with the configured limits."""
     return {"type": "object", "required": ["environment", "experiment"], "additionalProperties": False,
+            "example": {"environment": "demo", "experiment": "DEMO-001"},
             "properties": {
                 "environment": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"},
                 "version": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._+-]{0,31}$", "default": "current",

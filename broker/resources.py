@@ -3,7 +3,8 @@
 Each value comes from the launch request, else from the environment's recipe (``resources:``), else
 from the settings (``session_cpu_guarantee`` ...). A limit above the per-user cap
 (``session_max_cpus``, ``session_max_memory_mb``) or a guarantee above its limit, asked for
-explicitly, is a BadRequest; a default guarantee above an explicit limit is lowered to the limit.
+explicitly, is refused (a guarantee above its limit as Unprocessable, 422); a default guarantee above an
+explicit limit is lowered to the limit.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from asci.config import Settings
 from asci.openapi import integer_range_regex
-from broker.errors import BadRequest
+from broker.errors import BadRequest, Unprocessable
 
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -74,7 +75,9 @@ def resources(settings: Settings, cpus=None, memory=None, cpu_guarantee=None, me
         raise BadRequest(f"cpus: expected between {MIN_CPU_LIMIT:g} and {cap_cpus:g}, got {cpus!r}")
     if cpu_guarantee is not None:
         cpu_floor = _cpus(cpu_guarantee, "cpu_guarantee")
-        if not MIN_CPU_GUARANTEE <= cpu_floor <= cpu_limit:
+        if cpu_floor > cpu_limit:
+            raise Unprocessable(f"cpu_guarantee {cpu_floor:g} is above the CPU limit {cpu_limit:g}")
+        if not MIN_CPU_GUARANTEE <= cpu_floor:
             raise BadRequest(f"cpu_guarantee: expected between {MIN_CPU_GUARANTEE:g} and the CPU limit "
                              f"{cpu_limit:g}, got {cpu_guarantee!r}")
     else:
@@ -86,7 +89,10 @@ def resources(settings: Settings, cpus=None, memory=None, cpu_guarantee=None, me
                          f"got {memory_limit >> 20} MiB")
     if memory_guarantee is not None:
         memory_floor = parse_memory(memory_guarantee, "memory_guarantee")
-        if not MIN_MEMORY_GUARANTEE <= memory_floor <= memory_limit:
+        if memory_floor > memory_limit:
+            raise Unprocessable(f"memory_guarantee {memory_floor >> 20} MiB is above the memory limit "
+                                f"{memory_limit >> 20} MiB")
+        if not MIN_MEMORY_GUARANTEE <= memory_floor:
             raise BadRequest(f"memory_guarantee: expected between {MIN_MEMORY_GUARANTEE >> 20} MiB and the memory "
                              f"limit {memory_limit >> 20} MiB, got {memory_floor >> 20} MiB")
     else:

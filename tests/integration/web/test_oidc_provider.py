@@ -94,7 +94,7 @@ def test_memberships_bind_to_the_identity_not_to_a_name(oidc_provider, oidc_site
     subjects = oidc_provider.subjects
     with oidc_site(oidc_provider) as (settings, url):
         with session_scope(settings) as db:
-            counts = broker.import_rows(db, [{"code": "MX-9", "members": [
+            counts = broker.import_rows(settings, db, [{"code": "MX-9", "members": [
                 f"sub:{subjects['alice']}", "email:carol@example.org", "email:bob@example.org"]}],
                 issuer=oidc_provider.issuer)
         assert counts["memberships_pending"] == 3 and counts["users_created"] == 0
@@ -108,9 +108,9 @@ def test_memberships_bind_to_the_identity_not_to_a_name(oidc_provider, oidc_site
         sign_in(requests.Session(), url + "/login/oidc", "j_smith", PASSWORD)
         with pytest.raises(ImportFailed, match="created by single sign-on"):
             with session_scope(settings) as db:
-                broker.import_rows(db, [{"code": "MX-10", "members": ["j_smith"]}], issuer=oidc_provider.issuer)
+                broker.import_rows(settings, db, [{"code": "MX-10", "members": ["j_smith"]}], issuer=oidc_provider.issuer)
         with session_scope(settings) as db:
-            added = broker.import_rows(db, [{"code": "MX-10", "members": [f"sub:{subjects['j_smith']}"]}],
+            added = broker.import_rows(settings, db, [{"code": "MX-10", "members": [f"sub:{subjects['j_smith']}"]}],
                                        issuer=oidc_provider.issuer)
         assert added["memberships_added"] == 1
 

@@ -406,14 +406,14 @@ def test_experiment_import_reads_identities(settings):
     import broker
 
     with session_scope(settings) as db:
-        counts = broker.import_rows(db, [{"code": "X-1", "members": "sub:abc email:Carol@Example.org dave"}],
+        counts = broker.import_rows(settings, db, [{"code": "X-1", "members": "sub:abc email:Carol@Example.org dave"}],
                                     issuer="https://idp.example")
         assert counts == {"experiments_created": 1, "experiments_updated": 0, "users_created": 1,
                           "memberships_added": 1, "memberships_pending": 2}
         with pytest.raises(broker.ImportFailed, match="no identity provider"):
-            broker.import_rows(db, [{"code": "X-2", "members": ["sub:abc"]}])
+            broker.import_rows(settings, db, [{"code": "X-2", "members": ["sub:abc"]}])
         with pytest.raises(broker.ImportFailed, match="not an e-mail address"):
-            broker.import_rows(db, [{"code": "X-3", "members": [{"email": "nobody"}]}])
+            broker.import_rows(settings, db, [{"code": "X-3", "members": [{"email": "nobody"}]}])
         user = accounts.create_user(db, "carol-sso")
         accounts.link_identity(db, user, "https://idp.example", "abc")
         assert broker.claim_memberships(db, user, verified_email="carol@example.org") == 1  # one experiment, once

@@ -6,7 +6,7 @@ from docker.types import DeviceRequest
 from broker import containers
 from broker.backends.base import LaunchSpec, NodeRef
 from broker.backends.swarm import SwarmBackend
-from broker.errors import BadRequest
+from broker.errors import BadRequest, Unprocessable
 from broker.gpus import parse_nvidia_smi
 from broker.resources import resources
 from builder import ResourceDefaults
@@ -110,9 +110,11 @@ def test_resources_are_checked(settings):
                          (True, None)):
         with pytest.raises(BadRequest):
             resources(settings, cpus, memory)
-    for guarantee in ({"cpu_guarantee": 3}, {"cpu_guarantee": 0}, {"memory_guarantee": "5g"},
-                      {"memory_guarantee": "1k"}, {"cpu_guarantee": float("nan")}):
+    for guarantee in ({"cpu_guarantee": 0}, {"memory_guarantee": "1k"}, {"cpu_guarantee": float("nan")}):
         with pytest.raises(BadRequest, match="guarantee"):
+            resources(settings, 2, "4g", **guarantee)
+    for guarantee in ({"cpu_guarantee": 3}, {"memory_guarantee": "5g"}):  # well-formed, but above the limit
+        with pytest.raises(Unprocessable, match="above the"):
             resources(settings, 2, "4g", **guarantee)
 
 
