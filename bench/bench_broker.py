@@ -30,7 +30,8 @@ from broker import service  # noqa: E402
 from broker.backends.docker import DockerBackend  # noqa: E402
 from broker.models import DesktopSession  # noqa: E402
 from builder.docker_engine import push_image  # noqa: E402
-from tests.unit.broker.fakes import make_world, user  # noqa: E402
+from tests.support import make_world  # noqa: E402
+from tests.support import user_of as user  # noqa: E402
 from web import create_app  # noqa: E402
 
 
