@@ -71,29 +71,24 @@ def node() -> None:
 @click.option("--cpus", type=float, default=8.0, show_default=True)
 @click.option("--memory", default="16g", show_default=True, help="bytes or a size such as 64g")
 @click.option("--max-sessions", type=int, default=20, show_default=True)
-@click.option("--ports", default=None, help="VNC port range, e.g. 5901-5999 (default: session_ports setting)")
-@click.option("--vnc-host", default="127.0.0.1", show_default=True, help="address websockify reaches VNC on")
 @click.option("--tls-ca", default="")
 @click.option("--tls-cert", default="")
 @click.option("--tls-key", default="")
 @click.option("--nvidia-smi", "nvidia_smi", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="recorded output of nvidia-smi --query-gpu=index,uuid,name,memory.total --format=csv,noheader")
 @pass_ctx
-def node_add(ctx: AsciContext, name, docker_url, cpus, memory, max_sessions, ports, vnc_host, tls_ca, tls_cert,
-             tls_key, nvidia_smi) -> None:
-    """Register (or update) node NAME."""
-    from asci.config import parse_port_range
+def node_add(ctx: AsciContext, name, docker_url, cpus, memory, max_sessions, tls_ca, tls_cert, tls_key,
+             nvidia_smi) -> None:
+    """Register (or update) node NAME (its engine must share this machine's filesystem: see the README)."""
     from broker.gpus import parse_nvidia_smi
     from broker.nodes import register_node
     from broker.resources import parse_memory
 
-    low, high = parse_port_range("--ports", ports) if ports else ctx.settings.session_ports
     gpus = parse_nvidia_smi(nvidia_smi.read_text()) if nvidia_smi else []
     with session_scope(ctx.settings) as db:
         register_node(db, name, docker_url, cpus=cpus, memory_bytes=parse_memory(memory), max_sessions=max_sessions,
-                      ports=(low, high), vnc_host=vnc_host, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
-                      gpus=gpus if nvidia_smi else None)
-    click.echo(f"node {name}: {docker_url}, {cpus:g} CPUs, {len(gpus)} GPUs, ports {low}-{high}")
+                      tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, gpus=gpus if nvidia_smi else None)
+    click.echo(f"node {name}: {docker_url}, {cpus:g} CPUs, {len(gpus)} GPUs, at most {max_sessions} sessions")
 
 
 @node.command("list")
@@ -159,7 +154,7 @@ def session_list(ctx: AsciContext, active: bool) -> None:
         for row in list_sessions(db, admin, everyone=True, include_ended=not active):
             data = session_dict(row)
             click.echo(f"{data['id']}\t{data['state']}\t{data['user']}\t{data['experiment']}\t"
-                       f"{data['environment']}:{data['version']}\t{data['node']}:{data['vnc_port']}\t{data['message']}")
+                       f"{data['environment']}:{data['version']}\t{data['node']}\t{data['message']}")
 
 
 @session.command("stop")

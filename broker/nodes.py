@@ -9,15 +9,14 @@ from broker.models import Node, NodeState
 
 
 def register_node(db: Session, name: str, docker_url: str, *, cpus: float, memory_bytes: int,
-                  max_sessions: int, ports: tuple[int, int], vnc_host: str = "127.0.0.1", tls_ca: str = "",
-                  tls_cert: str = "", tls_key: str = "", gpus: list[dict] | None = None) -> Node:
+                  max_sessions: int, tls_ca: str = "", tls_cert: str = "", tls_key: str = "",
+                  gpus: list[dict] | None = None) -> Node:
     """Add node ``name`` or update it (it is marked up; its GPUs are kept unless ``gpus`` is given)."""
     node = db.scalar(select(Node).where(Node.name == name))
     if node is None:
         node = Node(name=name, gpus=[])
         db.add(node)
     node.docker_url, node.cpus, node.memory_bytes, node.max_sessions = docker_url, cpus, memory_bytes, max_sessions
-    node.port_min, node.port_max, node.vnc_host = ports[0], ports[1], vnc_host
     node.tls_ca, node.tls_cert, node.tls_key, node.state = tls_ca, tls_cert, tls_key, NodeState.UP
     if gpus is not None:
         node.gpus = gpus

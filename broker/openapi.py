@@ -21,16 +21,14 @@ SCHEMAS = {
         "message": {"type": "string"}, "user": {"type": "string"}, "experiment": {"type": "string"},
         "environment": {"type": "string", "nullable": True}, "version": {"type": "string", "nullable": True},
         "image": {"type": "string"}, "image_digest": {"type": "string"},
-        "node": {"type": "string", "nullable": True}, "vnc_port": {"type": "integer", "nullable": True},
-        "display": {"type": "integer", "nullable": True}, "cpus": {"type": "number"},
+        "node": {"type": "string", "nullable": True}, "cpus": {"type": "number"},
         "memory_bytes": {"type": "integer"}, "gpu": {"type": "boolean"},
         "gpu_uuid": {"type": "string", "nullable": True},
         **{key: _WHEN for key in ("created_at", "started_at", "stopped_at", "last_activity")}}},
     "Node": {"type": "object", "properties": {
-        "name": {"type": "string"}, "docker_url": {"type": "string"}, "vnc_host": {"type": "string"},
+        "name": {"type": "string"}, "docker_url": {"type": "string"},
         "state": {"type": "string", "enum": [s.value for s in NodeState]}, "cpus": {"type": "number"},
         "memory_bytes": {"type": "integer"}, "max_sessions": {"type": "integer"},
-        "ports": {"type": "array", "items": {"type": "integer"}},
         "gpus": {"type": "array", "items": {"type": "object"}}, "used": {"type": "object"},
         "last_seen": _WHEN, "last_error": {"type": "string"}}},
 }

@@ -1,4 +1,4 @@
-"""Choosing a node: up, with free CPUs, memory, session slots, ports and (when asked) a GPU slot.
+"""Choosing a node: up, with free CPUs, memory, session slots and (when asked) a GPU slot.
 
 Nodes are ranked by free memory; on PostgreSQL the chosen node's row is
 locked (``SELECT ... FOR UPDATE``) so that concurrent launches on one node
@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from broker import gpus as gpu_module
-from broker.models import ACTIVE_STATES, DesktopSession, Node, NodeState, PortLease
+from broker.models import ACTIVE_STATES, DesktopSession, Node, NodeState
 
 
 @dataclass
@@ -23,7 +23,6 @@ class Usage:
     sessions: int = 0
     cpus: float = 0.0
     memory_bytes: int = 0
-    ports: int = 0
 
 
 def usage(db: Session, node: Node) -> Usage:
@@ -32,14 +31,13 @@ def usage(db: Session, node: Node) -> Usage:
         select(func.count(DesktopSession.id), func.coalesce(func.sum(DesktopSession.cpus), 0.0),
                func.coalesce(func.sum(DesktopSession.memory_bytes), 0))
         .where(DesktopSession.node_id == node.id, DesktopSession.state.in_(ACTIVE_STATES))).one()
-    ports = db.scalar(select(func.count(PortLease.id)).where(PortLease.node_id == node.id)) or 0
-    return Usage(int(count), float(cpus), int(memory), int(ports))
+    return Usage(int(count), float(cpus), int(memory))
 
 
 def fits(db: Session, node: Node, cpus: float, memory_bytes: int, gpu: bool, share_count: int) -> bool:
     """True when ``node`` has room for one more session of this size."""
     used = usage(db, node)
-    if used.sessions >= node.max_sessions or used.ports > node.port_max - node.port_min:
+    if used.sessions >= node.max_sessions:
         return False
     if used.cpus + cpus > node.cpus + 1e-9 or used.memory_bytes + memory_bytes > node.memory_bytes:
         return False

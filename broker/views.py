@@ -61,8 +61,6 @@ def session_dict(desktop: DesktopSession) -> dict:
         "image": desktop.image,
         "image_digest": desktop.image_digest,
         "node": desktop.node.name if desktop.node else None,
-        "vnc_port": desktop.vnc_port,
-        "display": desktop.display,
         "cpus": desktop.cpus,
         "memory_bytes": desktop.memory_bytes,
         "gpu": desktop.gpu,
@@ -77,9 +75,9 @@ def session_dict(desktop: DesktopSession) -> dict:
 def node_view(db: Session, node: Node) -> dict:
     """A node with its capacity and what its active sessions use."""
     used = placement.usage(db, node)
-    return {"name": node.name, "docker_url": node.docker_url, "vnc_host": node.vnc_host, "state": node.state,
+    return {"name": node.name, "docker_url": node.docker_url, "state": node.state,
             "cpus": node.cpus, "memory_bytes": node.memory_bytes, "max_sessions": node.max_sessions,
-            "ports": [node.port_min, node.port_max], "gpus": node.gpus or [],
+            "gpus": node.gpus or [],
             "used": {"sessions": used.sessions, "cpus": used.cpus, "memory_bytes": used.memory_bytes},
             "last_seen": _iso(node.last_seen), "last_error": node.last_error}
 

@@ -4,6 +4,7 @@
   it under ``CI=true``, so a green CI run never hides a missing install step;
 * ``free_port``, ``serving``: loopback servers for the tests;
 * ``FakeBackend``, ``always_ready``, ``make_world``, ``user_of``: the broker without Docker;
+* ``stand_in_vnc``: a process of ours serving a session's VNC socket, locked as the broker locks one;
 * ``RecipesRepo``, ``recipe_text``, ``rpm_file``: recipes in a throw-away git repository, fixture RPMs;
 * ``remove_sessions``, ``images_named``: clean-up of what a test left on a Docker daemon;
 * ``csrf_of``, ``login``: a Flask test client logged in through the real form.
@@ -16,6 +17,7 @@ import os
 import random
 import re
 import shutil
+import socket
 import threading
 import uuid
 from pathlib import Path
@@ -125,6 +127,9 @@ class FakeBackend(Backend):
         self._check(node)
         return None if state.get("fake_id") in self.running else "missing"
 
+    def container_id(self, node, state):
+        return state.get("fake_id", "")
+
     def list_managed(self, node, instance):
         self._check(node)
         return [Managed(int(p["labels"][containers.LABEL_SESSION]), {"fake_id": cid}, True, p["labels"])
@@ -144,9 +149,60 @@ class FakeBackend(Backend):
         pass
 
 
-def always_ready(host, port) -> bool:
+def always_ready(folder, uid, container_id) -> bool:
     """A readiness check that says every desktop answers at once."""
     return True
+
+
+def bind_unix(path) -> socket.socket:
+    """A listening Unix socket at ``path`` (a long path is reached through its folder's descriptor)."""
+    path = Path(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    folder = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        listener.bind(f"/proc/self/fd/{folder}/{path.name}")
+    finally:
+        os.close(folder)
+    listener.listen(8)
+    return listener
+
+
+@contextlib.contextmanager
+def stand_in_vnc(socket_path, uid: int, greeting: bytes = b"RFB 003.008\n", lock: bool = True) -> Iterator[list]:
+    """Serve ``greeting`` on a session's socket path (made as the session's ``uid``, then locked like the
+    broker locks a real desktop's); yields the list of accepted connections."""
+    from broker import rundir
+
+    path = Path(socket_path)
+    listener = bind_unix(path)
+    os.chown(path, uid, uid)
+    if lock:
+        rundir.lock(rundir.SessionDir(path.parent.parent), uid)
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(connection)
+            try:
+                connection.sendall(greeting)
+            except OSError:
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield accepted
+    finally:
+        try:
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the accept()
+        except OSError:
+            pass
+        listener.close()
+        for connection in accepted:
+            connection.close()
 
 
 def make_world(settings, nodes: list[dict], image: str = "127.0.0.1:5000/asci-test:v1",

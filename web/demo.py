@@ -91,7 +91,7 @@ def _node(settings: Settings) -> str:
             return "a node is registered"
         broker.register_node(db, "local", settings.docker_hosts[0], cpus=float(os.cpu_count() or 2),
                              memory_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
-                             max_sessions=10, ports=settings.session_ports)
+                             max_sessions=10)
     return f"registered the local Docker daemon ({settings.docker_hosts[0]}) as node local"
 
 

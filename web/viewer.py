@@ -60,7 +60,7 @@ def state(session_id: int):
     """The session's state as JSON for the progress page."""
     info = _session(session_id, allow_admin=True)
     return jsonify(id=info["id"], state=info["state"], message=info["message"],
-                   ready=info["state"] == READY and bool(info["vnc_port"]),
+                   ready=info["state"] == READY,
                    final=info["state"] in broker.FINAL_STATES)
 
 
@@ -72,7 +72,7 @@ def desktop(session_id: int):
     settings = current_settings()
     try:
         with session_scope(settings) as db:
-            _host, _port, password = broker.vnc_target(settings, session_id, user_row(db))
+            password = broker.vnc_target(settings, session_id, user_row(db)).password
     except broker.NotFound:  # not running (yet, or any more)
         return redirect(url_for("viewer.progress", session_id=session_id))
     response = current_app.make_response(render_template(

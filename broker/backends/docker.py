@@ -112,6 +112,9 @@ class DockerBackend(Backend):
     def _ident(state: dict) -> str:
         return state.get("container_id") or state.get("container_name") or ""
 
+    def container_id(self, node: NodeRef, state: dict) -> str:
+        return state.get("container_id", "")
+
     def stop(self, node: NodeRef, state: dict) -> None:
         ident = self._ident(state)
         if not ident:

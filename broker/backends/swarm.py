@@ -1,24 +1,38 @@
-"""Sessions as Docker Swarm services (one replica, pinned to the chosen node).
+"""Sessions as Docker Swarm services (one replica, pinned to the chosen node): refused for new desktops.
 
-The first distributed-engine backend. Each session is a service with one
-task, constrained to ``node.hostname == <node name>``, on the ``host``
-network, with the same environment, user, capabilities, limits, mounts and
-labels as a Docker-backend container. Requires docker-py's ``ContainerSpec``
-support for ``cap_drop`` (docker >= 7).
+A desktop must get the same hardening whatever the backend (``broker.containers``). A Swarm
+service cannot carry all of it: Docker's service API (Engine API 1.41 here, docker-py 7.1.0) has
+no field for no-new-privileges, none for a swap limit, and cannot put a task in network mode
+``none`` (a service without networks gets the node's default network, a bridge with outbound access
+on any node that has ``docker0``). So ``start`` refuses with that message and creates nothing;
+the broker fails the launch with it. ``service_params`` is what a desktop service carries of the
+hardening the API can express (user, every capability dropped, init, pids limit, memory and CPU
+limits, /dev/shm as a sized tmpfs, the session's socket and password folders, GPU or
+``NVIDIA_VISIBLE_DEVICES=void``, the facility's network when one is named), kept ready for an
+engine that can express the rest; preparing the home volume on the node (as the Docker backend
+does) would then be added too.
 
-Tested with a fake client (``tests/unit/broker/test_swarm_backend.py``); it is
-not run against a live swarm in this project's test suite.
+Everything else works, so services started before (or by another broker) are still watched,
+re-adopted, stopped and removed. Tested with a fake client (``tests/unit/broker/test_swarm_backend.py``);
+no swarm runs in the test suite.
 """
 
 from __future__ import annotations
 
 import docker
 from docker.errors import APIError, NotFound
-from docker.types import EndpointSpec, Resources, RestartPolicy
+from docker.types import EndpointSpec, Mount, Resources, RestartPolicy
 
 from broker import containers
 from broker.backends.base import Backend, LaunchSpec, Managed, NodeRef
 from broker.errors import BackendError, NodeUnreachable
+
+# The hardening of ``broker.containers.create_params`` a service spec cannot express.
+UNEXPRESSIBLE = (
+    "no-new-privileges (a service's ContainerSpec has no field for it)",
+    "a swap limit equal to the memory limit (services have no MemorySwap)",
+    "network mode none (a service without networks gets the node's default network)",
+)
 
 
 class SwarmBackend(Backend):
@@ -35,9 +49,13 @@ class SwarmBackend(Backend):
         return self._client
 
     def service_params(self, node: NodeRef, spec: LaunchSpec) -> dict:
-        """Keyword arguments for ``client.services.create``."""
+        """Keyword arguments for ``client.services.create``: what the API can express of the hardening."""
         env = containers.environment(spec)
-        params = {
+        resources = Resources(cpu_limit=int(spec.cpus * 1e9), mem_limit=spec.memory_bytes,
+                              generic_resources={"NVIDIA-GPU": 1} if spec.gpu_uuid else None)
+        resources["Limits"]["Pids"] = spec.pids_limit  # API >= 1.41; docker-py's Resources has no argument for it
+        shm = Mount(target="/dev/shm", source="", type="tmpfs", tmpfs_size=containers.shm_bytes(spec))
+        return {
             "image": spec.image,
             "name": spec.name,
             "env": [f"{key}={value}" for key, value in env.items()],
@@ -45,16 +63,14 @@ class SwarmBackend(Backend):
             "labels": dict(spec.labels),
             "container_labels": dict(spec.labels),
             "constraints": [f"node.hostname == {node.name}"],
-            "networks": ["host"],
+            "networks": [] if spec.network in ("", "none") else [spec.network],
             "endpoint_spec": EndpointSpec(mode="dnsrr"),
-            "mounts": containers.mounts(spec),
-            "resources": Resources(cpu_limit=int(spec.cpus * 1e9), mem_limit=spec.memory_bytes,
-                                   generic_resources={"NVIDIA-GPU": 1} if spec.gpu_uuid else None),
+            "mounts": [*containers.mounts(spec), shm],
+            "resources": resources,
             "restart_policy": RestartPolicy(condition="none"),
             "cap_drop": ["ALL"],
             "init": True,
         }
-        return params
 
     def ping(self, node: NodeRef) -> None:
         try:
@@ -68,11 +84,9 @@ class SwarmBackend(Backend):
         return False  # swarm pulls the digest on the node when the task starts
 
     def start(self, node: NodeRef, spec: LaunchSpec) -> dict:
-        try:
-            service = self.client.services.create(**self.service_params(node, spec))
-        except APIError as exc:
-            raise BackendError(f"swarm: creating service {spec.name} failed: {exc.explanation}") from None
-        return {"service_id": service.id, "service_name": spec.name}
+        raise BackendError("the Swarm backend cannot start a desktop with the platform's isolation: Docker's "
+                           f"service API cannot express {'; '.join(UNEXPRESSIBLE)}. Run desktops with the docker "
+                           "backend (broker_backend = \"docker\", one Docker host per node).")
 
     @staticmethod
     def _ident(state: dict) -> str:
@@ -122,23 +136,26 @@ class SwarmBackend(Backend):
             found.append(Managed(session_id, state, self.poll(node, state) is None, labels))
         return found
 
-    def _task_container(self, state: dict) -> str:
-        """The container id of the service's running task."""
+    def container_id(self, node: NodeRef, state: dict) -> str:
+        """The container id of the service's running task ("" while it has none)."""
         try:
             tasks = self.client.services.get(self._ident(state)).tasks(filters={"desired-state": "running"})
         except NotFound:
-            raise BackendError("swarm: the session's service is gone") from None
+            return ""
         for task in tasks:
             container_id = task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID")
             if container_id:
                 return container_id
-        raise BackendError("swarm: the session's task has no running container")
+        return ""
 
     def exec(self, node: NodeRef, state: dict, command: list[str], user: str, environment: dict[str, str]
              ) -> tuple[int, str]:
         # The task runs on the node named in the constraint; with one manager per node (or a one-node
         # swarm) the manager's engine is the node's engine.
-        container = self.client.containers.get(self._task_container(state))
+        container_id = self.container_id(node, state)
+        if not container_id:
+            raise BackendError("swarm: the session's task has no running container")
+        container = self.client.containers.get(container_id)
         exit_code, output = container.exec_run(command, user=user, environment=environment)
         return exit_code, output.decode(errors="replace")
 

@@ -1,29 +1,34 @@
-"""The broker on the Swarm backend (a fake Swarm manager): the backend's state is opaque to the core,
-so a re-adopted session can be stopped and an orphaned service is removed."""
+"""The broker on the Swarm backend (a fake Swarm manager): a new desktop is refused (the service API
+cannot express the platform's hardening) and nothing is left; services an earlier broker started are
+still re-adopted, stopped, lost and removed (the backend's state is opaque to the core)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 
 import docker
 import pytest
 from sqlalchemy import select
 
-from asci.db import session_scope
+from asci.db import session_scope, utcnow
 from broker import service
 from broker.backends.swarm import SwarmBackend
-from broker.models import DesktopSession
+from broker.errors import BackendError
+from broker.models import DesktopSession, Experiment, Node
+from builder.models import Environment, EnvironmentVersion
 from broker.reconcile import reconcile
 from tests.support import always_ready, make_world
 from tests.support import user_of as user
 
-NODES = [dict(name="swarm-node", docker_url="unix:///fake-manager.sock", port_min=6001, port_max=6010, cpus=16,
+NODES = [dict(name="swarm-node", docker_url="unix:///fake-manager.sock", cpus=16,
               memory_bytes=64 << 30, max_sessions=10)]
 
 
 class FakeService:
     def __init__(self, manager, service_id, params):
         self.manager, self.id, self.name = manager, service_id, params["name"]
+        self.params = params
         self.attrs = {"Spec": {"Name": params["name"], "Labels": dict(params["labels"]),
                                "TaskTemplate": {"Placement": {"Constraints": list(params["constraints"])}}}}
         self.task_state = "running"
@@ -84,20 +89,43 @@ def swarm(settings, swap_broker):
     return settings, world, broker, manager
 
 
-def test_a_readopted_session_on_swarm_can_be_stopped(swarm):
+def _service_of_an_earlier_broker(settings, world, manager, state="running"):
+    """A session row and its service, as a broker before the Swarm refusal left them."""
+    with session_scope(settings) as db:
+        version = db.scalar(select(EnvironmentVersion).join(Environment).where(Environment.name == world["env"]))
+        experiment = db.scalar(select(Experiment).where(Experiment.code == world["e1"]))
+        node = db.scalar(select(Node).where(Node.name == "swarm-node"))
+        desktop = DesktopSession(user_id=world["ids"]["alice"], experiment_id=experiment.id,
+                                 environment_version_id=version.id, image=version.image_reference, node_id=node.id,
+                                 state=state, backend_state={}, created_at=utcnow() - dt.timedelta(days=1))
+        db.add(desktop)
+        db.flush()
+        session_id = desktop.id
+    labels = {"asci.managed": "1", "asci.broker": settings.broker_instance, "asci.session": str(session_id)}
+    service = manager.client.services.create(name=f"asci-old-s{session_id}", labels=labels,
+                                             constraints=["node.hostname == swarm-node"])
+    return session_id, {"service_id": service.id, "service_name": service.name}
+
+
+def test_a_launch_on_swarm_is_refused_with_the_reason_and_leaves_nothing(swarm):
     settings, world, broker, manager = swarm
     with session_scope(settings) as db:
-        desktop = broker.launch(db, db.merge(user(settings, world, "alice")), world["env"], "current", world["e1"])
-        session_id, started_state = desktop.id, dict(desktop.backend_state)
-        assert set(started_state) == {"service_id", "service_name"}
-        # the broker restarts before it recorded anything about the service
-        desktop.state, desktop.backend_state = "starting", {}
-        desktop.created_at = desktop.created_at.replace(year=desktop.created_at.year - 1)
+        with pytest.raises(BackendError, match="no-new-privileges"):
+            broker.launch(db, db.merge(user(settings, world, "alice")), world["env"], "current", world["e1"])
+        [desktop] = db.scalars(select(DesktopSession)).all()
+        assert desktop.state == "failed" and "cannot express" in desktop.message
+    assert manager.services == {}
+    assert list(settings.run_dir.iterdir()) == [], "the refused session's folder must be removed"
+
+
+def test_a_readopted_session_on_swarm_can_be_stopped(swarm):
+    settings, world, broker, manager = swarm
+    session_id, service_state = _service_of_an_earlier_broker(settings, world, manager, state="starting")
     restarted = service.Broker(settings, broker.backend, ready=always_ready)
     with session_scope(settings) as db:
         assert reconcile(restarted, db)["adopted"] == 1
         desktop = db.get(DesktopSession, session_id)
-        assert desktop.state == "running" and desktop.backend_state == started_state
+        assert desktop.state == "running" and desktop.backend_state == service_state
         restarted.stop(db, session_id, user(settings, world, "alice"))
         assert db.get(DesktopSession, session_id).state == "stopped"
     assert manager.services == {}, "the service of the re-adopted session must be removed"
@@ -105,16 +133,11 @@ def test_a_readopted_session_on_swarm_can_be_stopped(swarm):
 
 def test_reconcile_removes_an_orphaned_service_and_loses_a_dead_task(swarm):
     settings, world, broker, manager = swarm
-    with session_scope(settings) as db:
-        alice = db.merge(user(settings, world, "alice"))
-        ended = broker.launch(db, alice, world["env"], "current", world["e1"])
-        dying = broker.launch(db, alice, world["env"], "current", world["e1"])
-        ended_service = ended.backend_state["service_id"]
-        dying_service = dying.backend_state["service_id"]
-        ended.state = "stopped"  # the session ended, but its service was left behind
-    manager.services[dying_service].task_state = "failed"
+    ended, ended_state = _service_of_an_earlier_broker(settings, world, manager, state="stopped")
+    dying, dying_state = _service_of_an_earlier_broker(settings, world, manager, state="running")
+    manager.services[dying_state["service_id"]].task_state = "failed"
     with session_scope(settings) as db:
         summary = reconcile(broker, db)
         assert summary["removed"] == 1 and summary["lost"] == 1
-        assert db.scalar(select(DesktopSession.state).where(DesktopSession.id == dying.id)) == "lost"
-    assert ended_service not in manager.services and dying_service not in manager.services
+        assert db.scalar(select(DesktopSession.state).where(DesktopSession.id == dying)) == "lost"
+    assert manager.services == {}
