@@ -191,27 +191,43 @@ def _read_update(sock: socket.socket, width: int, height: int, pixels: bytearray
             pixels[start:start + w * 4] = data[row * w * 4:(row + 1) * w * 4]
 
 
+def _open(target, password: str, timeout: float) -> tuple[socket.socket, int, int, str]:
+    """Connect, authenticate, share the session and ask for 32-bit Raw pixels: (sock, width, height, name)."""
+    sock = connect(target, timeout)
+    try:
+        sock.settimeout(timeout)
+        _handshake(sock, password)
+        sock.sendall(b"\x01")  # shared session
+        width, height = struct.unpack("!HH", _recv_exact(sock, 4))
+        _recv_exact(sock, 16)  # server pixel format: we set our own below
+        (name_length,) = struct.unpack("!I", _recv_exact(sock, 4))
+        name = _recv_exact(sock, name_length).decode(errors="replace")
+        # 32 bpp, depth 24, little endian, true colour, RGB max 255, shifts 16/8/0
+        pixel_format = struct.pack("!BBBBHHHBBB3x", 32, 24, 0, 1, 255, 255, 255, 16, 8, 0)
+        sock.sendall(struct.pack("!B3x", 0) + pixel_format)
+        sock.sendall(struct.pack("!BxHi", 2, 1, RAW_ENCODING))
+    except BaseException:
+        sock.close()
+        raise
+    return sock, width, height, name
+
+
+def _request(sock: socket.socket, width: int, height: int, incremental: bool) -> None:
+    sock.sendall(struct.pack("!BBHHHH", 3, int(incremental), 0, 0, width, height))
+
+
 def capture(target, password: str, timeout: float = 10.0) -> Framebuffer:
     """Authenticate at ``target`` (socket path or ``(host, port)``) and grab the whole framebuffer once."""
     where = describe(target)
     try:
-        sock = connect(target, timeout)
+        sock, width, height, name = _open(target, password, timeout)
+    except socket.timeout:
+        raise RFBError(f"VNC server {where} did not answer within {timeout:.0f} s") from None
     except OSError as exc:
         raise RFBError(f"cannot connect to VNC server {where}: {exc}") from None
     with sock:
-        sock.settimeout(timeout)
         try:
-            _handshake(sock, password)
-            sock.sendall(b"\x01")  # shared session
-            width, height = struct.unpack("!HH", _recv_exact(sock, 4))
-            _recv_exact(sock, 16)  # server pixel format: we set our own below
-            (name_length,) = struct.unpack("!I", _recv_exact(sock, 4))
-            name = _recv_exact(sock, name_length).decode(errors="replace")
-            # 32 bpp, depth 24, little endian, true colour, RGB max 255, shifts 16/8/0
-            pixel_format = struct.pack("!BBBBHHHBBB3x", 32, 24, 0, 1, 255, 255, 255, 16, 8, 0)
-            sock.sendall(struct.pack("!B3x", 0) + pixel_format)
-            sock.sendall(struct.pack("!BxHi", 2, 1, RAW_ENCODING))
-            sock.sendall(struct.pack("!BBHHHH", 3, 0, 0, 0, width, height))
+            _request(sock, width, height, incremental=False)
             pixels = bytearray(width * height * 4)
             _read_update(sock, width, height, pixels)
         except socket.timeout:
@@ -223,18 +239,40 @@ def capture(target, password: str, timeout: float = 10.0) -> Framebuffer:
 
 def wait_for_desktop(target, password: str, timeout: float = 60.0, minimum_colours: int = 8,
                      interval: float = 0.1) -> Framebuffer:
-    """Poll (every ``interval`` s) until ``target`` answers with a drawn desktop; RFBError at ``timeout``."""
+    """Wait until ``target`` shows a drawn desktop (at least ``minimum_colours`` colours); RFBError at ``timeout``.
+
+    One connection follows the screen as a viewer does: a full update, then incremental ones as the
+    server sends changes, each checked as it arrives. A server that is not up yet (or drops the
+    connection) is tried again every ``interval`` seconds; a wrong password fails at once.
+    """
     deadline = time.monotonic() + timeout
     last_error = "no attempt made"
+    where = describe(target)
     while time.monotonic() < deadline:
         try:
-            frame = capture(target, password, timeout=min(10.0, max(1.0, deadline - time.monotonic())))
-            if frame.is_drawn(minimum_colours):
-                return frame
-            last_error = f"screen still blank ({frame.distinct_colours()} colours)"
+            sock, width, height, name = _open(target, password, max(0.5, min(10.0, deadline - time.monotonic())))
         except RFBError as exc:
             if "authentication failed" in str(exc):
                 raise
             last_error = str(exc)
+        except OSError as exc:
+            last_error = f"cannot connect to VNC server {where}: {exc}"
+        else:
+            with sock:
+                pixels = bytearray(width * height * 4)
+                incremental = False
+                try:
+                    while True:
+                        _request(sock, width, height, incremental)
+                        sock.settimeout(max(0.05, deadline - time.monotonic()))
+                        _read_update(sock, width, height, pixels)
+                        frame = Framebuffer(width, height, name, bytes(pixels))
+                        if frame.is_drawn(minimum_colours):
+                            return frame
+                        last_error = f"screen still blank ({frame.distinct_colours()} colours)"
+                        incremental = True
+                except (RFBError, OSError) as exc:  # a timeout at the deadline, or the server went away
+                    if not isinstance(exc, socket.timeout):
+                        last_error = str(exc)
         time.sleep(interval)
-    raise RFBError(f"no drawn desktop on {describe(target)} after {timeout:.0f} s: {last_error}")
+    raise RFBError(f"no drawn desktop on {where} after {timeout:.0f} s: {last_error}")

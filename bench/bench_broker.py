@@ -2,10 +2,10 @@
 
     .venv/bin/python bench/bench_broker.py [--launches 20] [--idle 10] [--rows 1000]
 
-Uses the local Docker daemon, the registry on 127.0.0.1:5000, the base image
-``asci/base-debian12-mate:latest`` and a throw-away SQLite database (or
-``ASCI_TEST_POSTGRES_URL`` when set). Cleans up every container and volume it
-starts. Prints a JSON summary.
+Uses the local Docker daemon, the registry on 127.0.0.1:5000, the base image of this checkout's
+``recipes/base/debian12-mate`` (``asci/base-debian12-mate:<definition hash>``, built when missing)
+and a throw-away SQLite database (or ``ASCI_TEST_POSTGRES_URL`` when set). Cleans up every
+container, volume and session folder it makes. Prints a JSON summary.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -25,10 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import docker  # noqa: E402
 
 from asci import db, rfb  # noqa: E402
-from asci.config import Settings  # noqa: E402
+from asci.config import PROJECT_ROOT, Settings  # noqa: E402
 from broker import service  # noqa: E402
 from broker.backends.docker import DockerBackend  # noqa: E402
 from broker.models import DesktopSession  # noqa: E402
+from builder.base_images import build_base_image, load_definition  # noqa: E402
 from builder.docker_engine import push_image  # noqa: E402
 from tests.support import make_world  # noqa: E402
 from tests.support import user_of as user  # noqa: E402
@@ -48,7 +50,8 @@ def main() -> None:
     args = parser.parse_args()
     client = docker.DockerClient(base_url="unix:///var/run/docker.sock")
     repository = f"127.0.0.1:5000/asci-bench-{uuid.uuid4().hex[:8]}"
-    client.images.get("asci/base-debian12-mate:latest").tag(repository, "v1")
+    base = build_base_image(load_definition(PROJECT_ROOT / "recipes", "debian12-mate"), client, log=lambda line: None)
+    client.images.get(base).tag(repository, "v1")
     digest = push_image(client, repository, "v1", log=lambda line: None)
     tmp = Path(tempfile.mkdtemp(prefix="asci-bench-"))
     url = os.environ.get("ASCI_TEST_POSTGRES_URL", "")
@@ -58,14 +61,14 @@ def main() -> None:
         _reset_postgres(url)
     settings = Settings(data_dir=tmp, database_url=url, broker_instance=f"bench-{uuid.uuid4().hex[:6]}",
                         session_max_per_user=100, log_format="text")
+    result: dict = {"database": "postgresql" if url else "sqlite", "image": base}
     db.upgrade(settings)
-    world = make_world(settings, [dict(name="local", docker_url="unix:///var/run/docker.sock", port_min=6500,
-                                       port_max=6599, cpus=64, memory_bytes=128 << 30, max_sessions=100)],
+    world = make_world(settings, [dict(name="local", docker_url="unix:///var/run/docker.sock", cpus=64,
+                                       memory_bytes=128 << 30, max_sessions=100)],
                        image=f"{repository}:v1", digest=digest, data_path=str(tmp))
     broker = service.Broker(settings, DockerBackend())
     service.install(settings, broker)
     alice = user(settings, world, "alice")
-    result: dict = {"database": "postgresql" if url else "sqlite"}
     try:
         # 1. request -> drawn framebuffer, warm image, sequential launches (each stopped after)
         latencies, api_only = [], []
@@ -74,8 +77,7 @@ def main() -> None:
             with db.session_scope(settings) as session_db:
                 row = broker.launch(session_db, alice, world["env"], "v1", world["e1"], cpus=1, memory="2g")
                 api_only.append(time.monotonic() - began)
-                host, port, password = row.node.vnc_host, row.vnc_port, row.vnc_password
-                rfb.wait_for_desktop(host, port, password, timeout=120)
+                rfb.wait_for_desktop(row.vnc_socket, row.vnc_password, timeout=120)
                 latencies.append(time.monotonic() - began)
                 broker.stop_session(session_db, row, "bench")
         result["launch_to_vnc_answer_s"] = {"p50": round(statistics.median(api_only), 3),
@@ -87,7 +89,7 @@ def main() -> None:
         with db.session_scope(settings) as session_db:
             for _ in range(args.idle):
                 row = broker.launch(session_db, alice, world["env"], "v1", world["e1"], cpus=1, memory="2g")
-                rfb.wait_for_desktop(row.node.vnc_host, row.vnc_port, row.vnc_password, timeout=120)
+                rfb.wait_for_desktop(row.vnc_socket, row.vnc_password, timeout=120)
                 running.append(row)
         time.sleep(10)
         usages = []
@@ -128,6 +130,7 @@ def main() -> None:
             pass
         client.images.remove(f"{repository}:v1", noprune=True)
         broker.backend.close()
+        shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(result, indent=2))
 
 

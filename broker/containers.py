@@ -1,7 +1,10 @@
 """The create parameters of a session container (plain data, inspected by tests).
 
 Exact image digest; a network namespace of its own (``none``: loopback only, or the Docker
-network the facility named for desktops; never the node's); the VNC server on a Unix socket in the
+network the facility named for desktops; never the node's); for ``none`` the namespace is made by
+the runtime itself (Docker's ``NetworkDisabled``: no network sandbox, no interface but ``lo``,
+about 0.2 s quicker to start than ``--network none``) with a hosts file of the platform's for
+``localhost`` and the desktop's host name; the VNC server on a Unix socket in the
 session's folder (bind-mounted at ``/run/asci/vnc``) and the VNC password in a file only the
 session's uid reads (``/run/asci/secret``, read-only), never in the environment; the user's
 uid:gid; every capability dropped, no-new-privileges, memory (no swap), CPU and pids limits; the
@@ -41,12 +44,20 @@ def environment(spec: LaunchSpec) -> dict[str, str]:
     return env
 
 
+def isolated(spec: LaunchSpec) -> bool:
+    """True when the desktop has no Docker network at all (loopback only)."""
+    return spec.network in ("", "none")
+
+
 def mounts(spec: LaunchSpec) -> list[Mount]:
-    """Home volume, the experiment's data at /data, the VNC socket folder and the password folder."""
+    """Home volume, the experiment's data at /data, the VNC socket folder and the password folder
+    (and the hosts file of a desktop without a network)."""
     session = rundir.SessionDir(Path(spec.run_dir))
     result = [Mount(target=spec.home_path, source=spec.home_volume, type="volume"),
               Mount(target=rundir.CONTAINER_VNC_DIR, source=str(session.vnc), type="bind"),
               Mount(target=rundir.CONTAINER_SECRET_DIR, source=str(session.secret), type="bind", read_only=True)]
+    if isolated(spec):
+        result.append(Mount(target="/etc/hosts", source=str(session.hosts), type="bind", read_only=True))
     if spec.data_path:
         result.append(Mount(target="/data", source=spec.data_path, type="bind", read_only=spec.data_read_only))
     return result
@@ -58,7 +69,7 @@ def create_params(spec: LaunchSpec) -> dict:
         "image": spec.image,
         "name": spec.name,
         "detach": True,
-        "network_mode": spec.network or "none",
+        "hostname": rundir.hostname_for(spec.name),
         "environment": environment(spec),
         "user": f"{spec.uid}:{spec.gid}",
         "cap_drop": ["ALL"],
@@ -73,6 +84,10 @@ def create_params(spec: LaunchSpec) -> dict:
         "init": True,
         "restart_policy": {"Name": "no"},
     }
+    if isolated(spec):
+        params["network_disabled"] = True  # a fresh namespace from the runtime: loopback only
+    else:
+        params["network_mode"] = spec.network
     if spec.gpu_uuid:
         params["device_requests"] = [DeviceRequest(driver="nvidia", device_ids=[spec.gpu_uuid],
                                                    capabilities=[["gpu", "utility", "graphics"]])]

@@ -66,9 +66,10 @@ def probe_desktop(settings: Settings, image: str, label: str) -> Iterator[Probe]
     broker = broker_for(settings)
     node = _node(settings)
     token = uuid.uuid4().hex[:10]
-    password = new_password()
-    folder = rundir.prepare(settings.run_dir, f"probe-{token}", PROBE_UID, PROBE_UID, password, new_password())
-    spec = desktop_spec(settings, session_id=0, name=f"asci-probe-{label}-{token}", image=image, folder=folder,
+    password, name = new_password(), f"asci-probe-{label}-{token}"
+    folder = rundir.prepare(settings.run_dir, f"probe-{token}", PROBE_UID, PROBE_UID, password, new_password(),
+                            rundir.hostname_for(name))
+    spec = desktop_spec(settings, session_id=0, name=name, image=image, folder=folder,
                         uid=PROBE_UID, gid=PROBE_UID, user_name="asci-probe", home_volume=f"asci-probe-home-{token}",
                         home_path="/home/asci-probe", cpus=1.0, memory_bytes=2 << 30,
                         labels={"asci.probe": "1", "asci.environment": label})

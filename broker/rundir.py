@@ -14,6 +14,8 @@ Host layout (``settings.run_dir``; the key is ``<broker instance>-s<session id>`
           vnc.sock                    made by Xvnc as the session uid (0600); then root 0600
         secret/  -> /run/asci/secret  (read-only) session uid 0500
           passwd                      session uid 0400: ``vncpasswd -f`` format, full + view-only password
+        hosts    -> /etc/hosts        (read-only) root 0444: localhost and the desktop's host name, for a
+                                      desktop without a Docker network (Docker writes none then)
 
 The password never enters the container's environment. Locking closes the one window in which a
 desktop could swap its socket for something else (a symlink to another session's socket, which
@@ -40,6 +42,7 @@ CONTAINER_VNC_DIR = "/run/asci/vnc"
 CONTAINER_SOCKET = f"{CONTAINER_VNC_DIR}/vnc.sock"
 CONTAINER_SECRET_DIR = "/run/asci/secret"
 CONTAINER_PASSWD = f"{CONTAINER_SECRET_DIR}/passwd"
+HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
 SOCKET_NAME = "vnc.sock"
 _CONTAINER_IN_CGROUP = re.compile(r"(?:/docker/|docker-)([0-9a-f]{64})")
 
@@ -61,6 +64,15 @@ class SessionDir:
     @property
     def socket(self) -> Path:
         return self.vnc / SOCKET_NAME
+
+    @property
+    def hosts(self) -> Path:
+        return self.path / "hosts"
+
+
+def hostname_for(container_name: str) -> str:
+    """A desktop's host name: its container name (unique on the node), cut to what a host name may be."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", container_name)[:63].strip("-") or "desktop"
 
 
 def session_key(instance: str, session_id: int) -> str:
@@ -84,8 +96,11 @@ def _private_root(run_dir: Path) -> None:
         os.chmod(run_dir, 0o700)
 
 
-def prepare(run_dir: Path, key: str, uid: int, gid: int, password: str, view_password: str) -> SessionDir:
-    """Make the session's folders and password file (any stale folder of the same key is replaced)."""
+def prepare(run_dir: Path, key: str, uid: int, gid: int, password: str, view_password: str,
+            hostname: str = "localhost") -> SessionDir:
+    """Make the session's folders, password file and hosts file (a stale folder of the same key is replaced)."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}", hostname):
+        raise BackendError(f"unsafe host name {hostname!r}")
     folder = session_dir(run_dir, key)
     try:
         _private_root(run_dir)
@@ -102,6 +117,8 @@ def prepare(run_dir: Path, key: str, uid: int, gid: int, password: str, view_pas
         os.chown(folder.secret, uid, gid)
         os.chmod(folder.secret, 0o500)
         os.chown(folder.vnc, uid, gid)
+        folder.hosts.write_text(HOSTS.format(hostname=hostname))
+        os.chmod(folder.hosts, 0o444)
     except PermissionError as exc:
         raise BackendError(f"cannot prepare the session folder {folder.path}: {exc} (the platform must run as "
                            "root to hand the folder to the session's uid)") from None

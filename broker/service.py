@@ -112,9 +112,10 @@ class Broker:
             node = self._place(db, desktop, excluded)
             ref = NodeRef.of(node)
             try:
-                folder = rundir.prepare(self.settings.run_dir, rundir.session_key(self.settings.broker_instance,
-                                                                                  desktop.id),
-                                        uid, gid, desktop.vnc_password, desktop.vnc_view_password)
+                folder = rundir.prepare(self.settings.run_dir,
+                                        rundir.session_key(self.settings.broker_instance, desktop.id), uid, gid,
+                                        desktop.vnc_password, desktop.vnc_view_password,
+                                        rundir.hostname_for(self._name(desktop)))
                 desktop.vnc_socket = str(folder.socket)
                 db.commit()
                 self.backend.ensure_image(ref, desktop.image)
@@ -206,6 +207,10 @@ class Broker:
         self._end(db, desktop, SessionState.FAILED, "could not reserve a place: too many launches at once")
         raise NoCapacity("could not reserve a place: too many launches at once; try again")
 
+    def _name(self, desktop: DesktopSession) -> str:
+        """The container (or service) name of a session."""
+        return f"asci-{self.settings.broker_instance}-s{desktop.id}"
+
     def _ids(self, user: User) -> tuple[int, int]:
         """The uid and gid a user's desktops run as."""
         base = self.settings.session_uid_base
@@ -219,7 +224,7 @@ class Broker:
                   containers.LABEL_SESSION: str(desktop.id), "asci.user": user.username,
                   "asci.experiment": exp.code, "asci.environment": desktop.environment,
                   "asci.version": desktop.version}
-        return desktop_spec(self.settings, session_id=desktop.id, name=f"asci-{self.settings.broker_instance}-s{desktop.id}",
+        return desktop_spec(self.settings, session_id=desktop.id, name=self._name(desktop),
                             image=desktop.image, folder=folder, uid=uid, gid=gid, user_name=user.username,
                             home_volume=f"asci-home-{user.username}", home_path=f"/home/{user.username}",
                             cpus=desktop.cpus, memory_bytes=desktop.memory_bytes, data_path=exp.data_path,

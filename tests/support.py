@@ -316,7 +316,7 @@ def recipe_text(name: str, packages: list[str], checks: list[str] | None = None,
     """A valid recipe on the Debian base with one launcher."""
     lines = [f"name: {name}", "beamline: TEST", "description: Builder integration test environment",
              "base: debian12-mate", "packages:", *[f"  - {p}" for p in packages],
-             "env:", "  ASCI_TEST_ENV: hello world", "launchers:", "  - name: Demo Viewer",
+             "env:", "  TEST_GREETING: hello world", "launchers:", "  - name: Demo Viewer",
              "    command: /usr/bin/asci-demo-viewer", "    icon: applications-science"]
     if checks:
         lines += ["checks:", *[f"  - {c}" for c in checks]]

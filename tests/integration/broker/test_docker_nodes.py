@@ -78,7 +78,8 @@ def test_launch_shows_a_drawn_desktop_isolated_and_stops(cluster, artifacts_dir)
     attrs = broker.backend.client(NodeRef.of(_node(settings, "node2"))).api.inspect_container(container_id)
     config, host_config = attrs["Config"], attrs["HostConfig"]
     assert config["Image"].endswith(body["image_digest"]) and config["User"] == "4242:4242"
-    assert host_config["NetworkMode"] == "none" and host_config["CapDrop"] == ["ALL"]
+    assert config["NetworkDisabled"] is True and attrs["NetworkSettings"]["Networks"] == {}
+    assert host_config["NetworkMode"] != "host" and host_config["CapDrop"] == ["ALL"]
     assert not [item for item in config["Env"] if "PASSWORD=" in item]
     assert "NVIDIA_VISIBLE_DEVICES=void" in config["Env"]
     assert host_config["SecurityOpt"] == ["no-new-privileges"] and host_config["Memory"] == 1 << 30

@@ -36,7 +36,9 @@ def test_recorded_nvidia_smi_outputs_parse():
 def test_container_params_isolate_the_session():
     params = containers.create_params(_spec())
     assert params["image"].endswith("@sha256:" + "a" * 64)
-    assert params["network_mode"] == "none" and params["user"] == "4242:4243"
+    # no network: a namespace of its own from the runtime (loopback only), never the node's
+    assert params["network_disabled"] is True and "network_mode" not in params and params["user"] == "4242:4243"
+    assert params["hostname"] == "asci-x-s7"
     assert params["cap_drop"] == ["ALL"] and params["security_opt"] == ["no-new-privileges"]
     assert params["mem_limit"] == params["memswap_limit"] == 4 << 30 and params["nano_cpus"] == 2_500_000_000
     assert params["pids_limit"] == 2048 and "ports" not in params
@@ -51,11 +53,14 @@ def test_container_params_isolate_the_session():
     vnc, secret = mounts["/run/asci/vnc"], mounts["/run/asci/secret"]
     assert (vnc["Type"], vnc["Source"], vnc["ReadOnly"]) == ("bind", "/run/asci-test/x-s7/vnc", False)
     assert (secret["Type"], secret["Source"], secret["ReadOnly"]) == ("bind", "/run/asci-test/x-s7/secret", True)
+    assert (mounts["/etc/hosts"]["Source"], mounts["/etc/hosts"]["ReadOnly"]) == ("/run/asci-test/x-s7/hosts", True)
     assert "device_requests" not in params
 
 
 def test_a_facility_network_replaces_none_but_never_the_hosts():
-    assert containers.create_params(_spec(network="asci-desktops"))["network_mode"] == "asci-desktops"
+    params = containers.create_params(_spec(network="asci-desktops"))
+    assert params["network_mode"] == "asci-desktops" and "network_disabled" not in params
+    assert "/etc/hosts" not in {m["Target"] for m in params["mounts"]}  # Docker writes it on a network
     for bad in ("host", "bridge", "default", "container:abc", "../x", ""):
         with pytest.raises(ConfigError, match="ASCI_SESSION_NETWORK"):
             load_settings({"ASCI_SESSION_NETWORK": bad})

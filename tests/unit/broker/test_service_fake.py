@@ -43,7 +43,7 @@ def test_launch_list_get_stop_through_the_api(env):
     assert not {"vnc_password", "vnc_view_password", "vnc_socket"} & set(body)
     [params] = backend.created.values()
     assert params["labels"]["asci.user"] == world["names"]["alice"] and params["user"] == "4242:4242"
-    assert params["network_mode"] == "none" and "VNC_PASSWORD" not in params["environment"]
+    assert params["network_disabled"] is True and "VNC_PASSWORD" not in params["environment"]
     assert client.get("/api/sessions", headers=_auth(world, "alice")).json["sessions"][0]["id"] == body["id"]
     assert client.get(f"/api/sessions/{body['id']}", headers=_auth(world, "alice")).status_code == 200
     target = service.vnc_target(settings, body["id"], user(settings, world, "alice"))
