@@ -70,3 +70,19 @@ def test_replace_checks_values_again():
     assert settings.replace(web_port="8081").web_port == 8081
     with pytest.raises(ConfigError):
         settings.replace(registry="nope")
+
+
+def test_desktop_isolation_settings(tmp_path):
+    settings = load_settings({"ASCI_DATA_DIR": str(tmp_path)})
+    assert settings.session_network == "none" and settings.run_dir == tmp_path / "run"
+    assert settings.vnc_touch_interval_s == 60
+    moved = load_settings({"ASCI_DATA_DIR": str(tmp_path), "ASCI_SESSION_RUN_DIR": "/run/asci/",
+                           "ASCI_SESSION_NETWORK": "asci-desktops", "ASCI_VNC_TOUCH_INTERVAL_S": "5"})
+    assert moved.run_dir == Path("/run/asci") and moved.session_network == "asci-desktops"
+    assert moved.vnc_touch_interval_s == 5
+    for name, value in (("ASCI_SESSION_RUN_DIR", "relative/run"), ("ASCI_SESSION_RUN_DIR", "/"),
+                        ("ASCI_SESSION_NETWORK", "host"), ("ASCI_VNC_TOUCH_INTERVAL_S", "0")):
+        with pytest.raises(ConfigError, match=name):
+            load_settings({name: value})
+    with pytest.raises(ConfigError, match="unknown setting 'session_ports'"):
+        Settings().replace(session_ports="5901-5999")
