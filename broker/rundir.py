@@ -169,7 +169,11 @@ def container_of(pid: int) -> str | None:
 
 def prove(folder: SessionDir, uid: int, container_id: str, timeout: float = 3.0) -> int:
     """Raise :class:`ForeignServer` unless the socket is served, with an RFB greeting, by a process of
-    ``uid`` in container ``container_id``; returns that process's pid."""
+    ``uid`` in container ``container_id``; returns that process's pid.
+
+    A platform that runs in a pid namespace of its own (a container without the host's pid namespace)
+    sees the peer's pid as 0 and cannot read its cgroup: then the uid and the lock (only the session's
+    container could have made a socket in its folder) are the proof, and the pid returned is 0."""
     try:
         sock = rfb.connect(folder.socket, timeout)
     except OSError as exc:
@@ -177,7 +181,7 @@ def prove(folder: SessionDir, uid: int, container_id: str, timeout: float = 3.0)
     with sock:
         pid, peer_uid, _gid = peer_credentials(sock)
         owner = container_of(pid) if pid > 0 else None
-        if peer_uid != uid or not container_id or owner != container_id:
+        if peer_uid != uid or (pid > 0 and (not container_id or owner != container_id)):
             raise ForeignServer(f"{folder.socket} is served by pid {pid} (uid {peer_uid}, container "
                                 f"{(owner or 'none')[:12]}), not by the session's desktop "
                                 f"(uid {uid}, container {container_id[:12] or 'unknown'})")

@@ -183,3 +183,26 @@ def test_reconcile_removes_the_folders_of_ended_and_unknown_sessions(env):
     assert os.path.exists(kept.vnc_socket.rsplit("/", 2)[0])
     assert not os.path.exists(ended.vnc_socket.rsplit("/", 2)[0]) and not stray.path.exists()
     assert foreign.path.exists()
+
+
+def test_a_platform_in_its_own_pid_namespace_proves_by_uid_and_lock(tmp_path):
+    """Seen from a pid namespace of its own (a containerised broker), the server's pid is 0 and its
+    cgroup unreadable: the uid (with the lock) is then the proof, and a wrong uid still fails."""
+    import subprocess
+    import sys
+
+    from asci.config import PROJECT_ROOT
+    from tests.support import require_programs
+
+    require_programs("unshare")
+    folder = rundir.prepare(tmp_path / "run", "asci-s8", os.getuid(), os.getgid(), "pw123456", "")
+    script = ("import sys; from pathlib import Path; from broker import rundir; "
+              "print(rundir.prove(rundir.SessionDir(Path(sys.argv[1])), int(sys.argv[2]), 'f' * 64))")
+    with stand_in_vnc(folder.socket, os.getuid()):
+        def prove_from_own_pid_namespace(uid):
+            return subprocess.run(["unshare", "--pid", "--fork", sys.executable, "-c", script, str(folder.path),
+                                   str(uid)], capture_output=True, text=True, timeout=60, cwd=str(PROJECT_ROOT))
+        accepted = prove_from_own_pid_namespace(os.getuid())
+        assert accepted.returncode == 0 and accepted.stdout.strip() == "0", accepted.stderr
+        refused = prove_from_own_pid_namespace(4242)
+        assert refused.returncode != 0 and "ForeignServer" in refused.stderr
