@@ -64,7 +64,12 @@ class Settings:
     # session broker (broker/)
     broker_backend: str = "docker"  # docker | swarm
     broker_instance: str = "asci"  # label value telling this broker's containers apart from others'
-    session_ports: tuple[int, int] = (5901, 5999)  # default VNC port range of a node
+    # Desktop isolation: every desktop has a network namespace of its own and its VNC server listens
+    # only on a Unix socket in a per-session folder under session_run_dir, which the broker, the smoke
+    # gate and websockify open (they must see the nodes' filesystem: the same machine).
+    session_network: str = "none"  # "none": loopback only; or a Docker network the facility made for outbound access
+    session_run_dir: str = ""  # per-session VNC socket and password folders; empty: <data_dir>/run
+    vnc_touch_interval_s: int = 60  # while a viewer is connected, websockify tells the broker this often
     session_max_per_user: int = 3
     session_idle_timeout_s: int = 4 * 3600  # no VNC client for this long: stopped
     session_idle_warning_s: int = 15 * 60  # warned this long before the idle stop
@@ -127,14 +132,18 @@ class Settings:
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
             if isinstance(value, tuple):
-                text = ",".join(str(part) for part in value) if item.name != "session_ports" else \
-                    f"{value[0]}-{value[1]}"
+                text = ",".join(str(part) for part in value)
             elif isinstance(value, bool):
                 text = "true" if value else "false"
             else:
                 text = str(value)
             environ[f"ASCI_{item.name.upper()}"] = text
         return environ
+
+    @property
+    def run_dir(self) -> Path:
+        """Where the per-session VNC socket and password folders live (``session_run_dir`` or under data_dir)."""
+        return Path(self.session_run_dir) if self.session_run_dir else self.data_dir / "run"
 
     @property
     def repos_dir(self) -> Path:
@@ -299,19 +308,23 @@ def _as_float(name: str, value: Any, low: float, high: float) -> float:
     return number
 
 
-def parse_port_range(name: str, value: Any) -> tuple[int, int]:
-    if isinstance(value, str):
-        parts = value.replace(" ", "").split("-")
-    elif isinstance(value, (list, tuple)):
-        parts = list(value)
-    else:
-        parts = []
-    if len(parts) != 2:
-        raise ConfigError(f"{name}: expected a port range such as 5901-5999, got {value!r}")
-    low, high = (_as_int(name, part, 1024, 65535) for part in parts)
-    if low > high:
-        raise ConfigError(f"{name}: expected a port range such as 5901-5999, got {value!r}")
-    return (low, high)
+def _network(name: str, value: Any) -> str:
+    """``none`` or the name of a Docker network; never ``host`` (the node's own network) or another container's."""
+    text = _as_str(name, value)
+    if text == "none":
+        return text
+    if text in {"host", "bridge", "default"} or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", text):
+        raise ConfigError(f"{name}: expected 'none' or the name of a Docker network made for desktops "
+                          f"(not host, bridge, default or container:...), got {value!r}")
+    return text
+
+
+def _absolute_dir(name: str, value: Any) -> str:
+    text = _as_str(name, value).strip().rstrip("/")
+    if _as_str(name, value).strip() and (not text.startswith("/") or "\x00" in text or len(text) > 200):
+        raise ConfigError(f"{name}: expected an absolute folder path other than / (at most 200 characters) "
+                          f"or empty, got {value!r}")
+    return text
 
 
 def _choice(*allowed: str):
@@ -384,7 +397,9 @@ _PARSERS = {
     "disabled_user_grace_s": lambda n, v: _as_int(n, v, 0, 30 * 86400),
     "broker_backend": _choice("docker", "swarm"),
     "broker_instance": _repo_name,
-    "session_ports": parse_port_range,
+    "session_network": _network,
+    "session_run_dir": _absolute_dir,
+    "vnc_touch_interval_s": lambda n, v: _as_int(n, v, 1, 3600),
     "session_max_per_user": lambda n, v: _as_int(n, v, 1, 1000),
     "session_idle_timeout_s": lambda n, v: _as_int(n, v, 60, 365 * 86400),
     "session_idle_warning_s": lambda n, v: _as_int(n, v, 0, 86400),

@@ -1,13 +1,17 @@
 """A minimal RFB (VNC) client: handshake with VNC authentication and one framebuffer grab.
 
-Used to prove a desktop is really up (tests, the CI smoke gate, the broker's
-readiness check): it speaks RFB 3.8 to the server, authenticates with the
-session's password (DES challenge-response), asks for the whole screen in
-Raw encoding and reports how many distinct colours it holds.
+Used to prove a desktop is really up (tests, the CI smoke gate, the benchmarks): it speaks RFB 3.8
+to the server, authenticates with the session's password (DES challenge-response), asks for the
+whole screen in Raw encoding and reports how many distinct colours it holds.
+
+A *target* is where the server listens: the path of a Unix socket (how desktops serve VNC: one
+socket per session, reachable only by the platform) or a ``(host, port)`` pair.
+``vncpasswd_file`` writes the password file TigerVNC reads (what ``vncpasswd -f`` writes).
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import time
@@ -20,6 +24,9 @@ from asci.errors import AsciError
 
 RAW_ENCODING = 0
 VNC_AUTH = 2
+SUN_PATH_MAX = 107  # bytes of a Unix socket path connect() accepts (sun_path less its NUL)
+# The fixed key vncpasswd obfuscates passwords with (d3des bit order, as TigerVNC's source has it).
+_VNCPASSWD_KEY = bytes([23, 82, 107, 6, 35, 78, 88, 7])
 
 
 class RFBError(AsciError):
@@ -77,10 +84,58 @@ def _recv_exact(sock: socket.socket, count: int) -> bytes:
     return bytes(chunks)
 
 
+def _reversed_bits(data: bytes) -> bytes:
+    return bytes(int(f"{byte:08b}"[::-1], 2) for byte in data)
+
+
 def _des_key(password: str) -> bytes:
-    key = password.encode("latin-1")[:8].ljust(8, b"\0")
     # VNC uses each key byte with its bits reversed.
-    return bytes(int(f"{byte:08b}"[::-1], 2) for byte in key)
+    return _reversed_bits(password.encode("latin-1")[:8].ljust(8, b"\0"))
+
+
+def vncpasswd_file(password: str, view_password: str = "") -> bytes:
+    """The bytes ``vncpasswd -f`` writes for ``password`` (and a view-only password): 8 or 16 bytes.
+
+    Only the first 8 characters count (the protocol's limit); TigerVNC's ``-PasswordFile`` reads it.
+    """
+    if not password:
+        raise ValueError("a VNC password file needs a password")
+    cipher = DES.new(_reversed_bits(_VNCPASSWD_KEY), DES.MODE_ECB)
+    data = cipher.encrypt(password.encode("latin-1")[:8].ljust(8, b"\0"))
+    if view_password:
+        data += cipher.encrypt(view_password.encode("latin-1")[:8].ljust(8, b"\0"))
+    return data
+
+
+def describe(target) -> str:
+    """``target`` for messages: the socket path, or host:port."""
+    return f"{target[0]}:{target[1]}" if isinstance(target, tuple) else os.fspath(target)
+
+
+def connect(target, timeout: float = 10.0) -> socket.socket:
+    """A stream socket connected to ``target`` (a Unix socket path, or ``(host, port)``).
+
+    A socket path longer than ``sun_path`` allows is reached through a descriptor of its folder
+    (``/proc/self/fd/N/name``), so a deep data directory still works.
+    """
+    if isinstance(target, tuple):
+        return socket.create_connection(target, timeout=timeout)
+    path = os.fspath(target)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        if len(os.fsencode(path)) <= SUN_PATH_MAX:
+            sock.connect(path)
+        else:
+            folder = os.open(os.path.dirname(path) or ".", os.O_PATH | os.O_DIRECTORY)
+            try:
+                sock.connect(f"/proc/self/fd/{folder}/{os.path.basename(path)}")
+            finally:
+                os.close(folder)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def vnc_response(password: str, challenge: bytes) -> bytes:
@@ -136,49 +191,88 @@ def _read_update(sock: socket.socket, width: int, height: int, pixels: bytearray
             pixels[start:start + w * 4] = data[row * w * 4:(row + 1) * w * 4]
 
 
-def capture(host: str, port: int, password: str, timeout: float = 10.0) -> Framebuffer:
-    """Authenticate and grab the whole framebuffer once."""
+def _open(target, password: str, timeout: float) -> tuple[socket.socket, int, int, str]:
+    """Connect, authenticate, share the session and ask for 32-bit Raw pixels: (sock, width, height, name)."""
+    sock = connect(target, timeout)
     try:
-        sock = socket.create_connection((host, port), timeout=timeout)
-    except OSError as exc:
-        raise RFBError(f"cannot connect to VNC server {host}:{port}: {exc}") from None
-    with sock:
         sock.settimeout(timeout)
+        _handshake(sock, password)
+        sock.sendall(b"\x01")  # shared session
+        width, height = struct.unpack("!HH", _recv_exact(sock, 4))
+        _recv_exact(sock, 16)  # server pixel format: we set our own below
+        (name_length,) = struct.unpack("!I", _recv_exact(sock, 4))
+        name = _recv_exact(sock, name_length).decode(errors="replace")
+        # 32 bpp, depth 24, little endian, true colour, RGB max 255, shifts 16/8/0
+        pixel_format = struct.pack("!BBBBHHHBBB3x", 32, 24, 0, 1, 255, 255, 255, 16, 8, 0)
+        sock.sendall(struct.pack("!B3x", 0) + pixel_format)
+        sock.sendall(struct.pack("!BxHi", 2, 1, RAW_ENCODING))
+    except BaseException:
+        sock.close()
+        raise
+    return sock, width, height, name
+
+
+def _request(sock: socket.socket, width: int, height: int, incremental: bool) -> None:
+    sock.sendall(struct.pack("!BBHHHH", 3, int(incremental), 0, 0, width, height))
+
+
+def capture(target, password: str, timeout: float = 10.0) -> Framebuffer:
+    """Authenticate at ``target`` (socket path or ``(host, port)``) and grab the whole framebuffer once."""
+    where = describe(target)
+    try:
+        sock, width, height, name = _open(target, password, timeout)
+    except socket.timeout:
+        raise RFBError(f"VNC server {where} did not answer within {timeout:.0f} s") from None
+    except OSError as exc:
+        raise RFBError(f"cannot connect to VNC server {where}: {exc}") from None
+    with sock:
         try:
-            _handshake(sock, password)
-            sock.sendall(b"\x01")  # shared session
-            width, height = struct.unpack("!HH", _recv_exact(sock, 4))
-            _recv_exact(sock, 16)  # server pixel format: we set our own below
-            (name_length,) = struct.unpack("!I", _recv_exact(sock, 4))
-            name = _recv_exact(sock, name_length).decode(errors="replace")
-            # 32 bpp, depth 24, little endian, true colour, RGB max 255, shifts 16/8/0
-            pixel_format = struct.pack("!BBBBHHHBBB3x", 32, 24, 0, 1, 255, 255, 255, 16, 8, 0)
-            sock.sendall(struct.pack("!B3x", 0) + pixel_format)
-            sock.sendall(struct.pack("!BxHi", 2, 1, RAW_ENCODING))
-            sock.sendall(struct.pack("!BBHHHH", 3, 0, 0, 0, width, height))
+            _request(sock, width, height, incremental=False)
             pixels = bytearray(width * height * 4)
             _read_update(sock, width, height, pixels)
         except socket.timeout:
-            raise RFBError(f"VNC server {host}:{port} did not answer within {timeout:.0f} s") from None
+            raise RFBError(f"VNC server {where} did not answer within {timeout:.0f} s") from None
         except OSError as exc:
-            raise RFBError(f"VNC connection to {host}:{port} failed: {exc}") from None
+            raise RFBError(f"VNC connection to {where} failed: {exc}") from None
     return Framebuffer(width, height, name, bytes(pixels))
 
 
-def wait_for_desktop(host: str, port: int, password: str, timeout: float = 60.0,
-                     minimum_colours: int = 8) -> Framebuffer:
-    """Poll until the server answers and shows a drawn desktop; raise RFBError at ``timeout``."""
+def wait_for_desktop(target, password: str, timeout: float = 60.0, minimum_colours: int = 8,
+                     interval: float = 0.1) -> Framebuffer:
+    """Wait until ``target`` shows a drawn desktop (at least ``minimum_colours`` colours); RFBError at ``timeout``.
+
+    One connection follows the screen as a viewer does: a full update, then incremental ones as the
+    server sends changes, each checked as it arrives. A server that is not up yet (or drops the
+    connection) is tried again every ``interval`` seconds; a wrong password fails at once.
+    """
     deadline = time.monotonic() + timeout
     last_error = "no attempt made"
+    where = describe(target)
     while time.monotonic() < deadline:
         try:
-            frame = capture(host, port, password, timeout=min(10.0, max(1.0, deadline - time.monotonic())))
-            if frame.is_drawn(minimum_colours):
-                return frame
-            last_error = f"screen still blank ({frame.distinct_colours()} colours)"
+            sock, width, height, name = _open(target, password, max(0.5, min(10.0, deadline - time.monotonic())))
         except RFBError as exc:
             if "authentication failed" in str(exc):
                 raise
             last_error = str(exc)
-        time.sleep(0.5)
-    raise RFBError(f"no drawn desktop on {host}:{port} after {timeout:.0f} s: {last_error}")
+        except OSError as exc:
+            last_error = f"cannot connect to VNC server {where}: {exc}"
+        else:
+            with sock:
+                pixels = bytearray(width * height * 4)
+                incremental = False
+                try:
+                    while True:
+                        _request(sock, width, height, incremental)
+                        sock.settimeout(max(0.05, deadline - time.monotonic()))
+                        _read_update(sock, width, height, pixels)
+                        frame = Framebuffer(width, height, name, bytes(pixels))
+                        if frame.is_drawn(minimum_colours):
+                            return frame
+                        last_error = f"screen still blank ({frame.distinct_colours()} colours)"
+                        incremental = True
+                except (RFBError, OSError) as exc:  # a timeout at the deadline, or the server went away
+                    if not isinstance(exc, socket.timeout):
+                        last_error = str(exc)
+        time.sleep(interval)
+    raise RFBError(f"no drawn desktop on {where} after {timeout:.0f} s: {last_error}")

@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/bench_broker.py [--launches 20] [--idle 100] [--deadline-s 1200]
 
-Uses the local Docker daemon, the registry on 127.0.0.1:5000, the base image
-``asci/base-debian12-mate:latest`` and a throw-away SQLite database (or ``ASCI_TEST_POSTGRES_URL``,
-whose schema is reset, when set). The daemon is registered as one node the way ``asci node add``
-does it: CPUs and memory from ``docker info``, the settings' reserve and overcommit. Every desktop is
-launched by its own user through ``Broker.launch`` (placement, port lease, container, readiness).
+Uses the local Docker daemon, the registry on 127.0.0.1:5000, the base image of this checkout's
+``recipes/base/debian12-mate`` (``asci/base-debian12-mate:<definition hash>``, built when missing)
+and a throw-away SQLite database (or ``ASCI_TEST_POSTGRES_URL``, whose schema is reset, when set).
+The daemon is registered as one node the way ``asci node add`` does it: CPUs and memory from
+``docker info``, the settings' reserve and overcommit. Every desktop is launched by its own user
+through ``Broker.launch`` (placement, session folder, container, readiness proof).
 
 1. ``--launches`` sequential launches, each stopped before the next: request -> VNC answers (the
    broker's ``running``) and request -> drawn framebuffer (``asci.rfb.wait_for_desktop``).
@@ -16,7 +17,8 @@ launched by its own user through ``Broker.launch`` (placement, port lease, conta
    memory per desktop is read from each container's cgroup (usage minus inactive file cache, what
    ``docker stats`` shows) and from the host (MemAvailable before and after).
 
-Stops when ``--deadline-s`` is reached. Cleans up every container and volume it starts; prints JSON.
+Stops when ``--deadline-s`` is reached. Cleans up every container, volume and session folder it
+makes; prints JSON.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -36,11 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import docker  # noqa: E402
 
 from asci import db, rfb  # noqa: E402
-from asci.config import Settings  # noqa: E402
+from asci.config import PROJECT_ROOT, Settings  # noqa: E402
 from broker import NoCapacity, register_node, service  # noqa: E402
 from broker.backends.docker import DockerBackend  # noqa: E402
 from broker.models import DesktopSession  # noqa: E402
 from broker.placement import schedulable  # noqa: E402
+from builder.base_images import build_base_image, load_definition  # noqa: E402
 from builder.docker_engine import push_image  # noqa: E402
 from tests.support import add_members, make_world  # noqa: E402
 from tests.support import user_of as user  # noqa: E402
@@ -83,7 +87,8 @@ def main() -> None:
     deadline = time.monotonic() + args.deadline_s
     client = docker.DockerClient(base_url=MAIN, version="1.41", timeout=120)
     repository = f"127.0.0.1:5000/asci-bench-{uuid.uuid4().hex[:8]}"
-    client.images.get("asci/base-debian12-mate:latest").tag(repository, "v1")
+    base = build_base_image(load_definition(PROJECT_ROOT / "recipes", "debian12-mate"), client, log=lambda line: None)
+    client.images.get(base).tag(repository, "v1")
     digest = push_image(client, repository, "v1", log=lambda line: None)
     tmp = Path(tempfile.mkdtemp(prefix="asci-bench-"))
     url = os.environ.get("ASCI_TEST_POSTGRES_URL", "")
@@ -99,9 +104,9 @@ def main() -> None:
     broker = service.Broker(settings, DockerBackend(timeout=120))
     service.install(settings, broker)
     with db.session_scope(settings) as session_db:
-        node = register_node(settings, session_db, "local", MAIN, ports=(6500, 6500 + max(args.idle, 20) + 19))
+        node = register_node(settings, session_db, "local", MAIN)
         cpus, memory = schedulable(node)
-        result: dict = {"database": "postgresql" if url else "sqlite", "node": {
+        result: dict = {"database": "postgresql" if url else "sqlite", "image": base, "node": {
             "cpus": node.cpus, "memory_gib": round(node.memory_bytes / 2**30, 2), "schedulable_cpus": cpus,
             "schedulable_memory_gib": round(memory / 2**30, 2), "max_sessions": node.max_sessions},
             "load_average_before": os.getloadavg()}
@@ -116,7 +121,7 @@ def main() -> None:
                 row = broker.launch(session_db, session_db.merge(user(settings, world, who)), world["env"], "v1",
                                     world["e1"])
                 answered.append(time.monotonic() - began)
-                rfb.wait_for_desktop(row.node.vnc_host, row.vnc_port, row.vnc_password, timeout=120)
+                rfb.wait_for_desktop(row.vnc_socket, row.vnc_password, timeout=120)
                 drawn.append(time.monotonic() - began)
                 broker.stop_session(session_db, row, "bench")
         if answered:
@@ -142,7 +147,7 @@ def main() -> None:
                 except NoCapacity as exc:
                     refused = str(exc)
                     break
-                rfb.wait_for_desktop(row.node.vnc_host, row.vnc_port, row.vnc_password, timeout=180)
+                rfb.wait_for_desktop(row.vnc_socket, row.vnc_password, timeout=180)
                 idle_drawn.append(time.monotonic() - began)
                 running.append((row.id, row.backend_state["container_id"]))
             if len(running) % 10 == 0:
@@ -176,6 +181,7 @@ def main() -> None:
                 pass
         client.images.remove(f"{repository}:v1", noprune=True)
         broker.backend.close()
+        shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")

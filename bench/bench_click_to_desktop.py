@@ -34,10 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import docker  # noqa: E402
 
 from asci import db, rfb  # noqa: E402
-from asci.config import Settings  # noqa: E402
+from asci.config import PROJECT_ROOT, Settings  # noqa: E402
 from broker import register_node, service  # noqa: E402
 from broker.backends.docker import DockerBackend  # noqa: E402
 from broker.models import DesktopSession  # noqa: E402
+from builder.base_images import build_base_image, load_definition  # noqa: E402
 from builder.docker_engine import push_image  # noqa: E402
 from tests.support import add_members, browser_log_in, free_port, make_world, serving  # noqa: E402
 from tests.support import user_of as user  # noqa: E402
@@ -59,10 +60,10 @@ def broker_path(broker, settings, world, who: str) -> float:
     began = time.monotonic()
     with db.session_scope(settings) as session_db:
         row = broker.launch(session_db, session_db.merge(user(settings, world, who)), world["env"], "v1", world["e1"])
-        host, port, password, session_id = row.node.vnc_host, row.vnc_port, row.vnc_password, row.id
+        socket_path, password, session_id = row.vnc_socket, row.vnc_password, row.id
     while True:
         try:
-            if rfb.capture(host, port, password, timeout=10).is_drawn(8):
+            if rfb.capture(socket_path, password, timeout=10).is_drawn(8):
                 break
         except rfb.RFBError:
             pass
@@ -110,7 +111,8 @@ def main() -> None:
 
     client = docker.DockerClient(base_url=MAIN, version="1.41", timeout=120)
     repository = f"127.0.0.1:5000/asci-bench-{uuid.uuid4().hex[:8]}"
-    client.images.get("asci/base-debian12-mate:latest").tag(repository, "v1")
+    base = build_base_image(load_definition(PROJECT_ROOT / "recipes", "debian12-mate"), client, log=lambda line: None)
+    client.images.get(base).tag(repository, "v1")  # this checkout's base (its entrypoint serves the socket)
     digest = push_image(client, repository, "v1", log=lambda line: None)
     tmp = Path(tempfile.mkdtemp(prefix="asci-bench-click-"))
     settings = Settings(data_dir=tmp / "data", broker_instance=f"click{uuid.uuid4().hex[:6]}", log_format="text",
@@ -120,9 +122,8 @@ def main() -> None:
     add_members(settings, world, 1)
     broker = service.Broker(settings, DockerBackend(timeout=120))
     service.install(settings, broker)
-    low = free_port(7100, 7800) // 10 * 10
     with db.session_scope(settings) as session_db:
-        register_node(settings, session_db, "local", MAIN, ports=(low, low + 9))
+        register_node(settings, session_db, "local", MAIN)
     proxy = vnc_proxy.start(settings, log_path=tmp / "websockify.log")
     result: dict = {"launches": args.launches, "load_average_before": os.getloadavg()}
     browser_s, broker_s, marks = [], [], []

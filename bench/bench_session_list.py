@@ -66,7 +66,7 @@ def main() -> None:
             session.add_all([DesktopSession(
                 user_id=world["ids"][who], experiment_id=experiment.id, environment_version_id=version.id,
                 environment=world["env"], version="v1", image="127.0.0.1:5000/env@sha256:" + "0" * 64,
-                image_digest="sha256:" + "0" * 64, node_id=node.id, vnc_port=6001, display=101,
+                image_digest="sha256:" + "0" * 64, node_id=node.id,
                 state="stopped", message="stopped by the user", backend_state={"container_id": "0" * 64})
                 for _ in range(args.rows)])
     with db.session_scope(settings) as session:

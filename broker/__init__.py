@@ -1,9 +1,11 @@
-"""Session broker: sessions, nodes, placement, ports, GPUs, culling, reconciliation and the JSON API.
+"""Session broker: sessions, nodes, placement, isolation, GPUs, culling, reconciliation and the JSON API.
 
 The public face, for ``ci`` and ``web`` (nothing else of this package is theirs to import)::
 
     launch(settings, db, user, environment, version="current", experiment=..., **options) -> DesktopSession
-    stop(settings, db, session_id, user);  vnc_target(settings, session_id, user);  touch(settings, session_id)
+    stop(settings, db, session_id, user);  touch(settings, session_id) -> bool
+    vnc_target(settings, session_id, user) -> VncTarget(socket, password, view_password)
+    checked_socket(path)                  # a locked session socket, or None (what websockify may open)
     get_session(db, session_id, user);  list_sessions(db, user, everyone=False, include_ended=True, limit, after)
     session_page(db, user, ..., limit=100, after=None) -> SessionPage(sessions, next)   # keyset pages
     session_dict(desktop)                 # the one JSON shape of a session
@@ -20,7 +22,7 @@ The public face, for ``ci`` and ``web`` (nothing else of this package is theirs 
 
 from broker.api import bp as blueprint
 from broker.cull import cull
-from broker.errors import (BackendError, BadRequest, BrokerError, Forbidden, ImportFailed, NoCapacity,
+from broker.errors import (BackendError, BadRequest, BrokerError, Forbidden, ForeignServer, ImportFailed, NoCapacity,
                            NodeUnreachable, NotFound, QuotaExceeded, Unsatisfiable)
 from broker.data_paths import data_path_problem, root_problem
 from broker.experiments_import import claim_memberships, import_file, import_rows
@@ -30,19 +32,19 @@ from broker.openapi import fragment as openapi_fragment
 from broker.probe import Probe, probe_desktop
 from broker.loops import cull_loop, reconcile_loop
 from broker.reconcile import reconcile
-from broker.service import Broker, broker_for, install, launch, make_backend, stop, touch, vnc_target
+from broker.rundir import checked_socket
+from broker.service import Broker, VncTarget, broker_for, install, launch, make_backend, stop, touch, vnc_target
 from broker.views import (ExperimentView, SessionPage, all_experiments, experiments_of, get_session,
                           list_sessions, node_views, session_dict, session_page)
 
 __all__ = [
-    "launch", "stop", "vnc_target", "touch", "get_session", "list_sessions", "session_page", "SessionPage",
-    "session_dict",
+    "launch", "stop", "vnc_target", "VncTarget", "checked_socket", "touch", "get_session", "list_sessions",
+    "session_page", "SessionPage", "session_dict",
     "node_views", "experiments_of", "all_experiments", "ExperimentView", "register_node", "has_nodes",
     "import_rows", "import_file", "data_path_problem", "root_problem", "claim_memberships", "reconcile",
     "reconcile_loop", "cull", "cull_loop",
     "probe_desktop", "Probe", "Broker", "broker_for", "install", "make_backend",
     "SessionState", "NodeState", "ACTIVE_STATES", "FINAL_STATES", "blueprint", "openapi_fragment",
     "BrokerError", "BadRequest", "NotFound", "Forbidden", "QuotaExceeded", "NoCapacity", "Unsatisfiable",
-    "BackendError",
-    "NodeUnreachable", "ImportFailed",
+    "BackendError", "NodeUnreachable", "ImportFailed", "ForeignServer",
 ]

@@ -75,8 +75,6 @@ def node() -> None:
 @click.option("--cpu-overcommit", type=float, default=None, help="default: node_cpu_overcommit")
 @click.option("--memory-overcommit", type=float, default=None, help="default: node_memory_overcommit")
 @click.option("--max-sessions", type=int, default=None, help="default: node_max_sessions")
-@click.option("--ports", default=None, help="VNC port range, e.g. 5901-5999 (default: session_ports setting)")
-@click.option("--vnc-host", default="127.0.0.1", show_default=True, help="address websockify reaches VNC on")
 @click.option("--tls-ca", default="")
 @click.option("--tls-cert", default="")
 @click.option("--tls-key", default="")
@@ -84,9 +82,10 @@ def node() -> None:
               help="recorded output of nvidia-smi --query-gpu=index,uuid,name,memory.total --format=csv,noheader")
 @pass_ctx
 def node_add(ctx: AsciContext, name, docker_url, cpus, memory, reserve_cpus, reserve_memory, cpu_overcommit,
-             memory_overcommit, max_sessions, ports, vnc_host, tls_ca, tls_cert, tls_key, nvidia_smi) -> None:
-    """Register (or update) node NAME; its CPUs and memory are read from its engine unless given."""
-    from asci.config import parse_port_range
+             memory_overcommit, max_sessions, tls_ca, tls_cert, tls_key, nvidia_smi) -> None:
+    """Register (or update) node NAME; its CPUs and memory are read from its engine unless given.
+
+    Its engine must share this machine's filesystem (the sessions' VNC sockets; see the README)."""
     from broker.gpus import parse_nvidia_smi
     from broker.nodes import register_node
     from broker.placement import schedulable
@@ -96,14 +95,14 @@ def node_add(ctx: AsciContext, name, docker_url, cpus, memory, reserve_cpus, res
     with session_scope(ctx.settings) as db:
         row = register_node(
             ctx.settings, db, name, docker_url, cpus=cpus, memory_bytes=parse_memory(memory) if memory else None,
-            max_sessions=max_sessions, ports=parse_port_range("--ports", ports) if ports else None, vnc_host=vnc_host,
-            tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, gpus=gpus if nvidia_smi else None,
-            reserve_cpus=reserve_cpus, reserve_memory_bytes=parse_memory(reserve_memory) if reserve_memory else None,
+            max_sessions=max_sessions, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
+            gpus=gpus if nvidia_smi else None, reserve_cpus=reserve_cpus,
+            reserve_memory_bytes=parse_memory(reserve_memory) if reserve_memory else None,
             cpu_overcommit=cpu_overcommit, memory_overcommit=memory_overcommit)
         cpus_free, memory_free = schedulable(row)
         click.echo(f"node {name}: {docker_url}, {row.cpus:g} CPUs and {row.memory_bytes / 2**30:.1f} GiB "
                    f"({row.capacity_source}), schedulable {cpus_free:g} CPUs and {memory_free / 2**30:.1f} GiB, "
-                   f"{len(row.gpus)} GPUs, ports {row.port_min}-{row.port_max}")
+                   f"{len(row.gpus)} GPUs, at most {row.max_sessions} sessions")
 
 
 @node.command("list")
@@ -171,7 +170,7 @@ def session_list(ctx: AsciContext, active: bool) -> None:
         for row in list_sessions(db, admin, everyone=True, include_ended=not active):
             data = session_dict(row)
             click.echo(f"{data['id']}\t{data['state']}\t{data['user']}\t{data['experiment']}\t"
-                       f"{data['environment']}:{data['version']}\t{data['node']}:{data['vnc_port']}\t{data['message']}")
+                       f"{data['environment']}:{data['version']}\t{data['node']}\t{data['message']}")
 
 
 @session.command("stop")

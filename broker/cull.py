@@ -1,10 +1,10 @@
 """Culling: idle sessions are warned, then stopped; sessions past their maximum lifetime are stopped.
 
-A session is active while a VNC client is connected. Activity comes from
-``broker.service.touch(settings, session_id)`` (called by the websockify
-token plugin / viewer) and, for nodes on this machine (unix-socket Docker
-URLs with host networking), from ESTABLISHED TCP connections to the
-session's VNC port in ``/proc/net/tcp{,6}``. After
+A session is active while a VNC client is connected. Every viewer reaches a
+desktop through websockify (its VNC socket is open to the platform alone), so
+activity comes from there: ``broker.touch(settings, session_id)`` when the
+token plugin opens a connection, and again every ``vnc_touch_interval_s``
+while that connection lasts (``web.vnc_tokens``). After
 ``session_idle_timeout_s - session_idle_warning_s`` without activity the
 session's message says when it will stop; at ``session_idle_timeout_s`` it
 is stopped. The desktops of a disabled account are stopped once
@@ -15,7 +15,6 @@ is an administrator's choice, not the user's).
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,35 +24,15 @@ from broker import logs
 from broker.models import DesktopSession, SessionState
 
 
-def connected_ports(proc: Path = Path("/proc/net")) -> set[int]:
-    """Local ports with an ESTABLISHED TCP connection on this machine."""
-    found: set[int] = set()
-    for name in ("tcp", "tcp6"):
-        try:
-            lines = (proc / name).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) > 3 and fields[3] == "01":  # ESTABLISHED
-                found.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return found
-
-
-def cull(broker, db: Session, now: dt.datetime | None = None, local_ports: set[int] | None = None) -> dict:
+def cull(broker, db: Session, now: dt.datetime | None = None) -> dict:
     """One culling pass; returns counts of warned and stopped sessions."""
     settings = broker.settings
     now = now or utcnow()
-    if local_ports is None:
-        local_ports = connected_ports()
     summary = {"warned": 0, "culled": 0, "expired": 0, "disabled": 0}
     grace = dt.timedelta(seconds=settings.disabled_user_grace_s)
     idle_limit = dt.timedelta(seconds=settings.session_idle_timeout_s)
     warn_at = idle_limit - dt.timedelta(seconds=settings.session_idle_warning_s)
     for desktop in db.scalars(select(DesktopSession).where(DesktopSession.state == SessionState.RUNNING)).all():
-        local = desktop.node is not None and desktop.node.docker_url.startswith("unix://")
-        if local and desktop.vnc_port in local_ports:
-            desktop.last_activity, desktop.warned_at = now, None
         owner = desktop.user
         if not owner.is_active and (owner.disabled_at is None or now - owner.disabled_at >= grace):
             broker.stop_session(db, desktop, "stopped: the account was disabled")

@@ -60,3 +60,7 @@ class NodeUnreachable(BackendError):
 
 class ImportFailed(BrokerError):
     """A row of an experiment import is bad; nothing was imported."""
+
+
+class ForeignServer(BackendError):
+    """A session's VNC socket is served by something other than the session's own desktop."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from broker.errors import BadRequest
@@ -57,3 +57,8 @@ def free_gpu_slots(db: Session, node: Node, share_count: int) -> int:
     """How many GPU slots of ``node`` are free."""
     used = len(db.scalars(select(GpuLease.id).where(GpuLease.node_id == node.id)).all())
     return len(node.gpus or []) * share_count - used
+
+
+def release(db: Session, session_id: int) -> None:
+    """Drop the GPU lease of a session that ended (if it held one)."""
+    db.execute(delete(GpuLease).where(GpuLease.session_id == session_id))

@@ -1,12 +1,14 @@
-"""Broker tables: experiments and their members/environments, nodes, sessions, port and GPU leases.
+"""Broker tables: experiments and their members/environments, nodes, sessions, GPU leases.
 
-Port and GPU collisions are prevented by the database: a lease row exists for
-every active session's port (unique per node) and GPU slot (unique per node,
-GPU index and slot). The lease rows are deleted when a session ends.
+GPU collisions are prevented by the database: a lease row exists for every
+active GPU session's slot (unique per node, GPU index and slot), deleted when
+the session ends. Desktops hold no TCP port: each serves VNC on a Unix socket
+in a folder of its own (``sessions.vnc_socket``, see ``broker.rundir``).
 
-The VNC password is stored in ``sessions.vnc_password`` (the web viewer needs
-it); it is random per session, never logged and never returned by the list
-API, and only useful together with the websockify token route.
+The VNC passwords are stored in ``sessions.vnc_password`` (the web viewer needs
+it) and ``sessions.vnc_view_password`` (view-only, for sharing); they are random
+per session, never logged and never returned by the API, and only useful
+together with the websockify token route, the one way to the socket.
 """
 
 from __future__ import annotations
@@ -128,7 +130,6 @@ class Node(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     docker_url: Mapped[str] = mapped_column(String(255))
-    vnc_host: Mapped[str] = mapped_column(String(255), default="127.0.0.1")  # where websockify reaches VNC
     tls_ca: Mapped[str] = mapped_column(String(500), default="")
     tls_cert: Mapped[str] = mapped_column(String(500), default="")
     tls_key: Mapped[str] = mapped_column(String(500), default="")
@@ -141,8 +142,6 @@ class Node(Base):
     cpu_overcommit: Mapped[float] = mapped_column(Float, default=1.0)
     memory_overcommit: Mapped[float] = mapped_column(Float, default=1.0)
     max_sessions: Mapped[int] = mapped_column(Integer, default=100)
-    port_min: Mapped[int] = mapped_column(Integer, default=5901)
-    port_max: Mapped[int] = mapped_column(Integer, default=5999)
     gpus: Mapped[list] = mapped_column(JSON, default=list)  # [{"index", "uuid", "name", "memory_mib"}]
     state: Mapped[str] = mapped_column(String(16), default=NodeState.UP)
     last_seen: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -170,9 +169,9 @@ class DesktopSession(Base):
     image: Mapped[str] = mapped_column(String(400), default="")  # registry/name@sha256:...
     image_digest: Mapped[str] = mapped_column(String(80), default="")
     node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id", ondelete="SET NULL"), nullable=True, index=True)
-    vnc_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    display: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    vnc_socket: Mapped[str] = mapped_column(String(500), default="")  # host path of its VNC socket on the node
     vnc_password: Mapped[str] = mapped_column(String(64), default="")
+    vnc_view_password: Mapped[str] = mapped_column(String(64), default="")
     state: Mapped[str] = mapped_column(String(16), default=SessionState.PENDING, index=True)
     message: Mapped[str] = mapped_column(Text, default="")
     cpus: Mapped[float] = mapped_column(Float, default=2.0)  # limit
@@ -191,18 +190,6 @@ class DesktopSession(Base):
     user: Mapped[User] = relationship()
     experiment: Mapped[Experiment] = relationship()
     node: Mapped[Node | None] = relationship()
-
-
-class PortLease(Base):
-    """A VNC port held by an active session: unique per node, so two sessions never share one."""
-
-    __tablename__ = "port_leases"
-    __table_args__ = (UniqueConstraint("node_id", "port", name="uq_port_leases_node_port"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
-    port: Mapped[int] = mapped_column(Integer)
-    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), unique=True)
 
 
 class GpuLease(Base):

@@ -16,8 +16,7 @@ from broker.models import CapacitySource, Node, NodeState
 
 
 def register_node(settings: Settings, db: Session, name: str, docker_url: str, *, cpus: float | None = None,
-                  memory_bytes: int | None = None, max_sessions: int | None = None,
-                  ports: tuple[int, int] | None = None, vnc_host: str = "127.0.0.1", tls_ca: str = "",
+                  memory_bytes: int | None = None, max_sessions: int | None = None, tls_ca: str = "",
                   tls_cert: str = "", tls_key: str = "", gpus: list[dict] | None = None,
                   reserve_cpus: float | None = None, reserve_memory_bytes: int | None = None,
                   cpu_overcommit: float | None = None, memory_overcommit: float | None = None) -> Node:
@@ -26,7 +25,8 @@ def register_node(settings: Settings, db: Session, name: str, docker_url: str, *
     ``cpus`` and ``memory_bytes`` left out are read from the node's engine (NodeUnreachable when it
     does not answer) and kept current by reconciliation; given ones are kept as they are. Other
     values left out keep what the node had (the settings' defaults for a new node); its GPUs are
-    kept unless ``gpus`` is given.
+    kept unless ``gpus`` is given. The node's engine must share this machine's filesystem (the
+    sessions' VNC sockets under ``session_run_dir``; see ``broker.rundir``).
     """
     from broker.service import broker_for
 
@@ -35,10 +35,9 @@ def register_node(settings: Settings, db: Session, name: str, docker_url: str, *
         node = Node(name=name, gpus=[], tls_verify=True, reserve_cpus=settings.node_reserve_cpus,
                     reserve_memory_bytes=settings.node_reserve_memory_mb << 20,
                     cpu_overcommit=settings.node_cpu_overcommit, memory_overcommit=settings.node_memory_overcommit,
-                    max_sessions=settings.node_max_sessions, port_min=settings.session_ports[0],
-                    port_max=settings.session_ports[1])
+                    max_sessions=settings.node_max_sessions)
         db.add(node)
-    node.docker_url, node.vnc_host = docker_url, vnc_host
+    node.docker_url = docker_url
     node.tls_ca, node.tls_cert, node.tls_key, node.state = tls_ca, tls_cert, tls_key, NodeState.UP
     if cpus is None or memory_bytes is None:
         engine = broker_for(settings).backend.capacity(NodeRef.of(node))
@@ -53,8 +52,6 @@ def register_node(settings: Settings, db: Session, name: str, docker_url: str, *
                           ("memory_overcommit", memory_overcommit)):
         if value is not None:
             setattr(node, column, value)
-    if ports is not None:
-        node.port_min, node.port_max = ports
     if gpus is not None:
         node.gpus = gpus
     node.gpus = node.gpus or []

@@ -1,4 +1,4 @@
-"""Choosing a node: up, with room for the session's guarantee, a session slot, a port and (when asked) a GPU slot.
+"""Choosing a node: up, with room for the session's guarantee, a session slot and (when asked) a GPU slot.
 
 A node's schedulable capacity is what its engine reports minus its reserve, times its overcommit
 factor (``schedulable``); the guarantees of its active sessions count against it (``usage``). The
@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from broker import gpus as gpu_module
-from broker.models import ACTIVE_STATES, DesktopSession, Node, NodeState, PortLease
+from broker.models import ACTIVE_STATES, DesktopSession, Node, NodeState
 
 EPSILON = 1e-9
 
@@ -41,7 +41,6 @@ class Usage:
     sessions: int = 0
     cpus: float = 0.0
     memory_bytes: int = 0
-    ports: int = 0
 
 
 def schedulable(node: Node) -> tuple[float, int]:
@@ -57,8 +56,7 @@ def usage(db: Session, node: Node) -> Usage:
         select(func.count(DesktopSession.id), func.coalesce(func.sum(DesktopSession.cpu_guarantee), 0.0),
                func.coalesce(func.sum(DesktopSession.memory_guarantee_bytes), 0))
         .where(DesktopSession.node_id == node.id, DesktopSession.state.in_(ACTIVE_STATES))).one()
-    ports = db.scalar(select(func.count(PortLease.id)).where(PortLease.node_id == node.id)) or 0
-    return Usage(int(count), float(cpus), int(memory), int(ports))
+    return Usage(int(count), float(cpus), int(memory))
 
 
 def could_ever_hold(node: Node, demand: Demand) -> bool:
@@ -71,7 +69,7 @@ def could_ever_hold(node: Node, demand: Demand) -> bool:
 def fits(db: Session, node: Node, demand: Demand, share_count: int, used: Usage | None = None) -> bool:
     """True when ``node`` has room for one more session of this size now."""
     used = used or usage(db, node)
-    if used.sessions >= node.max_sessions or used.ports > node.port_max - node.port_min:
+    if used.sessions >= node.max_sessions:
         return False
     cpus, memory = schedulable(node)
     if used.cpus + demand.cpu_guarantee > cpus + EPSILON or used.memory_bytes + demand.memory_guarantee_bytes > memory:

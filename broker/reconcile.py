@@ -7,7 +7,8 @@ containers carrying this broker's labels (``asci.managed=1``,
 (record container id, mark running — this is what a broker restart relies
 on); mark sessions whose container vanished or exited ``lost``; remove
 containers whose session has ended or is unknown. Sessions still inside
-their start time-out are left to the launch in progress.
+their start time-out are left to the launch in progress. Session folders
+(``broker.rundir``) of this broker's ended or unknown sessions are removed.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from asci.db import utcnow
-from broker import logs, ports
+from broker import logs, rundir
 from broker.backends.base import NodeRef
 from broker.errors import BackendError
 from broker.models import ACTIVE_STATES, DesktopSession, Node, NodeState, SessionState
 from broker.nodes import refresh_capacity
+from broker.service import release
 
 
 def reconcile(broker, db: Session) -> dict:
@@ -65,7 +67,7 @@ def reconcile(broker, db: Session) -> dict:
                 if managed is not None:
                     _remove(broker, ref, managed)
                 desktop.state, desktop.message, desktop.stopped_at = SessionState.LOST, f"session lost: {why}", now
-                ports.release(db, desktop.id)
+                release(db, desktop)
                 summary["lost"] += 1
                 logs.event("session.lost", session=desktop.id, node=node.name, reason=why)
         for managed in found.values():  # containers whose session ended or is unknown
@@ -77,8 +79,12 @@ def reconcile(broker, db: Session) -> dict:
                                                     DesktopSession.created_at < now - grace)).all()
     for desktop in stale:
         desktop.state, desktop.message, desktop.stopped_at = SessionState.FAILED, "the launch never got a node", now
-        ports.release(db, desktop.id)
+        release(db, desktop)
     db.commit()
+    active = db.scalars(select(DesktopSession.id).where(DesktopSession.state.in_(ACTIVE_STATES))).all()
+    instance = broker.settings.broker_instance
+    summary["folders_removed"] = len(rundir.sweep(broker.settings.run_dir, instance,
+                                                  {rundir.session_key(instance, sid) for sid in active}))
     return summary
 
 

@@ -1,20 +1,26 @@
 """The broker core: launch, stop and touch sessions; time-outs, readiness and messages.
 
 Each ``Broker`` drives one backend (``broker.backends``), which only talks to the engine; the
-broker owns placement, the database state and every message a user sees. Backend state is
-opaque here: what ``backend.start`` returns is stored in ``sessions.backend_state`` and handed
-back to the backend as it is. A test or the web app can put a ``Broker`` with another backend in
-place with ``install(settings, broker)``; the module functions use the installed one.
+broker owns placement, the session folders (``broker.rundir``), the database state and every
+message a user sees. Backend state is opaque here: what ``backend.start`` returns is stored in
+``sessions.backend_state`` and handed back to the backend as it is. A test or the web app can put
+a ``Broker`` with another backend in place with ``install(settings, broker)``; the module
+functions use the installed one.
+
+Every desktop, a user's session or the smoke gate's probe, starts the same way: a session folder
+with its password file (``rundir.prepare``), a :class:`LaunchSpec` from :func:`desktop_spec`, the
+backend's ``start``, then :meth:`Broker.await_desktop`, which returns only once the session's own
+VNC server (proved by ``rundir.ready``) serves the session's socket.
 """
 
 from __future__ import annotations
 
 import random
 import secrets
-import socket
 import string
 import threading
 import time
+from typing import NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -24,12 +30,11 @@ import builder
 from asci.accounts import User
 from asci.config import Settings
 from asci.db import session_scope, utcnow
-from broker import containers, logs, metrics, placement, ports
+from broker import containers, gpus, logs, metrics, placement, rundir
 from broker.access import resolve
 from broker.backends.base import Backend, LaunchSpec, NodeRef
-from broker.errors import (BackendError, BadRequest, NoCapacity, NodeUnreachable, NotFound, QuotaExceeded,
-                           Unsatisfiable)
-from broker.gpus import lease_gpu
+from broker.errors import (BackendError, BadRequest, ForeignServer, NoCapacity, NodeUnreachable, NotFound,
+                           QuotaExceeded, Unsatisfiable)
 from broker.models import (ACTIVE_STATES, FINAL_STATES, DesktopSession, Experiment, Node, NodeState,
                            SessionState)
 from broker.resources import Resources, resources
@@ -57,18 +62,31 @@ def recipe_defaults(settings: Settings, environment: str) -> builder.ResourceDef
         return None
 
 
-def vnc_answers(host: str, port: int, timeout: float = 1.0) -> bool:
-    """True when an RFB server greets us on ``host:port``."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            return sock.recv(12).startswith(b"RFB ")
-    except OSError:
-        return False
-
-
-def _password() -> str:
+def new_password() -> str:
+    """A random VNC password (VNC authentication uses 8 characters)."""
     alphabet = string.ascii_letters + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(8))  # VNC authentication uses 8 characters
+    return "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+class VncTarget(NamedTuple):
+    """Where a running session's VNC server listens (a Unix socket on this machine) and its passwords."""
+
+    socket: str
+    password: str
+    view_password: str
+
+
+def desktop_spec(settings: Settings, *, session_id: int, name: str, image: str, folder: rundir.SessionDir,
+                 uid: int, gid: int, user_name: str, home_volume: str, home_path: str, cpus: float,
+                 memory_bytes: int, cpu_guarantee: float, memory_guarantee_bytes: int, data_path: str = "",
+                 gpu_uuid: str = "", labels: dict[str, str] | None = None) -> LaunchSpec:
+    """The launch parameters of a desktop: the one place sessions and probes get their isolation from."""
+    return LaunchSpec(session_id=session_id, name=name, image=image, run_dir=str(folder.path), uid=uid, gid=gid,
+                      user_name=user_name, home_volume=home_volume, home_path=home_path, data_path=data_path,
+                      data_read_only=settings.session_data_read_only, cpus=cpus, memory_bytes=memory_bytes,
+                      cpu_guarantee=cpu_guarantee, memory_guarantee_bytes=memory_guarantee_bytes,
+                      pids_limit=settings.session_pids_limit, gpu_uuid=gpu_uuid, network=settings.session_network,
+                      labels=dict(labels or {}))
 
 
 class Broker:
@@ -77,7 +95,8 @@ class Broker:
     def __init__(self, settings: Settings, backend: Backend | None = None, ready=None) -> None:
         self.settings = settings
         self._backend = backend
-        self.ready = ready or vnc_answers  # (host, port) -> bool
+        # (session folder, uid, container id getter) -> bool; raises ForeignServer (see rundir.ready)
+        self.ready = ready or rundir.ready
         logs.configure(settings.log_format)
 
     @property
@@ -118,17 +137,23 @@ class Broker:
         logs.event("session.requested", session=desktop.id, user=user.username, environment=environment,
                    version=launchable.version, experiment=exp.code, gpu=gpu, cpu_guarantee=wanted.cpu_guarantee,
                    memory_guarantee=wanted.memory_guarantee_bytes)
+        uid, gid = self._ids(user)
         excluded: set[int] = set()
         while True:
             node = self._place(db, desktop, excluded)
-            spec = self._spec(desktop, user, exp, node)
             ref = NodeRef.of(node)
             try:
+                folder = rundir.prepare(self.settings.run_dir,
+                                        rundir.session_key(self.settings.broker_instance, desktop.id), uid, gid,
+                                        desktop.vnc_password, desktop.vnc_view_password,
+                                        rundir.hostname_for(self._name(desktop)))
+                desktop.vnc_socket = str(folder.socket)
+                db.commit()
                 self.backend.ensure_image(ref, desktop.image)
-                state = self.backend.start(ref, spec)
+                state = self.backend.start(ref, self._spec(desktop, user, exp, folder, uid, gid))
             except NodeUnreachable as exc:
-                ports.release(db, desktop.id)
-                desktop.state, desktop.node_id, desktop.vnc_port, desktop.display = SessionState.PENDING, None, None, None
+                gpus.release(db, desktop.id)
+                desktop.state, desktop.node_id, desktop.gpu_uuid = SessionState.PENDING, None, ""
                 db.commit()
                 self.node_down(db, node.id, str(exc))
                 excluded.add(node.id)
@@ -139,10 +164,19 @@ class Broker:
             break
         desktop.backend_state = self.backend.get_state(state)
         db.commit()
-        self._wait_ready(db, desktop, node, ref)
+        try:
+            self.await_desktop(ref, desktop.backend_state, folder, uid, self.settings.session_start_timeout_s)
+        except BackendError as exc:
+            self._stop_backend(ref, desktop)
+            self._end(db, desktop, SessionState.FAILED, str(exc))
+            if isinstance(exc, ForeignServer):
+                logs.event("session.foreign_server", session=desktop.id, node=node.name, error=str(exc))
+            raise BackendError(f"session {desktop.id} failed to start: {exc}") from None
+        now = utcnow()
+        desktop.state, desktop.started_at, desktop.last_activity, desktop.message = SessionState.RUNNING, now, now, ""
+        db.commit()
         metrics.LAUNCH_SECONDS.observe(time.monotonic() - began)
-        logs.event("session.running", session=desktop.id, node=node.name, port=desktop.vnc_port,
-                   seconds=round(time.monotonic() - began, 3))
+        logs.event("session.running", session=desktop.id, node=node.name, seconds=round(time.monotonic() - began, 3))
         return desktop
 
     def _create_row(self, db: Session, user: User, launchable: builder.LaunchableVersion, exp: Experiment,
@@ -162,7 +196,8 @@ class Broker:
                 desktop = DesktopSession(user_id=user.id, experiment_id=exp.id, environment_version_id=launchable.id,
                                          environment=launchable.environment, version=launchable.version,
                                          image=launchable.image, image_digest=launchable.image_digest,
-                                         vnc_password=_password(), state=SessionState.PENDING,
+                                         vnc_password=new_password(), vnc_view_password=new_password(),
+                                         state=SessionState.PENDING,
                                          cpus=wanted.cpu_limit, memory_bytes=wanted.memory_limit_bytes,
                                          cpu_guarantee=wanted.cpu_guarantee,
                                          memory_guarantee_bytes=wanted.memory_guarantee_bytes, gpu=gpu,
@@ -176,7 +211,7 @@ class Broker:
         raise BackendError("the database is too busy; try again")
 
     def _place(self, db: Session, desktop: DesktopSession, excluded: set[int]) -> Node:
-        """Pick a node and lease a port (and GPU slot) for ``desktop``; commits."""
+        """Pick a node (and lease a GPU slot) for ``desktop``; commits."""
         share, policy = self.settings.gpu_share_count, self.settings.placement_policy
         demand = placement.Demand(desktop.cpu_guarantee, desktop.memory_guarantee_bytes, desktop.gpu)
         for attempt in range(40):
@@ -191,13 +226,11 @@ class Broker:
                 if node.state != NodeState.UP or not placement.fits(db, node, demand, share):
                     db.rollback()
                     continue
-                port = ports.lease_port(db, node, desktop.id)
-                gpu = lease_gpu(db, node, desktop.id, share) if desktop.gpu else None
-                if port is None or (desktop.gpu and gpu is None):
+                gpu = gpus.lease_gpu(db, node, desktop.id, share) if desktop.gpu else None
+                if desktop.gpu and gpu is None:
                     db.rollback()
                     continue
-                desktop.node_id, desktop.vnc_port = node.id, port
-                desktop.display = ports.display_for(node, port)
+                desktop.node_id = node.id
                 desktop.gpu_uuid = gpu["uuid"] if gpu else ""
                 desktop.cpus = min(desktop.cpus, node.cpus)  # a CPU limit above the node's CPUs is no limit
                 desktop.cpu_guarantee = min(desktop.cpu_guarantee, desktop.cpus)
@@ -207,46 +240,52 @@ class Broker:
             except (IntegrityError, OperationalError):
                 db.rollback()
                 time.sleep(random.uniform(0.005, 0.03))
-        self._end(db, desktop, SessionState.FAILED, "could not reserve a port: too many launches at once")
-        raise NoCapacity("could not reserve a port: too many launches at once; try again")
+        self._end(db, desktop, SessionState.FAILED, "could not reserve a place: too many launches at once")
+        raise NoCapacity("could not reserve a place: too many launches at once; try again")
 
-    def _spec(self, desktop: DesktopSession, user: User, exp: Experiment, node: Node) -> LaunchSpec:
+    def _name(self, desktop: DesktopSession) -> str:
+        """The container (or service) name of a session."""
+        return f"asci-{self.settings.broker_instance}-s{desktop.id}"
+
+    def _ids(self, user: User) -> tuple[int, int]:
+        """The uid and gid a user's desktops run as."""
         base = self.settings.session_uid_base
         uid = user.uid if user.uid is not None else base + user.id
         gid = user.gid if user.gid is not None else (user.uid if user.uid is not None else base + user.id)
+        return uid, gid
+
+    def _spec(self, desktop: DesktopSession, user: User, exp: Experiment, folder: rundir.SessionDir, uid: int,
+              gid: int) -> LaunchSpec:
         labels = {containers.MANAGED: "1", containers.LABEL_INSTANCE: self.settings.broker_instance,
                   containers.LABEL_SESSION: str(desktop.id), "asci.user": user.username,
                   "asci.experiment": exp.code, "asci.environment": desktop.environment,
-                  "asci.version": desktop.version, "asci.port": str(desktop.vnc_port)}
-        return LaunchSpec(
-            session_id=desktop.id, name=f"asci-{self.settings.broker_instance}-s{desktop.id}", image=desktop.image,
-            port=desktop.vnc_port, display=desktop.display, password=desktop.vnc_password, uid=uid, gid=gid,
-            user_name=user.username, home_volume=f"asci-home-{user.username}", home_path=f"/home/{user.username}",
-            data_path=exp.data_path, data_read_only=self.settings.session_data_read_only, cpus=desktop.cpus,
-            memory_bytes=desktop.memory_bytes, cpu_guarantee=desktop.cpu_guarantee,
-            memory_guarantee_bytes=desktop.memory_guarantee_bytes, pids_limit=self.settings.session_pids_limit,
-            gpu_uuid=desktop.gpu_uuid, labels=labels)
+                  "asci.version": desktop.version}
+        return desktop_spec(self.settings, session_id=desktop.id, name=self._name(desktop),
+                            image=desktop.image, folder=folder, uid=uid, gid=gid, user_name=user.username,
+                            home_volume=f"asci-home-{user.username}", home_path=f"/home/{user.username}",
+                            cpus=desktop.cpus, memory_bytes=desktop.memory_bytes,
+                            cpu_guarantee=desktop.cpu_guarantee, memory_guarantee_bytes=desktop.memory_guarantee_bytes,
+                            data_path=exp.data_path, gpu_uuid=desktop.gpu_uuid, labels=labels)
 
-    def _wait_ready(self, db: Session, desktop: DesktopSession, node: Node, ref: NodeRef) -> None:
-        deadline = time.monotonic() + self.settings.session_start_timeout_s
+    def await_desktop(self, ref: NodeRef, state: dict, folder: rundir.SessionDir, uid: int, timeout: float) -> None:
+        """Return once the desktop's own VNC server serves its socket (locked and proved, ``rundir.ready``).
+
+        Raises :class:`ForeignServer` when something else answers there, :class:`BackendError` with the
+        reason and the desktop's last log lines when it exits or does not answer within ``timeout``.
+        """
+        deadline = time.monotonic() + timeout
         while True:
-            if self.ready(node.vnc_host, desktop.vnc_port):
-                break
+            if self.ready(folder, uid, lambda: self.backend.container_id(ref, state)):
+                return
             try:
-                gone = self.backend.poll(ref, desktop.backend_state)
+                gone = self.backend.poll(ref, state)
             except BackendError:
                 gone = None
             if gone or time.monotonic() > deadline:
-                why = f"the desktop {gone}" if gone else (
-                    f"the desktop did not answer within {self.settings.session_start_timeout_s} s")
-                tail = self.backend.logs(ref, desktop.backend_state, tail=20).strip().splitlines()[-3:]
-                self._stop_backend(ref, desktop)
-                self._end(db, desktop, SessionState.FAILED, why + (": " + " | ".join(tail) if tail else ""))
-                raise BackendError(f"session {desktop.id} failed to start: {why}")
+                why = f"the desktop {gone}" if gone else f"the desktop did not answer within {timeout:.0f} s"
+                tail = self.backend.logs(ref, state, tail=20).strip().splitlines()[-3:]
+                raise BackendError(why + (": " + " | ".join(tail) if tail else ""))
             time.sleep(0.05)
-        now = utcnow()
-        desktop.state, desktop.started_at, desktop.last_activity, desktop.message = SessionState.RUNNING, now, now, ""
-        db.commit()
 
     # ---------------------------------------------------------------- ending
     def _stop_backend(self, ref: NodeRef, desktop: DesktopSession) -> None:
@@ -259,7 +298,7 @@ class Broker:
 
     def _end(self, db: Session, desktop: DesktopSession, state: str, message: str) -> None:
         desktop.state, desktop.message, desktop.stopped_at = state, message, utcnow()
-        ports.release(db, desktop.id)
+        release(db, desktop)
         db.commit()
         logs.event(f"session.{state}", session=desktop.id, message=message)
 
@@ -294,27 +333,38 @@ class Broker:
         for desktop in lost:
             desktop.state, desktop.stopped_at = SessionState.LOST, utcnow()
             desktop.message = f"node {node.name} stopped answering; the session is lost"
-            ports.release(db, desktop.id)
+            release(db, desktop)
         db.commit()
         logs.event("node.down", node=node.name, reason=reason, lost_sessions=[s.id for s in lost])
 
     # ---------------------------------------------------------------- lookups
-    def vnc_target(self, session_id: int, user: User) -> tuple[str, int, str]:
-        """``(host, port, password)`` of a running session the user may open."""
+    def vnc_target(self, session_id: int, user: User) -> VncTarget:
+        """The socket and passwords of a running session the user may open."""
         with session_scope(self.settings) as db:
             desktop = get_session(db, session_id, user)
-            if desktop.state != SessionState.RUNNING or desktop.node is None:
+            if desktop.state != SessionState.RUNNING or desktop.node is None or not desktop.vnc_socket:
                 raise NotFound(f"session {session_id} is not running")
-            return desktop.node.vnc_host, desktop.vnc_port, desktop.vnc_password
+            return VncTarget(desktop.vnc_socket, desktop.vnc_password, desktop.vnc_view_password)
 
-    def touch(self, session_id: int) -> None:
-        """Record VNC client activity: the idle clock restarts and any idle warning is withdrawn."""
+    def touch(self, session_id: int) -> bool:
+        """Record VNC client activity: the idle clock restarts and any idle warning is withdrawn.
+
+        False when the session is not running (any more)."""
         with session_scope(self.settings) as db:
             desktop = db.get(DesktopSession, session_id)
-            if desktop is not None and desktop.state == SessionState.RUNNING:
-                desktop.last_activity, desktop.warned_at = utcnow(), None
-                if desktop.message.startswith("idle"):
-                    desktop.message = ""
+            if desktop is None or desktop.state != SessionState.RUNNING:
+                return False
+            desktop.last_activity, desktop.warned_at = utcnow(), None
+            if desktop.message.startswith("idle"):
+                desktop.message = ""
+            return True
+
+
+def release(db: Session, desktop: DesktopSession) -> None:
+    """What an ended session held: its GPU slot and its folder (socket and password file) on the node."""
+    gpus.release(db, desktop.id)
+    if desktop.vnc_socket:
+        rundir.remove_for_socket(desktop.vnc_socket)
 
 
 # ------------------------------------------------------------ module facade
@@ -350,11 +400,11 @@ def stop(settings: Settings, db: Session, session_id: int, user: User) -> Deskto
     return broker_for(settings).stop(db, session_id, user)
 
 
-def vnc_target(settings: Settings, session_id: int, user: User) -> tuple[str, int, str]:
-    """``(host, port, password)`` for the websockify token plugin; NotFound for anyone else's session."""
+def vnc_target(settings: Settings, session_id: int, user: User) -> VncTarget:
+    """The socket and passwords for the websockify token plugin and the viewer; NotFound for anyone else's."""
     return broker_for(settings).vnc_target(session_id, user)
 
 
-def touch(settings: Settings, session_id: int) -> None:
-    """A VNC client is connected to ``session_id`` (called by the websockify plugin / viewer)."""
-    broker_for(settings).touch(session_id)
+def touch(settings: Settings, session_id: int) -> bool:
+    """A VNC client is connected to ``session_id`` (websockify's plugin); False when it is not running."""
+    return broker_for(settings).touch(session_id)

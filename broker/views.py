@@ -38,7 +38,7 @@ def get_session(db: Session, session_id: int, user: User) -> DesktopSession:
 MAX_PAGE = 1000
 # The session's JSON shape, field by field, and where a listed session's fields come from (one query).
 FIELDS = ("id", "state", "message", "user", "experiment", "environment", "version", "image", "image_digest", "node",
-          "vnc_port", "display", "cpus", "memory_bytes", "cpu_guarantee", "memory_guarantee_bytes", "gpu",
+          "cpus", "memory_bytes", "cpu_guarantee", "memory_guarantee_bytes", "gpu",
           "gpu_uuid", "created_at", "started_at", "stopped_at", "last_activity")
 _COLUMNS = {"user": User.username, "experiment": Experiment.code, "node": Node.name}
 _LISTED = tuple(_COLUMNS[name] if name in _COLUMNS else getattr(DesktopSession, name) for name in FIELDS)
@@ -117,12 +117,12 @@ def node_view(db: Session, node: Node) -> dict:
     """A node with its capacity and what its active sessions use."""
     used = placement.usage(db, node)
     cpus, memory = placement.schedulable(node)
-    return {"name": node.name, "docker_url": node.docker_url, "vnc_host": node.vnc_host, "state": node.state,
+    return {"name": node.name, "docker_url": node.docker_url, "state": node.state,
             "cpus": node.cpus, "memory_bytes": node.memory_bytes, "capacity_source": node.capacity_source,
             "reserve": {"cpus": node.reserve_cpus, "memory_bytes": node.reserve_memory_bytes},
             "overcommit": {"cpus": node.cpu_overcommit, "memory": node.memory_overcommit},
             "schedulable": {"cpus": round(cpus, 3), "memory_bytes": memory}, "max_sessions": node.max_sessions,
-            "ports": [node.port_min, node.port_max], "gpus": node.gpus or [],
+            "gpus": node.gpus or [],
             "used": {"sessions": used.sessions, "cpus": used.cpus, "memory_bytes": used.memory_bytes},
             "last_seen": _iso(node.last_seen), "last_error": node.last_error}
 

@@ -19,6 +19,10 @@ from builder.lock import canonical_json, lock_digest
 from builder.recipes import Launcher, Recipe
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+# Environment variables a recipe may not set: the platform's (desktop contract, GPU choice, process
+# environment). The schema refuses them with file and line (recipes/environments/schema.yaml,
+# env.keys.forbidden, the same pattern); rendering refuses them again, whatever the recipe came from.
+RESERVED_ENV = r"(VNC_.*|ASCI_.*|NVIDIA_.*|VGL_.*|PATH|HOME|USER|LD_.*|DISPLAY)"
 
 _PATTERNS = {
     "name": r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}",
@@ -86,6 +90,10 @@ def render(recipe: Recipe, lock: dict, version: str, created: str, base_tag: str
     if not packages:
         raise RecipeError("the lock names no packages")
     env = [(_checked("env_key", k, f"env.{k}"), _checked("label", v, f"env.{k}")) for k, v in recipe.env.items()]
+    reserved = [key for key, _ in env if re.fullmatch(RESERVED_ENV, key)]
+    if reserved:
+        raise RecipeError(f"env.{reserved[0]}: {reserved[0]!r} is reserved for the platform (refused: "
+                          f"{', '.join(reserved)}; recipes may not set VNC_*, ASCI_*, NVIDIA_*, VGL_* and the like)")
     context = {
         "environment": _checked("name", recipe.name, "name"),
         "beamline": _checked("label", recipe.beamline, "beamline"),

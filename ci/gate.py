@@ -2,8 +2,9 @@
 
 It launches the version through the broker's public API (``broker.probe_desktop``), so exactly as
 a user's session runs: the configured backend, the image by digest, the same isolation and
-hardening, an unprivileged uid. It waits until the VNC framebuffer shows a drawn desktop
-(:func:`asci.rfb.wait_for_desktop`), then runs each check command the recipe declares inside the
+hardening, an unprivileged uid, VNC on the probe's own Unix socket (no port to race for). Once the
+broker has proved the probe's own VNC server answers, it waits until the framebuffer shows a drawn
+desktop (:func:`asci.rfb.wait_for_desktop`), then runs each check command the recipe declares inside the
 running desktop, as the desktop's user. Any failure raises :class:`GateFailed` with the reason;
 the probe (container and home) is removed either way.
 """
@@ -35,10 +36,9 @@ def smoke_test(settings: Settings, image: str, checks: list[str] | tuple[str, ..
     report = GateReport()
     try:
         with broker.probe_desktop(settings, image, environment) as probe:
-            log(f"smoke test: launched {image} on {probe.host}:{probe.port}")
+            log(f"smoke test: launched {image}, VNC on {probe.socket}")
             try:
-                frame = rfb.wait_for_desktop(probe.host, probe.port, probe.password,
-                                             timeout=settings.ci_gate_timeout_s)
+                frame = rfb.wait_for_desktop(probe.socket, probe.password, timeout=settings.ci_gate_timeout_s)
             except rfb.RFBError as exc:
                 tail = probe.logs(tail=20).strip().splitlines()[-5:]
                 raise GateFailed(f"desktop did not come up: {exc}"

@@ -4,6 +4,7 @@
   it under ``CI=true``, so a green CI run never hides a missing install step;
 * ``free_port``, ``serving``: loopback servers for the tests;
 * ``FakeBackend``, ``always_ready``, ``make_world``, ``user_of``: the broker without Docker;
+* ``stand_in_vnc``: a process of ours serving a session's VNC socket, locked as the broker locks one;
 * ``RecipesRepo``, ``recipe_text``, ``rpm_file``: recipes in a throw-away git repository, fixture RPMs;
 * ``remove_sessions``, ``images_named``: clean-up of what a test left on a Docker daemon;
 * ``csrf_of``, ``login``: a Flask test client logged in through the real form.
@@ -16,6 +17,7 @@ import os
 import random
 import re
 import shutil
+import socket
 import threading
 import uuid
 from pathlib import Path
@@ -144,6 +146,9 @@ class FakeBackend(Backend):
         self._check(node)
         return None if state.get("fake_id") in self.running else "missing"
 
+    def container_id(self, node, state):
+        return state.get("fake_id", "")
+
     def list_managed(self, node, instance):
         self._check(node)
         return [Managed(int(p["labels"][containers.LABEL_SESSION]), {"fake_id": cid}, True, p["labels"])
@@ -163,9 +168,60 @@ class FakeBackend(Backend):
         pass
 
 
-def always_ready(host, port) -> bool:
+def always_ready(folder, uid, container_id) -> bool:
     """A readiness check that says every desktop answers at once."""
     return True
+
+
+def bind_unix(path) -> socket.socket:
+    """A listening Unix socket at ``path`` (a long path is reached through its folder's descriptor)."""
+    path = Path(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    folder = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        listener.bind(f"/proc/self/fd/{folder}/{path.name}")
+    finally:
+        os.close(folder)
+    listener.listen(8)
+    return listener
+
+
+@contextlib.contextmanager
+def stand_in_vnc(socket_path, uid: int, greeting: bytes = b"RFB 003.008\n", lock: bool = True) -> Iterator[list]:
+    """Serve ``greeting`` on a session's socket path (made as the session's ``uid``, then locked like the
+    broker locks a real desktop's); yields the list of accepted connections."""
+    from broker import rundir
+
+    path = Path(socket_path)
+    listener = bind_unix(path)
+    os.chown(path, uid, uid)
+    if lock:
+        rundir.lock(rundir.SessionDir(path.parent.parent), uid)
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(connection)
+            try:
+                connection.sendall(greeting)
+            except OSError:
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield accepted
+    finally:
+        try:
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the accept()
+        except OSError:
+            pass
+        listener.close()
+        for connection in accepted:
+            connection.close()
 
 
 def make_world(settings, nodes: list[dict], image: str = "127.0.0.1:5000/asci-test:v1",
@@ -283,6 +339,126 @@ def images_named(client, name: str) -> list[str]:
             if f"/{name}:" in ref or f"/{name}@" in ref]
 
 
+class Refused(Exception):
+    """websockify answered the WebSocket upgrade with something other than 101 (or closed)."""
+
+
+def websocket_open(port: int, token: str, timeout: float = 10) -> tuple[socket.socket, bytes]:
+    """Open ``ws://127.0.0.1:<port>/websockify?token=...`` as noVNC does (binary subprotocol); the
+    connected socket and any bytes already received after the handshake."""
+    import base64
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /websockify?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                  "Sec-WebSocket-Protocol: binary\r\n\r\n").encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            sock.close()
+            raise Refused(f"closed during the handshake: {data[:200]!r}")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):
+        sock.close()
+        raise Refused(head.split(b"\r\n", 1)[0].decode(errors="replace"))
+    return sock, rest
+
+
+@contextlib.contextmanager
+def websocket_bridge(port: int, token: str, path) -> Iterator[str]:
+    """A Unix socket at ``path`` whose every connection is carried through websockify's WebSocket with
+    ``token`` (framing as a browser does), so ``asci.rfb`` can talk VNC through the proxy; yields the path."""
+    listener = bind_unix(path)
+
+    def pump_up(local: socket.socket, remote: socket.socket) -> None:  # local bytes -> masked binary frames
+        try:
+            while True:
+                data = local.recv(65536)
+                if not data:
+                    break
+                mask = os.urandom(4)
+                length = len(data)
+                header = bytes([0x82]) + (bytes([0x80 | length]) if length < 126 else
+                                          bytes([0x80 | 126]) + length.to_bytes(2, "big") if length < 65536 else
+                                          bytes([0x80 | 127]) + length.to_bytes(8, "big"))
+                remote.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+        except OSError:
+            pass
+        finally:
+            for end in (local, remote):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def pump_down(remote: socket.socket, pending: bytes, local: socket.socket) -> None:  # frames -> bytes
+        buffer = bytearray(pending)
+
+        def need(count: int) -> bool:
+            while len(buffer) < count:
+                chunk = remote.recv(65536)
+                if not chunk:
+                    return False
+                buffer.extend(chunk)
+            return True
+
+        try:
+            while need(2):
+                opcode, length = buffer[0] & 0x0F, buffer[1] & 0x7F
+                offset = 2
+                if length == 126:
+                    if not need(4):
+                        break
+                    length, offset = int.from_bytes(buffer[2:4], "big"), 4
+                elif length == 127:
+                    if not need(10):
+                        break
+                    length, offset = int.from_bytes(buffer[2:10], "big"), 10
+                if not need(offset + length):
+                    break
+                payload = bytes(buffer[offset:offset + length])
+                del buffer[:offset + length]
+                if opcode == 0x8:
+                    break
+                if opcode in (0x0, 0x1, 0x2):
+                    local.sendall(payload)
+        except OSError:
+            pass
+        finally:
+            try:
+                local.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def serve() -> None:
+        while True:
+            try:
+                local, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                remote, pending = websocket_open(port, token)
+            except (OSError, Refused):
+                local.close()
+                continue
+            remote.settimeout(None)
+            threading.Thread(target=pump_up, args=(local, remote), daemon=True).start()
+            threading.Thread(target=pump_down, args=(remote, pending, local), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield str(path)
+    finally:
+        try:
+            listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        listener.close()
+
+
 # ---------------------------------------------------------------- recipes
 
 class RecipesRepo:
@@ -322,7 +498,7 @@ def recipe_text(name: str, packages: list[str], checks: list[str] | None = None,
     """A valid recipe on the Debian base with one launcher."""
     lines = [f"name: {name}", "beamline: TEST", "description: Builder integration test environment",
              "base: debian12-mate", "packages:", *[f"  - {p}" for p in packages],
-             "env:", "  ASCI_TEST_ENV: hello world", "launchers:", "  - name: Demo Viewer",
+             "env:", "  TEST_GREETING: hello world", "launchers:", "  - name: Demo Viewer",
              "    command: /usr/bin/asci-demo-viewer", "    icon: applications-science"]
     if checks:
         lines += ["checks:", *[f"  - {c}" for c in checks]]

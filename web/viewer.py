@@ -43,7 +43,7 @@ def _session(session_id: int, allow_admin: bool = False) -> dict:
 
 def _state(info: dict) -> dict:
     return {"id": info["id"], "state": info["state"], "message": info["message"],
-            "ready": info["state"] == READY and bool(info["vnc_port"]), "final": info["state"] in broker.FINAL_STATES}
+            "ready": info["state"] == READY, "final": info["state"] in broker.FINAL_STATES}
 
 
 @bp.get("/sessions/<int:session_id>")
@@ -99,7 +99,7 @@ def token(session_id: int):
     settings = current_settings()
     try:
         with session_scope(settings) as db:
-            _host, _port, password = broker.vnc_target(settings, session_id, user_row(db))
+            password = broker.vnc_target(settings, session_id, user_row(db)).password
     except broker.NotFound:  # ended between the two reads
         return jsonify(error="session is not running", **_state(_session(session_id))), 409
     response = jsonify(token=vnc_tokens.make_token(settings, g.user.id, session_id), password=password,

@@ -25,7 +25,8 @@ def environment(settings: Settings) -> dict[str, str]:
     """The process environment: the settings the token plugin needs, explicitly."""
     env = dict(os.environ)
     env.update(ASCI_DATA_DIR=str(settings.data_dir), ASCI_DATABASE_URL=settings.database_url,
-               ASCI_VNC_TOKEN_TTL_S=str(settings.vnc_token_ttl_s))
+               ASCI_VNC_TOKEN_TTL_S=str(settings.vnc_token_ttl_s),
+               ASCI_VNC_TOUCH_INTERVAL_S=str(settings.vnc_touch_interval_s))
     if settings.secret_key:
         env["ASCI_SECRET_KEY"] = settings.secret_key
     return env

@@ -6,12 +6,22 @@ web.vnc_tokens.SessionTokens --token-source <data_dir>``) calls ``lookup(token)`
 for every new connection: a missing, forged or expired token, or one whose user
 does not own the session (or the session is not running), resolves to nothing and
 the connection is refused. The VNC password is never part of the token.
+
+What a token opens is ``("unix_socket", path)``: the session's VNC socket, and only once the
+broker has locked it (``broker.checked_socket``: a root-owned socket in a root-only folder, never
+a symlink), so nothing a desktop does can redirect a viewer. websockify handles each WebSocket in
+a child process of its own, and ``lookup`` runs in that child: there it also starts a thread that
+tells the broker every ``vnc_touch_interval_s`` that the viewer is still connected (the idle
+clock of ``broker.cull``); the thread ends with the child, that is with the connection.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import threading
+import time
 from pathlib import Path
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
@@ -50,8 +60,8 @@ def read_token(settings: Settings, token: str) -> tuple[int, int] | None:
         return None
 
 
-def resolve(settings: Settings, token: str) -> tuple[str, int] | None:
-    """``(host, port)`` of the VNC server the token opens, or None when it opens nothing."""
+def resolve(settings: Settings, token: str) -> tuple[str, str] | None:
+    """``("unix_socket", path)`` of the VNC server the token opens, or None when it opens nothing."""
     parsed = read_token(settings, token)
     if parsed is None:
         return None
@@ -67,14 +77,29 @@ def resolve(settings: Settings, token: str) -> tuple[str, int] | None:
         if desktop.user_id != user.id:  # only the owner's viewer, never an administrator's
             return None
         try:
-            host, port, _password = broker.vnc_target(settings, session_id, user)
+            target = broker.vnc_target(settings, session_id, user)
         except broker.BrokerError:  # not running
             return None
+    path = broker.checked_socket(target.socket)
+    if path is None:
+        log.warning("session %s: socket %s is not a locked session socket; refused", session_id, target.socket)
+        return None
     try:
         broker.touch(settings, session_id)
     except broker.BrokerError as exc:
         log.warning("touch of session %s failed: %s", session_id, exc)
-    return host, int(port)
+    return "unix_socket", path
+
+
+def keep_touching(settings: Settings, session_id: int, interval: float) -> None:
+    """Touch the session every ``interval`` seconds until it is no longer running (runs in a thread)."""
+    while True:
+        time.sleep(interval)
+        try:
+            if not broker.touch(settings, session_id):
+                return
+        except Exception as exc:  # noqa: BLE001 - a database hiccup must not end the viewer's connection
+            log.warning("touch of session %s failed: %s", session_id, exc)
 
 
 class SessionTokens(BasePlugin):
@@ -99,4 +124,10 @@ class SessionTokens(BasePlugin):
             return None
         if target is None:
             log.warning("refused VNC token (pid %s)", os.getpid())
+            return None
+        if multiprocessing.parent_process() is not None:  # websockify's child process for this connection
+            session_id = read_token(self.settings, token)[1]
+            threading.Thread(target=keep_touching, args=(self.settings, session_id,
+                                                         self.settings.vnc_touch_interval_s),
+                             name=f"touch-{session_id}", daemon=True).start()
         return target

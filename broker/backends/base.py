@@ -33,14 +33,12 @@ class NodeRef:
 
 @dataclass(frozen=True)
 class LaunchSpec:
-    """Everything a backend needs to start one desktop session."""
+    """Everything a backend needs to start one desktop session (``broker.service.desktop_spec`` makes it)."""
 
     session_id: int
     name: str  # container / service name
     image: str  # registry/name@sha256:...
-    port: int
-    display: int
-    password: str
+    run_dir: str  # host folder of the session: vnc/ (the VNC socket) and secret/ (the password file)
     uid: int
     gid: int
     user_name: str
@@ -54,6 +52,7 @@ class LaunchSpec:
     memory_guarantee_bytes: int = 512 << 20  # soft memory limit
     pids_limit: int = 2048
     gpu_uuid: str = ""
+    network: str = "none"  # "none" (loopback only) or the Docker network the facility made for desktops
     labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -93,6 +92,11 @@ class Backend(abc.ABC):
     def get_state(self, state: dict) -> dict:
         """The JSON-able state to keep in the database (what ``start`` returned)."""
         return dict(state)
+
+    @abc.abstractmethod
+    def container_id(self, node: NodeRef, state: dict) -> str:
+        """The engine's id of the session's running container ("" while there is none), for proving that
+        the process serving the session's VNC socket is the session's own."""
 
     @abc.abstractmethod
     def ping(self, node: NodeRef) -> None:

@@ -88,6 +88,12 @@ class DockerBackend(Backend):
         info = self.info(node)
         return Capacity(float(info["NCPU"]), int(info["MemTotal"]))
 
+    def has_network(self, node: NodeRef, name: str) -> bool:
+        """True when the node's engine has a network called exactly ``name``."""
+        client = self.client(node)
+        return any(network.name == name
+                   for network in self._call(node, "list networks", client.networks.list, names=[name]))
+
     def prepare_home(self, node: NodeRef, spec: LaunchSpec) -> None:
         """The user's home volume on the node, owned by the session's uid:gid (the Swarm backend uses it too)."""
         self._ensure_home(node, spec)
@@ -141,6 +147,9 @@ class DockerBackend(Backend):
     @staticmethod
     def _ident(state: dict) -> str:
         return state.get("container_id") or state.get("container_name") or ""
+
+    def container_id(self, node: NodeRef, state: dict) -> str:
+        return state.get("container_id", "")
 
     def stop(self, node: NodeRef, state: dict) -> None:
         ident = self._ident(state)

@@ -9,12 +9,34 @@ in a task's container and reading its logs.
 Each ASCI node is a swarm node labelled ``asci.node=<name>``: on first use the backend asks the
 node's engine for its swarm node id (``docker info``) and sets the label through the manager. A
 session's service is constrained to that label (every daemon may report the same host name, so
-``node.hostname`` cannot tell nodes apart), has the session's environment, user, capabilities,
-mounts, limits (CPU, memory, pids) and labels, restart policy none (a task that dies is a lost
-session, never a fresh desktop), and the same network as a Docker-backend session. Guarantees are
-not given to Swarm as reservations: the broker places sessions itself, with overcommit, and Swarm
-would refuse a task whose reservations exceed the node. Capacity is the swarm node's
-``Description.Resources``.
+``node.hostname`` cannot tell nodes apart), restart policy none (a task that dies is a lost
+session, never a fresh desktop). Guarantees are not given to Swarm as reservations: the broker
+places sessions itself, with overcommit, and Swarm would refuse a task whose reservations exceed
+the node. Capacity is the swarm node's ``Description.Resources``.
+
+Isolation, as with the Docker backend (``broker.containers``): the same environment (VNC on the
+session's Unix socket, the password file, ``NVIDIA_VISIBLE_DEVICES=void`` unless a GPU), the same
+mounts (home, ``/data``, the session folder's ``vnc/`` and read-only ``secret/``, and its hosts file),
+the user's uid:gid, every capability dropped, init, CPU, memory and pids limits (``Limits.Pids``),
+``/dev/shm`` as a tmpfs of the Docker backend's size, and the same readiness proof (the broker locks
+the socket folder and proves the server by ``SO_PEERCRED`` against the task's container id). The
+session folder must exist on the node at the same path (the platform shares the nodes' filesystem,
+as with the Docker backend). What the service API (Engine API 1.41, docker-py 7.1) cannot express,
+and how each holds anyway:
+
+* no-new-privileges: no ContainerSpec field. The desktop entrypoint sets ``no_new_privs`` on itself
+  before it starts anything (``setpriv --no-new-privs``), so Xvnc, the session and everything they
+  start carry it, on every backend (the live test reads ``NoNewPrivs`` of the task's processes). Only
+  the init (docker-init, which starts the entrypoint and nothing else) and commands run through
+  ``exec`` by the platform (the smoke gate's checks) lack it.
+* network mode ``none``: a service cannot name it (moby/moby#44403). A desktop without a facility
+  network gets no ``networks``, ``dnsrr`` endpoint mode and no published ports; on a node whose daemon
+  has no default bridge (``dockerd --bridge=none``) its task then has only ``lo``. ``start`` refuses
+  such a desktop on a node whose engine has a ``bridge`` network (the task would join it).
+* the swap limit (``MemorySwap`` equal to the memory limit): services have no field for it, so a
+  swarm desktop may use swap as the engine allows (by default as much again as its memory limit, where
+  the kernel accounts swap). This is the one piece of the hardening that does not hold on Swarm: see
+  the README's known limits.
 
 Tested against a real one-node swarm (``tests/integration/broker/test_swarm_live.py``) and a fake
 manager (``tests/unit/broker/test_swarm_backend.py``).
@@ -26,9 +48,9 @@ import threading
 import time
 
 from docker.errors import APIError, DockerException, NotFound
-from docker.types import EndpointSpec, Resources, RestartPolicy
+from docker.types import EndpointSpec, Mount, Resources, RestartPolicy
 
-from broker import containers
+from broker import containers, rundir
 from broker.backends.base import Backend, Capacity, LaunchSpec, Managed, NodeRef
 from broker.backends.docker import DockerBackend, docker_client
 from broker.errors import BackendError, NodeUnreachable
@@ -113,28 +135,44 @@ class SwarmBackend(Backend):
 
     # ------------------------------------------------------------ services
     def service_params(self, node: NodeRef, spec: LaunchSpec) -> dict:
-        """Keyword arguments for ``client.services.create``."""
+        """Keyword arguments for ``client.services.create``: the Docker backend's isolation, as far as a
+        service can carry it (see the module's docstring for what it cannot, and how that holds)."""
         resources = Resources(cpu_limit=int(spec.cpus * 1e9), mem_limit=spec.memory_bytes,
                               generic_resources={"NVIDIA-GPU": 1} if spec.gpu_uuid else None)
-        resources["Limits"]["Pids"] = spec.pids_limit  # API 1.41; docker-py has no argument for it
-        return {
+        resources["Limits"]["Pids"] = spec.pids_limit  # API 1.41; docker-py's Resources has no argument for it
+        shm = Mount(target="/dev/shm", source="", type="tmpfs", tmpfs_size=containers.shm_bytes(spec))
+        params = {
             "image": spec.image,
             "name": spec.name,
+            "hostname": rundir.hostname_for(spec.name),
             "env": [f"{key}={value}" for key, value in containers.environment(spec).items()],
             "user": f"{spec.uid}:{spec.gid}",
             "labels": dict(spec.labels),
             "container_labels": dict(spec.labels),
             "constraints": [constraint(node)],
-            "networks": ["host"],  # as a Docker-backend session: VNC on the node's 127.0.0.1
-            "endpoint_spec": EndpointSpec(mode="dnsrr"),
-            "mounts": containers.mounts(spec),
+            "endpoint_spec": EndpointSpec(mode="dnsrr"),  # no virtual IP, no published port
+            "mounts": [*containers.mounts(spec), shm],
             "resources": resources,
             "restart_policy": RestartPolicy(condition="none"),
             "cap_drop": ["ALL"],
             "init": True,
         }
+        if not containers.isolated(spec):
+            params["networks"] = [spec.network]  # the facility's network for desktops
+        return params
+
+    def _refuse_default_bridge(self, node: NodeRef, spec: LaunchSpec) -> None:
+        """A desktop without a network must not land on a node whose engine has a default bridge: a task
+        without networks would join it (outbound access, the node's other containers)."""
+        if not containers.isolated(spec):
+            return
+        if self.engines.has_network(node, "bridge"):
+            raise BackendError(f"node {node.name}: its engine has a default bridge network, which a desktop "
+                               "service without networks would join; run the node's dockerd with --bridge=none "
+                               "(or name a facility network for desktops in session_network)")
 
     def start(self, node: NodeRef, spec: LaunchSpec) -> dict:
+        self._refuse_default_bridge(node, spec)
         self.engines.prepare_home(node, spec)
         service = self._manager(f"create service {spec.name}", self.client.services.create,
                                 **self.service_params(node, spec))
@@ -212,6 +250,13 @@ class SwarmBackend(Backend):
         if not container_id:
             raise BackendError("swarm: the session's task has no container")
         return {"container_id": container_id}
+
+    def container_id(self, node: NodeRef, state: dict) -> str:
+        """The id of the container of the service's task ("" while it has none), for the readiness proof."""
+        try:
+            return self._container(state)["container_id"]
+        except (BackendError, NotFound):
+            return ""
 
     def exec(self, node: NodeRef, state: dict, command: list[str], user: str, environment: dict[str, str]
              ) -> tuple[int, str]:

@@ -41,9 +41,8 @@ def stack(tmp_path, pushed_image, swap_broker):
     settings = Settings(data_dir=tmp_path / "data", broker_instance=f"web{uuid.uuid4().hex[:8]}",
                         session_start_timeout_s=90, websockify_port=free_port(21000, 29000), log_format="text")
     db.upgrade(settings)
-    low = free_port(6500, 6900)
-    world = make_world(settings, [dict(name="node1", docker_url=MAIN, port_min=low, port_max=low + 9, cpus=4,
-                                       memory_bytes=8 << 30)], image=reference, digest=digest)
+    world = make_world(settings, [dict(name="node1", docker_url=MAIN, cpus=4, memory_bytes=8 << 30)],
+                       image=reference, digest=digest)
     broker = swap_broker(settings, DockerBackend())
     proxy = vnc_proxy.start(settings, log_path=tmp_path / "websockify.log")
     with serving(create_app(settings)) as url:

@@ -205,12 +205,19 @@ def test_the_main_command_as_a_user_sees_it(main_job, browser, artifacts_dir):
     # 4. its container killed behind the platform's back: the session ends, its resources are freed
     nodes_before = requests.get(f"{url}/api/nodes", headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
     assert nodes_before["nodes"][0]["used"]["sessions"] >= 1
+    # its folder (VNC socket and password file) under the data directory's run folder
+    folder = main_job["data_dir"] / "run" / f"{main_job['environment']['ASCI_BROKER_INSTANCE']}-s{old_session}"
+    assert (folder / "vnc" / "vnc.sock").is_socket()
     _container_of(main_job, old_session).kill()
     killed = time.monotonic()
     ended = _wait(lambda: (s := _session(main_job, token, old_session))["state"] in ("lost", "failed", "stopped")
                   and s, 30, "the killed session to end")
     nodes = requests.get(f"{url}/api/nodes", headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
     assert nodes["nodes"][0]["used"]["sessions"] == nodes_before["nodes"][0]["used"]["sessions"] - 1
+    killed_session = _session(main_job, token, old_session)
+    assert nodes["nodes"][0]["used"]["memory_bytes"] == (nodes_before["nodes"][0]["used"]["memory_bytes"]
+                                                         - killed_session["memory_guarantee_bytes"])
+    assert not folder.exists(), "the ended session's folder must be removed"
     print(f"killed session {ended['state']} after {time.monotonic() - killed:.1f} s: {ended['message']}")
     page.goto(f"{url}/sessions")
     page.screenshot(path=str(artifacts_dir / "4-session-lost.png"))

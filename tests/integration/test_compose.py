@@ -76,7 +76,7 @@ def stack(platform_image, tmp_path_factory, docker_client):
     env = root / "platform.env"
     env.write_text("\n".join([
         f"ASCI_PLATFORM_IMAGE={platform_image}", f"ASCI_ENV_FILE={env}",
-        f"ASCI_DATA_DIR={data}", f"ASCI_RECIPES_DIR={recipes}",
+        f"ASCI_DATA_DIR={data}", f"ASCI_RECIPES_DIR={recipes}", f"ASCI_SESSION_RUN_DIR={data}/run",
         f"POSTGRES_PASSWORD={password}", f"PGPORT={ports['pg']}",
         f"ASCI_DATABASE_URL=postgresql://asci:{password}@127.0.0.1:{ports['pg']}/asci",
         f"DEPLOY_REGISTRY_PORT={ports['registry']}", f"DEPLOY_REGISTRY_STORAGE={data}/registry",

@@ -97,3 +97,57 @@ def test_tokens_issued_before_scopes_keep_what_they_could_do_and_expire(db_setti
         for row in tokens.values():
             assert dt.timedelta(days=89) < row.expires_at - now < dt.timedelta(days=91)
         assert accounts.get_user(session, "alice").session_epoch == 0
+
+
+def test_desktop_isolation_applies_after_capacity_and_rights_and_keeps_sessions(db_settings):
+    """0008_desktop_isolation comes last (after 0012, 0010 and 0009): from a database at 0009_rights with a
+    node, a running session holding a port and a GPU slot, it drops the port leases and the nodes' and
+    sessions' port columns and keeps every other row and column, capacity and guarantees included; the
+    table rebuilds on SQLite do not cascade into sessions or GPU leases. Down and up again works."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from broker.models import DesktopSession, Experiment, GpuLease, Node
+    from builder.models import EnvironmentVersion
+    from tests.support import make_world
+
+    url = db_settings.effective_database_url
+    world = make_world(db_settings, [dict(name="n1", docker_url="unix:///n1.sock", cpus=16, memory_bytes=64 << 30,
+                                          reserve_cpus=0.5, cpu_overcommit=4.0, capacity_source="engine",
+                                          nvidia_smi="a100x2.csv")])
+    with db.session_scope(db_settings) as session:
+        node = session.scalar(select(Node))
+        experiment = session.scalar(select(Experiment).where(Experiment.code == world["e1"]))
+        version = session.scalar(select(EnvironmentVersion).where(EnvironmentVersion.version == "v1"))
+        desktop = DesktopSession(user_id=world["ids"]["alice"], experiment_id=experiment.id,
+                                 environment_version_id=version.id,
+                                 environment=world["env"], version="v1", image="r/e@sha256:" + "0" * 64,
+                                 node_id=node.id, vnc_password="pw123456", vnc_view_password="view1234",
+                                 vnc_socket="/run/x/vnc/vnc.sock", state="running", cpus=2.0, memory_bytes=4 << 30,
+                                 cpu_guarantee=0.5, memory_guarantee_bytes=1 << 30, gpu=True, gpu_uuid=node.gpus[0]["uuid"],
+                                 backend_state={"container_id": "c1"})
+        session.add(desktop)
+        session.flush()
+        session.add(GpuLease(node_id=node.id, gpu_index=0, slot=0, session_id=desktop.id))
+        node_id, session_id = node.id, desktop.id
+    command.downgrade(db.alembic_config(url), "0009_rights")
+    assert db.current_revision(db_settings) == "0009_rights"
+    with db.engine_for(url).begin() as connection:
+        assert connection.execute(text("SELECT port_min, port_max, vnc_host FROM nodes")).one() == (5901, 5999,
+                                                                                                    "127.0.0.1")
+        connection.execute(text("UPDATE sessions SET vnc_port = 5901, display = 1"))
+        connection.execute(text("INSERT INTO port_leases (node_id, port, session_id) VALUES (:n, 5901, :s)"),
+                           {"n": node_id, "s": session_id})
+    db.upgrade(db_settings)
+    assert "port_leases" not in inspect(db.engine_for(url)).get_table_names()
+    node_columns = {column["name"] for column in inspect(db.engine_for(url)).get_columns("nodes")}
+    session_columns = {column["name"] for column in inspect(db.engine_for(url)).get_columns("sessions")}
+    assert not {"port_min", "port_max", "vnc_host"} & node_columns and not {"vnc_port", "display"} & session_columns
+    with db.session_scope(db_settings) as session:
+        node = session.get(Node, node_id)
+        assert (node.cpus, node.reserve_cpus, node.cpu_overcommit, node.capacity_source) == (16, 0.5, 4.0, "engine")
+        desktop = session.get(DesktopSession, session_id)
+        assert (desktop.state, desktop.node_id, desktop.cpu_guarantee, desktop.memory_guarantee_bytes) == (
+            "running", node_id, 0.5, 1 << 30)
+        assert desktop.vnc_view_password == "" and desktop.vnc_password == "pw123456"  # added anew, empty
+        assert [lease.session_id for lease in session.scalars(select(GpuLease))] == [session_id]

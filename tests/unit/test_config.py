@@ -92,7 +92,8 @@ def test_the_data_directory_settings_file_is_read_by_every_command(tmp_path):
 
 
 def test_to_environ_gives_a_child_process_the_same_settings(tmp_path):
-    settings = load_settings({"ASCI_DATA_DIR": str(tmp_path), "ASCI_SESSION_PORTS": "6000-6010",
+    settings = load_settings({"ASCI_DATA_DIR": str(tmp_path), "ASCI_SESSION_NETWORK": "asci-desktops",
+                              "ASCI_SESSION_RUN_DIR": "/srv/run",
                               "ASCI_DOCKER_HOSTS": "unix:///a.sock,unix:///b.sock", "ASCI_SERVE_PARTS": "web,cull",
                               "ASCI_EXPERIMENT_DATA_ROOTS": "/srv/data,/srv/more", "ASCI_REPO_REQUIRE_SIGNATURE": "1"})
     assert load_settings(settings.to_environ()) == settings
@@ -104,6 +105,23 @@ def test_experiment_data_roots_must_be_absolute(tmp_path):
     default = load_settings({"ASCI_DATA_DIR": str(tmp_path)})
     assert default.data_roots == (tmp_path / "experiments",)
 
+
 def test_trusted_proxies_are_networks():
     settings = load_settings({"ASCI_TRUSTED_PROXIES": "10.0.0.1, 192.168.0.0/24, ::1"})
     assert settings.trusted_proxies == ("10.0.0.1/32", "192.168.0.0/24", "::1/128")
+
+
+def test_desktop_isolation_settings(tmp_path):
+    settings = load_settings({"ASCI_DATA_DIR": str(tmp_path)})
+    assert settings.session_network == "none" and settings.run_dir == tmp_path / "run"
+    assert settings.vnc_touch_interval_s == 60
+    moved = load_settings({"ASCI_DATA_DIR": str(tmp_path), "ASCI_SESSION_RUN_DIR": "/run/asci/",
+                           "ASCI_SESSION_NETWORK": "asci-desktops", "ASCI_VNC_TOUCH_INTERVAL_S": "5"})
+    assert moved.run_dir == Path("/run/asci") and moved.session_network == "asci-desktops"
+    assert moved.vnc_touch_interval_s == 5
+    for name, value in (("ASCI_SESSION_RUN_DIR", "relative/run"), ("ASCI_SESSION_RUN_DIR", "/"),
+                        ("ASCI_SESSION_NETWORK", "host"), ("ASCI_VNC_TOUCH_INTERVAL_S", "0")):
+        with pytest.raises(ConfigError, match=name):
+            load_settings({name: value})
+    with pytest.raises(ConfigError, match="unknown setting 'session_ports'"):
+        Settings().replace(session_ports="5901-5999")

@@ -14,7 +14,7 @@ from broker import register_node
 from broker.backends.docker import DockerBackend
 from broker.models import DesktopSession
 from broker.placement import schedulable
-from tests.support import add_members, free_port, make_world, remove_sessions
+from tests.support import add_members, make_world, remove_sessions
 from web import create_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.postgres, pytest.mark.slow]
@@ -33,9 +33,8 @@ def test_twenty_users_get_twenty_desktops_on_this_machine(pg_settings, desktop_i
     world = make_world(settings, [], image=desktop_image.split("@")[0] + ":v1", digest=desktop_image.split("@")[1])
     members = add_members(settings, world, USERS)
     swap_broker(settings, DockerBackend())
-    low = free_port(7700, 8000) // 10 * 10
     with session_scope(settings) as db:
-        node = register_node(settings, db, "local", MAIN, ports=(low, low + USERS + 9))
+        node = register_node(settings, db, "local", MAIN)
         cpus, memory = schedulable(node)
         room = min(int(cpus / settings.session_cpu_guarantee + 1e-9),
                    memory // (settings.session_memory_guarantee_mb << 20), node.max_sessions)
@@ -58,9 +57,10 @@ def test_twenty_users_get_twenty_desktops_on_this_machine(pg_settings, desktop_i
         assert {(body["state"], body["node"], body["cpu_guarantee"], body["memory_guarantee_bytes"])
                 for _, body in results} == {("running", "local", 0.25, 512 << 20)}
         with session_scope(settings) as db:
-            targets = [(r.node.vnc_host, r.vnc_port, r.vnc_password)
+            targets = [(r.vnc_socket, r.vnc_password)
                        for r in (db.get(DesktopSession, body["id"]) for _, body in results)]
-        for host, port, password in targets:  # each one drawn (raises when not within the time-out)
-            assert rfb.wait_for_desktop(host, port, password, timeout=90).width == 1280
+        assert len({path for path, _ in targets}) == USERS  # a socket of its own each
+        for path, password in targets:  # each one drawn (raises when not within the time-out)
+            assert rfb.wait_for_desktop(path, password, timeout=90).width == 1280
     finally:
         remove_sessions(MAIN, settings.broker_instance, world["names"].values())

@@ -1,5 +1,8 @@
-"""30 concurrent launch requests on PostgreSQL: no two sessions share a port or a GPU slot."""
+"""30 concurrent launch requests on PostgreSQL: no two sessions share a socket folder or a GPU slot, and
+no node takes more sessions than it may hold."""
 
+import os
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -15,8 +18,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 def test_thirty_concurrent_launches_never_collide(pg_settings, swap_broker):
     settings = pg_settings.replace(session_max_per_user=100, gpu_share_count=2)
-    nodes = [dict(name=f"n{i}", docker_url=f"unix:///fake{i}.sock", port_min=6000 + 20 * i, port_max=6011 + 20 * i,
-                  cpus=64, memory_bytes=256 << 30, max_sessions=50, nvidia_smi="a100x2.csv") for i in range(3)]
+    nodes = [dict(name=f"n{i}", docker_url=f"unix:///fake{i}.sock", cpus=64, memory_bytes=256 << 30, max_sessions=10,
+                  nvidia_smi="a100x2.csv") for i in range(3)]
     world = make_world(settings, nodes)
     backend = swap_broker(settings).backend
     app = create_app(settings)
@@ -31,14 +34,14 @@ def test_thirty_concurrent_launches_never_collide(pg_settings, swap_broker):
     with ThreadPoolExecutor(max_workers=10) as pool:
         results = list(pool.map(request, range(30)))
     statuses = sorted(status for status, _ in results)
-    # 36 ports for 30 sessions; 3 nodes x 2 GPUs x 2 slots = 12 GPU slots for 15 GPU requests
+    # 3 nodes x 10 places for 30 requests; 3 nodes x 2 GPUs x 2 slots = 12 GPU slots for 15 GPU requests
     assert statuses.count(201) == 27 and statuses.count(503) == 3, results
     with session_scope(settings) as db:
         running = db.scalars(select(DesktopSession).where(DesktopSession.state == "running")).all()
-        ports = [(s.node_id, s.vnc_port) for s in running]
-        assert len(ports) == len(set(ports)) == 27
-        displays = [(s.node_id, s.display) for s in running]
-        assert len(displays) == len(set(displays))
+        sockets = [s.vnc_socket for s in running]
+        assert len(sockets) == len(set(sockets)) == 27 and all(os.path.isdir(os.path.dirname(p)) for p in sockets)
+        per_node = Counter(s.node_id for s in running)
+        assert sum(per_node.values()) == 27 and max(per_node.values()) <= 10
         slots = [(g.node_id, g.gpu_index, g.slot) for g in db.scalars(select(GpuLease))]
         assert len(slots) == len(set(slots)) == 12
     gpu_params = [p for p in backend.created.values() if "device_requests" in p]

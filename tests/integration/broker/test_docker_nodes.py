@@ -29,9 +29,8 @@ def cluster(pg_settings, pushed_image, second_daemon, node2_image, tmp_path, swa
     reference, digest = pushed_image
     settings = pg_settings.replace(broker_instance=f"t{tmp_path.name[-20:].lower().replace('_', '-')}"[:40],
                                    session_start_timeout_s=90)
-    nodes = [dict(name="node1", docker_url=MAIN, port_min=6300, port_max=6349, cpus=4, memory_bytes=8 << 30),
-             dict(name="node2", docker_url=second_daemon["url"], port_min=6350, port_max=6399, cpus=4,
-                  memory_bytes=16 << 30)]
+    nodes = [dict(name="node1", docker_url=MAIN, cpus=4, memory_bytes=8 << 30),
+             dict(name="node2", docker_url=second_daemon["url"], cpus=4, memory_bytes=16 << 30)]
     world = make_world(settings, nodes, image=reference, digest=digest)
     broker = swap_broker(settings, DockerBackend())
     app = create_app(settings)
@@ -56,15 +55,18 @@ def test_launch_shows_a_drawn_desktop_isolated_and_stops(cluster, artifacts_dir)
     settings, world, broker, client = cluster
     body = _launch(client, world)
     assert body["node"] == "node2"  # most free memory
-    host, port, password = service.vnc_target(settings, body["id"], user(settings, world, "alice"))
-    frame = rfb.wait_for_desktop(host, port, password, timeout=60)
+    target = service.vnc_target(settings, body["id"], user(settings, world, "alice"))
+    frame = rfb.wait_for_desktop(target.socket, target.password, timeout=60)
     (artifacts_dir / "session.png").write_bytes(frame.to_png())
     with session_scope(settings) as db:
         container_id = db.get(DesktopSession, body["id"]).backend_state["container_id"]
     attrs = broker.backend.client(NodeRef.of(_node(settings, "node2"))).api.inspect_container(container_id)
     config, host_config = attrs["Config"], attrs["HostConfig"]
     assert config["Image"].endswith(body["image_digest"]) and config["User"] == "4242:4242"
-    assert host_config["NetworkMode"] == "host" and host_config["CapDrop"] == ["ALL"]
+    assert config["NetworkDisabled"] is True and attrs["NetworkSettings"]["Networks"] == {}
+    assert host_config["NetworkMode"] != "host" and host_config["CapDrop"] == ["ALL"]
+    assert not [item for item in config["Env"] if "PASSWORD=" in item]
+    assert "NVIDIA_VISIBLE_DEVICES=void" in config["Env"]
     assert host_config["SecurityOpt"] == ["no-new-privileges"] and host_config["Memory"] == 1 << 30
     assert config["Labels"]["asci.session"] == str(body["id"]) and config["Labels"]["asci.version"] == "v1"
     data = [m for m in attrs["Mounts"] if m["Destination"] == "/data"][0]

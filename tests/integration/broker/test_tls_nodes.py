@@ -23,7 +23,7 @@ from broker.errors import NodeUnreachable
 from broker.models import DesktopSession, Node
 from broker.loops import reconcile_loop
 from tests.integration.broker.conftest import tls_ref
-from tests.support import add_members, free_port, make_world, remove_sessions
+from tests.support import add_members, make_world, remove_sessions
 from web import create_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.postgres, pytest.mark.slow]
@@ -43,11 +43,10 @@ def tls_cluster(pg_settings, node2, node2_image, pki, tmp_path, swap_broker):
     add_members(settings, world, 6)
     broker = swap_broker(settings, DockerBackend())
     good = pki["good"]
-    low = free_port(7100, 7400) // 10 * 10
     with session_scope(settings) as db:
-        register_node(settings, db, "node1", MAIN, ports=(low, low + 19))
-        register_node(settings, db, "node2", node2.tcp_url, ports=(low + 20, low + 39), tls_ca=str(good.ca),
-                      tls_cert=str(good.client_cert), tls_key=str(good.client_key))
+        register_node(settings, db, "node1", MAIN)
+        register_node(settings, db, "node2", node2.tcp_url, tls_ca=str(good.ca), tls_cert=str(good.client_cert),
+                      tls_key=str(good.client_key))
     yield settings, world, broker, create_app(settings).test_client()
     remove_sessions(MAIN, settings.broker_instance, world["names"].values())
     if node2.answers():
@@ -85,14 +84,16 @@ def test_a_tls_node_registers_from_its_engine_and_sessions_spread_across_both(tl
     on_node2 = placed[1]
     with session_scope(settings) as db:
         desktop = db.get(DesktopSession, on_node2["id"])
-        host, port, password = desktop.node.vnc_host, desktop.vnc_port, desktop.vnc_password
+        socket_path, password = desktop.vnc_socket, desktop.vnc_password
         container_id = desktop.backend_state["container_id"]
-    frame = rfb.wait_for_desktop(host, port, password, timeout=60)
+    # the TLS node's desktop serves VNC on its session's socket (the node shares this machine's filesystem)
+    frame = rfb.wait_for_desktop(socket_path, password, timeout=60)
     (artifacts_dir / "desktop-on-the-tls-node.png").write_bytes(frame.to_png())
     attrs = broker.backend.client(NodeRef.of(_node(settings, "node2"))).api.inspect_container(container_id)
     assert attrs["HostConfig"]["NanoCpus"] == 10**9 and attrs["HostConfig"]["Memory"] == 1 << 30
     assert attrs["HostConfig"]["CpuShares"] == 256 and attrs["HostConfig"]["MemoryReservation"] == 512 << 20
     assert attrs["Config"]["Labels"]["asci.session"] == str(on_node2["id"])
+    assert attrs["Config"]["NetworkDisabled"] is True and attrs["HostConfig"]["SecurityOpt"] == ["no-new-privileges"]
     for session in placed:
         assert client.delete(f"/api/sessions/{session['id']}", headers=_auth(world, session["who"])
                              ).json["state"] == "stopped"
@@ -196,20 +197,21 @@ def test_asci_node_add_reads_the_capacity_over_tls_and_flags_override_it(node2, 
 
     assert asci("db", "upgrade").returncode == 0
     added = asci("node", "add", "node2", "--url", node2.tcp_url, "--tls-ca", str(good.ca), "--tls-cert",
-                 str(good.client_cert), "--tls-key", str(good.client_key), "--ports", "7000-7019")
+                 str(good.client_cert), "--tls-key", str(good.client_key), "--max-sessions", "12")
     assert added.returncode == 0, added.stderr
     info = docker.DockerClient(base_url=node2.url, version="1.41").info()
     assert f"{info['NCPU']} CPUs" in added.stdout and "(engine)" in added.stdout
     [row] = json.loads(asci("node", "list", "--json").stdout)
     assert (row["cpus"], row["memory_bytes"], row["capacity_source"]) == (info["NCPU"], info["MemTotal"], "engine")
-    assert row["schedulable"]["cpus"] == (info["NCPU"] - 0.5) * 4 and row["ports"] == [7000, 7019]
+    assert row["schedulable"]["cpus"] == (info["NCPU"] - 0.5) * 4 and row["max_sessions"] == 12
+    assert "ports" not in row and "vnc_host" not in row
     manual = asci("node", "add", "node2", "--url", node2.tcp_url, "--tls-ca", str(good.ca), "--tls-cert",
                   str(good.client_cert), "--tls-key", str(good.client_key), "--cpus", "16", "--memory", "64g",
                   "--cpu-overcommit", "1")
     assert manual.returncode == 0, manual.stderr
     [row] = json.loads(asci("node", "list", "--json").stdout)
     assert (row["cpus"], row["memory_bytes"], row["capacity_source"]) == (16, 64 << 30, "manual")
-    assert row["schedulable"]["cpus"] == 15.5 and row["ports"] == [7000, 7019]  # kept from before
+    assert row["schedulable"]["cpus"] == 15.5 and row["max_sessions"] == 12  # kept from before
     refused = asci("node", "add", "rogue", "--url", node2.tcp_url, "--tls-ca", str(good.ca), "--tls-cert",
                    str(rogue.client_cert), "--tls-key", str(rogue.client_key))
     assert refused.returncode != 0 and refused.stderr.startswith("error: node rogue: the TLS connection failed")

@@ -25,14 +25,14 @@ def asci(monkeypatch, capsys, settings, *args: str) -> tuple[int, str, str]:
 def test_list_validate_lock_render(settings, recipes_repo, fixture_rpms, base_image, monkeypatch, capsys):
     recipes_repo.write("mx-demo", recipe_text("mx-demo", ["mx-process", "asci-demo-viewer"]))
     bad = recipes_repo.write("bad-demo", recipe_text("bad-demo", ["mx-process"]).replace(
-        "ASCI_TEST_ENV: hello world", "ASCI_TEST_ENV: $(reboot)"), commit=False)
+        "TEST_GREETING: hello world", "TEST_GREETING: $(reboot)"), commit=False)
     settings = settings.replace(recipes_dir=recipes_repo.root)
     rpmrepo.publish(settings, [fixture_rpms / f for f in ("mx-lib-2.0-1.noarch.rpm", "mx-process-1.0-1.noarch.rpm",
                                                           "asci-demo-viewer-1.0-1.noarch.rpm",
                                                           "asci-demo-viewer-1.1-1.noarch.rpm")])
 
     code, out, err = asci(monkeypatch, capsys, settings, "env", "validate", str(bad))
-    assert code == 2 and f"error: {bad}:8: env.ASCI_TEST_ENV: invalid value '$(reboot)'" in err
+    assert code == 2 and f"error: {bad}:8: env.TEST_GREETING: invalid value '$(reboot)'" in err
     bad.unlink()
     code, out, _ = asci(monkeypatch, capsys, settings, "env", "validate")
     assert code == 0 and out.strip().endswith("mx-demo.yaml")

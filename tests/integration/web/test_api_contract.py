@@ -60,7 +60,7 @@ def _seed(settings: Settings) -> str:
         db.add_all([ExperimentMember(experiment_id=experiment.id, user_id=root.id),
                     ExperimentEnvironment(experiment_id=experiment.id, environment_id=env.id)])
         db.add(Node(name="big", docker_url="unix:///fake-contract.sock", cpus=1e6, memory_bytes=1 << 52,
-                    max_sessions=100_000, port_min=40000, port_max=59999,
+                    max_sessions=100_000,
                     gpus=parse_nvidia_smi((NVIDIA_SMI / "a100x2.csv").read_text())))
         return token
 

@@ -25,8 +25,7 @@ from web import create_app
 
 pytestmark = pytest.mark.integration
 
-NODES = [dict(name="n1", docker_url="unix:///fake1.sock", port_min=6001, port_max=6010, cpus=16,
-              memory_bytes=64 << 30, max_sessions=10)]
+NODES = [dict(name="n1", docker_url="unix:///fake1.sock", cpus=16, memory_bytes=64 << 30, max_sessions=10)]
 VIEWER = "asci-demo-viewer-1.0-1.noarch.rpm"
 
 
@@ -123,9 +122,9 @@ def test_a_disabled_user_loses_login_cookie_tokens_and_finally_desktops(site):
 
     broker = broker_for(settings)
     with session_scope(settings) as db:
-        assert cull(broker, db, local_ports=set())["disabled"] == 0  # within the grace period
+        assert cull(broker, db)["disabled"] == 0  # within the grace period
         later = utcnow() + dt.timedelta(seconds=settings.disabled_user_grace_s + 1)
-        assert cull(broker, db, now=later, local_ports=set())["disabled"] == 1
+        assert cull(broker, db, now=later)["disabled"] == 1
     assert world["backend"].running == {}
 
 

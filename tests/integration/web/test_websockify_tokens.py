@@ -1,17 +1,20 @@
-"""A real websockify process with the session-token plugin, in front of a stand-in VNC server:
-the owner's token is proxied to the session's port; other tokens never reach it."""
+"""A real websockify process with the session-token plugin, in front of a stand-in VNC server on the
+session's Unix socket: the owner's token is proxied to that socket, and keeps the session's idle clock
+going while connected; other tokens never reach it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
-import threading
+import time
 
 import pytest
 
 from asci import accounts
-from asci.db import session_scope
+from asci.db import session_scope, utcnow
 from broker import service
-from tests.support import free_port, make_world
+from broker.models import DesktopSession
+from tests.support import free_port, make_world, stand_in_vnc
 from tests.support import user_of as user
 from web import vnc_proxy, vnc_tokens
 
@@ -21,33 +24,17 @@ GREETING = b"RFB 003.008\n"
 
 @pytest.fixture
 def proxied(settings, tmp_path, swap_broker):
-    vnc_port = free_port(20000, 30000)
-    settings = settings.replace(websockify_port=free_port(30000, 40000))
-    world = make_world(settings, [dict(name="n1", docker_url="unix:///fake.sock", port_min=vnc_port,
-                                       port_max=vnc_port)])
+    settings = settings.replace(websockify_port=free_port(30000, 40000), vnc_touch_interval_s=1)
+    world = make_world(settings, [dict(name="n1", docker_url="unix:///fake.sock")])
     swap_broker(settings)
     with session_scope(settings) as db:
-        session_id = service.launch(settings, db, db.merge(user(settings, world, "alice")), world["env"], "current",
-                                    world["e1"]).id
-    listener = socket.create_server(("127.0.0.1", vnc_port))
-    accepted = []
-
-    def serve():
-        while True:
-            try:
-                connection, _ = listener.accept()
-            except OSError:
-                return
-            accepted.append(connection)
-            connection.sendall(GREETING)
-
-    threading.Thread(target=serve, daemon=True).start()
-    process = vnc_proxy.start(settings, log_path=tmp_path / "websockify.log")
-    yield settings, world, session_id, accepted
-    vnc_proxy.stop(process)
-    listener.close()
-    for connection in accepted:
-        connection.close()
+        row = service.launch(settings, db, db.merge(user(settings, world, "alice")), world["env"], "current",
+                             world["e1"])
+        session_id, socket_path = row.id, row.vnc_socket
+    with stand_in_vnc(socket_path, 4242, GREETING) as accepted:
+        process = vnc_proxy.start(settings, log_path=tmp_path / "websockify.log")
+        yield settings, world, session_id, accepted
+        vnc_proxy.stop(process)
     print((tmp_path / "websockify.log").read_text(errors="replace")[-2000:])
 
 
@@ -55,8 +42,9 @@ class Refused(Exception):
     """websockify answered the upgrade with something other than 101."""
 
 
-def _open(settings, token: str) -> bytes:
-    """A WebSocket handshake with ``?token=`` (as noVNC does); the first binary message proxied back."""
+def _open(settings, token: str, hold_s: float = 0) -> bytes:
+    """A WebSocket handshake with ``?token=`` (as noVNC does); the first binary message proxied back
+    (the connection is held open ``hold_s`` seconds more)."""
     import base64
     import os
 
@@ -80,6 +68,7 @@ def _open(settings, token: str) -> bytes:
                 raise Refused("closed before the VNC greeting")
             rest += chunk
         assert rest[0] & 0x0F == 0x2, "expected a binary frame"
+        time.sleep(hold_s)
         return rest[2:2 + (rest[1] & 0x7F)]
 
 
@@ -87,6 +76,36 @@ def test_the_owner_token_reaches_the_vnc_server(proxied):
     settings, world, session_id, accepted = proxied
     assert _open(settings, vnc_tokens.make_token(settings, world["ids"]["alice"], session_id)) == GREETING
     assert len(accepted) == 1
+
+
+def test_a_connected_viewer_keeps_the_session_from_idling(proxied):
+    """websockify's connection child tells the broker every vnc_touch_interval_s (1 s here) that the viewer
+    is still there; nothing touches the session once the viewer has gone."""
+    settings, world, session_id, accepted = proxied
+    long_ago = utcnow() - dt.timedelta(hours=3)
+
+    def last_activity():
+        with session_scope(settings) as db:
+            return db.get(DesktopSession, session_id).last_activity
+
+    token = vnc_tokens.make_token(settings, world["ids"]["alice"], session_id)
+    with session_scope(settings) as db:
+        db.get(DesktopSession, session_id).last_activity = long_ago
+    import threading
+
+    viewer = threading.Thread(target=_open, args=(settings, token, 4.0))
+    viewer.start()
+    time.sleep(1.0)
+    with session_scope(settings) as db:  # the touch at connect time is past: only the heartbeat can renew it
+        db.get(DesktopSession, session_id).last_activity = long_ago
+    time.sleep(2.5)
+    assert last_activity() > long_ago + dt.timedelta(hours=2), "no heartbeat while the viewer was connected"
+    viewer.join()
+    time.sleep(1.5)  # the connection's child process has ended, and its heartbeat with it
+    with session_scope(settings) as db:
+        db.get(DesktopSession, session_id).last_activity = long_ago
+    time.sleep(2.5)
+    assert last_activity() == long_ago, "the session was touched after its viewer left"
 
 
 @pytest.mark.parametrize("who", ["bob", "root", "forged", "missing"])

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from asci.db import session_scope, utcnow
+from asci.rfb import vncpasswd_file
 from broker import service
 from broker.cull import cull
 from broker.errors import ImportFailed, NotFound
@@ -18,7 +19,7 @@ from tests.support import always_ready, make_world
 from tests.support import user_of as user
 from web import create_app
 
-NODES = [dict(name="n1", docker_url="unix:///fake1.sock", port_min=6001, port_max=6010, cpus=16,
+NODES = [dict(name="n1", docker_url="unix:///fake1.sock", cpus=16,
               memory_bytes=64 << 30, max_sessions=10, nvidia_smi="t4x1.csv")]
 
 
@@ -40,13 +41,17 @@ def test_launch_list_get_stop_through_the_api(env):
     assert reply.status_code == 201, reply.json
     body = reply.json
     assert body["state"] == "running" and body["version"] == "v1" and body["node"] == "n1"
-    assert "vnc_password" not in body and 6001 <= body["vnc_port"] <= 6010
+    assert not {"vnc_password", "vnc_view_password", "vnc_socket"} & set(body)
     [params] = backend.created.values()
     assert params["labels"]["asci.user"] == world["names"]["alice"] and params["user"] == "4242:4242"
+    assert params["network_disabled"] is True and "VNC_PASSWORD" not in params["environment"]
     assert client.get("/api/sessions", headers=_auth(world, "alice")).json["sessions"][0]["id"] == body["id"]
     assert client.get(f"/api/sessions/{body['id']}", headers=_auth(world, "alice")).status_code == 200
-    host, port, password = service.vnc_target(settings, body["id"], user(settings, world, "alice"))
-    assert (host, port) == ("127.0.0.1", body["vnc_port"]) and len(password) == 8
+    target = service.vnc_target(settings, body["id"], user(settings, world, "alice"))
+    folder = settings.run_dir / f"{settings.broker_instance}-s{body['id']}"
+    assert target.socket == str(folder / "vnc" / "vnc.sock") and len(target.password) == 8
+    assert len(target.view_password) == 8 and target.view_password != target.password
+    assert (folder / "secret" / "passwd").read_bytes() == vncpasswd_file(target.password, target.view_password)
     # bob: 404 everywhere, nothing stopped; admin sees everything
     assert client.get(f"/api/sessions/{body['id']}", headers=_auth(world, "bob")).status_code == 404
     assert client.delete(f"/api/sessions/{body['id']}", headers=_auth(world, "bob")).status_code == 404
@@ -64,6 +69,7 @@ def test_launch_list_get_stop_through_the_api(env):
     assert client.get("/api/openapi.json").json["openapi"].startswith("3.")
     stopped = client.delete(f"/api/sessions/{body['id']}", headers=_auth(world, "alice"))
     assert stopped.json["state"] == "stopped" and backend.running == {}
+    assert not folder.exists(), "an ended session's socket and password folder must go"
     assert client.get("/api/sessions").status_code == 401
 
 
@@ -130,16 +136,16 @@ def test_idle_sessions_are_warned_then_stopped(env):
         session = broker.launch(db, user(settings, world, "alice"), world["env"], "v1", world["e1"])
         started = session.started_at
         warn_time = started + dt.timedelta(seconds=settings.session_idle_timeout_s - 60)
-        assert cull(broker, db, now=warn_time, local_ports=set()) == {"warned": 1, "culled": 0, "expired": 0,
-                                                                       "disabled": 0}
+        assert cull(broker, db, now=warn_time) == {"warned": 1, "culled": 0, "expired": 0, "disabled": 0}
         assert session.message.startswith("idle:")
-        service.touch(settings, session.id)  # a VNC client connected
+        assert service.touch(settings, session.id) is True  # a VNC client connected (websockify)
         db.refresh(session)
         assert session.warned_at is None and session.message == ""
         late = session.last_activity + dt.timedelta(seconds=settings.session_idle_timeout_s + 1)
-        assert cull(broker, db, now=late, local_ports=set())["culled"] == 1
+        assert cull(broker, db, now=late)["culled"] == 1
         assert session.state == "stopped" and "no VNC client" in session.message
         assert backend.running == {}
+        assert service.touch(settings, session.id) is False  # websockify's keep-alive stops here
 
 
 def test_reconcile_readopts_after_restart_and_marks_vanished_lost(env):

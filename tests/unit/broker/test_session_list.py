@@ -14,8 +14,7 @@ from tests.support import login, make_world
 from tests.support import user_of as user
 from web import create_app
 
-NODES = [dict(name="n1", docker_url="unix:///fake1.sock", port_min=6001, port_max=6010, cpus=16,
-              memory_bytes=64 << 30)]
+NODES = [dict(name="n1", docker_url="unix:///fake1.sock", cpus=16, memory_bytes=64 << 30)]
 
 
 def add_sessions(settings, world, who: str, count: int, state: str = "stopped") -> None:

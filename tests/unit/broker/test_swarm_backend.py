@@ -1,6 +1,7 @@
-"""The broker on the Swarm backend (a fake Swarm manager): the backend's state is opaque to the core,
-so a re-adopted session can be stopped and an orphaned service is removed; the swarm node is found
-by its engine's node id and labelled once. (A real swarm: tests/integration/broker/test_swarm_live.py.)"""
+"""The broker on the Swarm backend (a fake Swarm manager): a desktop is a service with the session's
+folder (socket and password file), which goes when the session ends; the backend's state is opaque to
+the core, so a re-adopted session can be stopped and an orphaned service is removed; the swarm node is
+found by its engine's node id and labelled once. (A real swarm: tests/integration/broker/test_swarm_live.py.)"""
 
 from __future__ import annotations
 
@@ -20,13 +21,14 @@ from broker.reconcile import reconcile
 from tests.support import always_ready, make_world
 from tests.support import user_of as user
 
-NODES = [dict(name="swarm-node", docker_url="unix:///fake-manager.sock", port_min=6001, port_max=6010, cpus=16,
-              memory_bytes=64 << 30, max_sessions=10)]
+NODES = [dict(name="swarm-node", docker_url="unix:///fake-manager.sock", cpus=16, memory_bytes=64 << 30,
+              max_sessions=10)]
 
 
 class FakeService:
     def __init__(self, manager, service_id, params):
         self.manager, self.id, self.name = manager, service_id, params["name"]
+        self.params = params
         self.attrs = {"Spec": {"Name": params["name"], "Labels": dict(params["labels"]),
                                "TaskTemplate": {"Placement": {"Constraints": list(params["constraints"])}}}}
         self.task_state = "running"
@@ -101,6 +103,9 @@ class FakeEngines:
     def prepare_home(self, node, spec):
         self.homes.append(spec.home_volume)
 
+    def has_network(self, node, name):
+        return False  # a daemon with --bridge=none
+
     def poll(self, node, state):
         return "missing"  # the task's container is gone as soon as its service is
 
@@ -135,6 +140,12 @@ def test_a_readopted_session_on_swarm_can_be_stopped(swarm):
         desktop = broker.launch(db, db.merge(user(settings, world, "alice")), world["env"], "current", world["e1"])
         session_id, started_state = desktop.id, dict(desktop.backend_state)
         assert set(started_state) == {"service_id", "service_name"}
+        # the service serves VNC on the session's socket, in the folder the broker made for it
+        folder = settings.run_dir / f"{settings.broker_instance}-s{session_id}"
+        assert desktop.vnc_socket == str(folder / "vnc" / "vnc.sock") and (folder / "secret" / "passwd").exists()
+        params = manager.services[started_state["service_id"]].params
+        assert {m["Target"]: m["Source"] for m in params["mounts"]}["/run/asci/vnc"] == str(folder / "vnc")
+        assert "networks" not in params and "VNC_SOCKET=/run/asci/vnc/vnc.sock" in params["env"]
         # the broker restarts before it recorded anything about the service
         desktop.state, desktop.backend_state = "starting", {}
         desktop.created_at = desktop.created_at.replace(year=desktop.created_at.year - 1)
@@ -146,6 +157,7 @@ def test_a_readopted_session_on_swarm_can_be_stopped(swarm):
         restarted.stop(db, session_id, user(settings, world, "alice"))
         assert db.get(DesktopSession, session_id).state == "stopped"
     assert manager.services == {}, "the service of the re-adopted session must be removed"
+    assert not folder.exists(), "the ended session's folder must be removed"
 
 
 def test_reconcile_removes_an_orphaned_service_and_loses_a_dead_task(swarm):

@@ -113,3 +113,23 @@ def test_lock_digest_is_canonical():
     shuffled = dict(reversed(list(LOCK.items())))
     assert lock_digest(shuffled) == lock_digest(LOCK)
     assert lock_digest({**LOCK, "repo": "other"}) != lock_digest(LOCK)
+
+
+@pytest.mark.parametrize("key", ["NVIDIA_VISIBLE_DEVICES", "VGL_DISPLAY", "VNC_PASSWD_FILE", "ASCI_SESSION", "LD_PRELOAD"])
+def test_reserved_environment_variables_are_refused_at_render_time_too(key):
+    """A recipe that never met the schema (built in code, or an edited store) still cannot set them."""
+    import dataclasses
+
+    recipe = load_recipe(RECIPES, "mx-crystallography")
+    tampered = dataclasses.replace(recipe, env={**recipe.env, key: "all"})
+    with pytest.raises(RecipeError, match=f"env.{key}: '{key}' is reserved for the platform"):
+        render(tampered, LOCK, version="2026.11.25.1", created="2026-11-25T10:00:00Z", base_tag=LOCK["base"]["tag"])
+
+
+def test_the_schema_and_the_renderer_reserve_the_same_names():
+    import yaml
+
+    from builder.render import RESERVED_ENV
+
+    schema = yaml.safe_load((RECIPES / "environments" / "schema.yaml").read_text())
+    assert schema["fields"]["env"]["keys"]["forbidden"] == RESERVED_ENV

@@ -7,7 +7,7 @@ import pytest
 from tests.support import login, make_world
 from web import create_app
 
-NODES = [dict(name="n1", docker_url="unix:///fake1.sock", port_min=6001, port_max=6010, cpus=16,
+NODES = [dict(name="n1", docker_url="unix:///fake1.sock", cpus=16,
               memory_bytes=64 << 30, max_sessions=10)]
 
 

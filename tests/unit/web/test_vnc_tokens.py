@@ -8,6 +8,7 @@ from itsdangerous import TimestampSigner
 from asci.db import session_scope
 from broker import service
 from broker.models import DesktopSession
+from tests.support import stand_in_vnc
 from tests.support import user_of as user
 from web import vnc_proxy, vnc_tokens
 
@@ -17,16 +18,41 @@ def running(settings, world):
     with session_scope(settings) as db:
         row = service.launch(settings, db, db.merge(user(settings, world, "alice")), world["env"], "current",
                              world["e1"])
-        return row.id, row.vnc_port
+        session_id, socket_path = row.id, row.vnc_socket
+    with stand_in_vnc(socket_path, 4242):  # alice's uid: what her desktop's Xvnc would be
+        yield session_id, socket_path
 
 
-def test_the_owner_token_resolves_to_the_node_and_port(settings, world, running):
-    session_id, port = running
+def test_the_owner_token_resolves_to_the_sessions_locked_socket(settings, world, running):
+    session_id, socket_path = running
     token = vnc_tokens.make_token(settings, world["ids"]["alice"], session_id)
-    assert vnc_tokens.resolve(settings, token) == ("127.0.0.1", port)
+    assert vnc_tokens.resolve(settings, token) == ("unix_socket", socket_path)
     plugin = vnc_tokens.SessionTokens(str(settings.data_dir))
     plugin.settings = settings  # the test database, not the environment's
-    assert plugin.lookup(token) == ("127.0.0.1", port)
+    assert plugin.lookup(token) == ("unix_socket", socket_path)
+
+
+@pytest.mark.parametrize("swap", ["symlink", "unlocked folder", "socket of the session's uid", "regular file"])
+def test_a_socket_the_desktop_could_have_swapped_is_never_opened(settings, world, running, tmp_path, swap):
+    """Only a socket the broker locked (root's, in a root-only folder) opens: never what a desktop left."""
+    import os
+    import shutil
+
+    session_id, socket_path = running
+    token = vnc_tokens.make_token(settings, world["ids"]["alice"], session_id)
+    folder = os.path.dirname(socket_path)
+    if swap == "symlink":
+        elsewhere = tmp_path / "other.sock"
+        os.replace(socket_path, elsewhere)
+        os.symlink(elsewhere, socket_path)
+    elif swap == "unlocked folder":
+        os.chown(folder, 4242, 4242)
+    elif swap == "socket of the session's uid":
+        os.chown(socket_path, 4242, 4242)
+    else:
+        os.unlink(socket_path)
+        shutil.copy("/etc/hostname", socket_path)
+    assert vnc_tokens.resolve(settings, token) is None
 
 
 def test_refused_tokens(settings, world, running, monkeypatch):
