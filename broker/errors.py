@@ -64,3 +64,8 @@ class ImportFailed(BrokerError):
 
 class ForeignServer(BackendError):
     """A session's VNC socket is served by something other than the session's own desktop."""
+
+
+class NotListening(BackendError):
+    """A session's VNC socket is there but refuses connections: its server has bound it and not listened yet
+    (a window that load widens), or has gone; readiness waits, the start time-out and ``poll`` decide."""

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asci import rfb
-from broker.errors import BackendError, ForeignServer
+from broker.errors import BackendError, ForeignServer, NotListening
 
 CONTAINER_VNC_DIR = "/run/asci/vnc"
 CONTAINER_SOCKET = f"{CONTAINER_VNC_DIR}/vnc.sock"
@@ -176,6 +176,8 @@ def prove(folder: SessionDir, uid: int, container_id: str, timeout: float = 3.0)
     container could have made a socket in its folder) are the proof, and the pid returned is 0."""
     try:
         sock = rfb.connect(folder.socket, timeout)
+    except ConnectionRefusedError as exc:
+        raise NotListening(f"the desktop's VNC socket {folder.socket} does not answer: {exc}") from None
     except OSError as exc:
         raise BackendError(f"the desktop's VNC socket {folder.socket} does not answer: {exc}") from None
     with sock:
@@ -195,7 +197,8 @@ def prove(folder: SessionDir, uid: int, container_id: str, timeout: float = 3.0)
 
 
 def ready(folder: SessionDir, uid: int, container_id) -> bool:
-    """One readiness step: False while Xvnc has not made its socket; then lock, prove, True.
+    """One readiness step: False while Xvnc has not made its socket (or does not accept on it yet); then
+    lock, prove, True.
 
     ``container_id`` is a callable giving the session's container id (asked only once the socket is
     there). Raises :class:`ForeignServer` when anything but the session's own desktop answers.
@@ -204,7 +207,10 @@ def ready(folder: SessionDir, uid: int, container_id) -> bool:
         if not os.path.lexists(folder.socket):
             return False
         lock(folder, uid)
-    prove(folder, uid, container_id())
+    try:
+        prove(folder, uid, container_id())
+    except NotListening:  # Xvnc made the socket (bind) but does not accept yet (listen): the next step
+        return False
     return True
 
 

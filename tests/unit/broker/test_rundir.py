@@ -124,6 +124,23 @@ def test_not_ready_until_the_socket_appears(tmp_path):
     assert asked == [] and not rundir.is_locked(folder)
 
 
+def test_not_ready_while_the_socket_is_bound_but_not_listening(tmp_path):
+    """Xvnc binds its socket, then listens: a connection in between is refused. Under load (20 desktops
+    starting at once on 2 CPUs) the broker met that window; it is a step to wait, not a failed launch."""
+    import socket
+
+    folder = rundir.prepare(tmp_path / "run", "asci-s9", os.getuid(), os.getgid(), "pw123456", "")
+    bound = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    bound.bind(str(folder.socket))  # no listen() yet
+    try:
+        with pytest.raises(BackendError, match="does not answer"):
+            rundir.prove(folder, os.getuid(), "f" * 64)
+        assert rundir.ready(folder, os.getuid(), lambda: "f" * 64) is False
+        assert rundir.is_locked(folder)  # locked already; the proof follows once it listens
+    finally:
+        bound.close()
+
+
 def test_container_of_reads_the_cgroup():
     assert rundir.container_of(os.getpid()) is None  # the test runs on the node, not in a container
     assert rundir.container_of(2**22 + 7) is None  # no such process
