@@ -35,6 +35,7 @@ class Settings:
     registry: str = "127.0.0.1:5000"
     # the builder's credentials for pushes and deletes (pulls are anonymous); empty password: read
     # <data_dir>/registry-auth/password when it exists (set-up generates it), else write anonymously
+    registry_push: str = ""  # host:port of the registry's push endpoint for Docker's own pushes; empty: registry
     registry_username: str = "asci-builder"
     registry_password: str = ""
     registry_config: Path | None = None  # the registry's own config (garbage collection); None: <data_dir>/registry-config.yml
@@ -344,6 +345,7 @@ _PARSERS = {
     "data_dir": _as_path,
     "database_url": _database_url,
     "registry": _registry,
+    "registry_push": lambda n, v: _registry(n, v) if v else "",
     "registry_username": lambda n, v: _user_name(n, v),
     "registry_password": _as_str,
     "registry_config": lambda n, v: _absolute_path(n, v) if v else None,

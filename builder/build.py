@@ -150,7 +150,14 @@ def push_version(settings: Settings, client, recipe: Recipe, lock: dict, version
     reference = f"{repository}:{version}"
     if not settings.builder_layered:
         client.images.get(build_tag).tag(repository, version)
-        return docker_engine.push_image(client, repository, version, log, auth=target.auth), {}
+        pushing = f"{target.docker_push_host}/{recipe.name}"
+        if pushing != repository:  # Docker's pushes go to the endpoint that challenges for credentials
+            client.images.get(build_tag).tag(pushing, version)
+        try:
+            return docker_engine.push_image(client, pushing, version, log, auth=target.auth), {}
+        finally:
+            if pushing != repository:
+                remove_local(client, f"{pushing}:{version}")
     result = relayer_image(client, target, build_tag, lock["base"]["tag"], recipe.name, version,
                            previous_layout(settings, recipe.name), created=created_label(created),
                            max_layers=settings.builder_max_layers,

@@ -34,10 +34,15 @@ class Registry:
 
     host: str
     auth: tuple[str, str] | None = None
+    push_host: str = ""  # where Docker pushes (an endpoint that challenges); empty: ``host``
 
     @property
     def base(self) -> str:
         return f"http://{self.host}"
+
+    @property
+    def docker_push_host(self) -> str:
+        return self.push_host or self.host
 
     def __str__(self) -> str:
         return self.host
@@ -45,7 +50,7 @@ class Registry:
 
 def connect(settings) -> Registry:
     """The registry of ``settings`` with the builder's credentials (when configured)."""
-    return Registry(settings.registry, settings.registry_credentials)
+    return Registry(settings.registry, settings.registry_credentials, settings.registry_push)
 
 
 def _of(registry: "str | Registry") -> Registry:
@@ -195,8 +200,11 @@ def mount_blob(registry, repository: str, digest: str, source: str) -> bool:
 class _Counting:
     """A file wrapper that reports how many bytes were read, for upload progress."""
 
-    def __init__(self, handle: BinaryIO, seen: Callable[[int], None]):
-        self.handle, self.seen = handle, seen
+    def __init__(self, handle: BinaryIO, size: int, seen: Callable[[int], None]):
+        self.handle, self.size, self.seen = handle, size, seen
+
+    def __len__(self) -> int:  # requests sends Content-Length, not chunks (the registry wants one or the other)
+        return self.size
 
     def read(self, size: int = -1) -> bytes:
         data = self.handle.read(CHUNK if size is None or size < 0 else min(size, CHUNK))
@@ -216,9 +224,9 @@ def upload_blob(registry, repository: str, digest: str, data: BinaryIO | bytes, 
     if opened.status_code != 202:
         raise DockerError(f"registry {registry}: cannot start an upload to {repository} ({opened.status_code})")
     location = _location(registry, opened)
-    body = data if isinstance(data, bytes) else _Counting(data, seen)
+    body = data if isinstance(data, bytes) else _Counting(data, size, seen)
     put = _request(registry, "PUT", location, timeout=UPLOAD_TIMEOUT, params={"digest": digest}, data=body,
-                   headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
+                   headers={"Content-Type": "application/octet-stream"})
     if put.status_code != 201:
         raise DockerError(f"registry {registry}: upload of {digest} to {repository} failed ({put.status_code}: "
                           f"{put.text[:300]})")

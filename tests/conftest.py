@@ -168,3 +168,26 @@ def swap_broker():
     yield swap
     for settings in installed:
         install(settings, None)
+
+
+@pytest.fixture
+def private_registry(docker_client):
+    """A registry of this test's own behind the authenticating proxy (``tests.support.PrivateRegistry``);
+    its storage, processes and the local images tagged with its address go afterwards."""
+    import shutil
+    import tempfile
+
+    from tests.support import PrivateRegistry, free_port
+
+    require_programs("docker-registry", "nginx", "htpasswd")
+    # Under /tmp and traversable: the proxy's workers (www-data) read the htpasswd and reach the socket.
+    root = Path(tempfile.mkdtemp(prefix="asci-registry-"))
+    root.chmod(0o711)
+    registry = PrivateRegistry(root, free_port(32000, 36000), free_port(36000, 40000)).start()
+    yield registry
+    registry.stop()
+    for image in docker_client.images.list():
+        references = image.tags + image.attrs.get("RepoDigests", [])
+        if any(ref.startswith((registry.host + "/", registry.push_host + "/")) for ref in references):
+            docker_client.images.remove(image.id, force=True)
+    shutil.rmtree(root, ignore_errors=True)

@@ -319,3 +319,64 @@ def browser_log_in(page, base_url: str, username: str, password: str = PASSWORD)
     page.fill("#password", password)
     page.click("#login-form button[type=submit]")
     page.wait_for_load_state()
+
+
+# ----------------------------------------------------------------- registries of our own
+
+class PrivateRegistry:
+    """A docker-registry of our own behind the authenticating proxy (nginx), as ``asci registry setup``
+    writes them: own port, storage, credentials; started and stopped by the test that made it."""
+
+    def __init__(self, root: Path, port: int, push_port: int, nginx_user: str = "www-data"):
+        from builder.registry_setup import RegistryFiles, ensure_credentials, write_configs
+
+        self.root, self.port = root, port
+        self.host, self.push_host = f"127.0.0.1:{port}", f"127.0.0.1:{push_port}"
+        self.files = RegistryFiles(root / "auth", root / "storage", root / "registry-config.yml")
+        self.user = "asci-builder"
+        self.password = ensure_credentials(self.files, self.user, group=nginx_user)
+        write_configs(self.files, self.host, self.push_host, user=nginx_user)
+        self.processes: list = []
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        return (self.user, self.password)
+
+    def settings(self, settings):
+        """``settings`` writing to this registry with its credentials."""
+        return settings.replace(registry=self.host, registry_push=self.push_host, registry_password=self.password,
+                                registry_config=self.files.registry_config)
+
+    def start(self) -> "PrivateRegistry":
+        import subprocess
+        import time
+
+        import requests
+
+        log = open(self.root / "registry.log", "ab")
+        self.processes.append(subprocess.Popen(["docker-registry", "serve", str(self.files.registry_config)],
+                                               stdout=log, stderr=log, preexec_fn=lambda: os.umask(0o007)))
+        self.processes.append(subprocess.Popen(["nginx", "-c", str(self.files.nginx_config), "-g", "daemon off;"],
+                                               stdout=log, stderr=log))
+        for _ in range(100):
+            try:
+                if requests.get(f"http://{self.host}/v2/_catalog", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"private registry on {self.host} did not start: "
+                           f"{(self.root / 'registry.log').read_text()[-500:]}")
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except Exception:  # noqa: BLE001 - a process that does not stop is killed
+                process.kill()
+        self.processes.clear()
+
+    def storage_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.files.storage.rglob("*") if p.is_file() and not p.is_symlink())

@@ -51,7 +51,7 @@ def base_in_registry(client, registry, base_tag: str, log: LogSink) -> tuple[str
     if not registry_api.tag_exists(registry, repository, tag):
         from builder import docker_engine
 
-        target = f"{registry.host}/{repository}"
+        target = f"{registry.docker_push_host}/{repository}"
         log(f"pushing base image {base_tag} to {target}:{tag} (once per base)")
         client.images.get(base_tag).tag(target, tag)
         try:

@@ -16,8 +16,8 @@ from builder.layers import tree as trees
 
 LABEL = "asci.builder"
 CHUNK = 1 << 20
-TAR_COMMAND = ("tar --create --file=/tmp/asci-layer.tar --no-recursion --null --files-from=/tmp/asci-paths "
-               "--xattrs --xattrs-include='*' --numeric-owner -C / 2>/tmp/asci-tar.err || "
+TAR_COMMAND = ("tar --create --file=/tmp/asci-layer.tar --xattrs --xattrs-include='*' --numeric-owner -C / "
+               "--no-recursion --null --files-from=/tmp/asci-paths 2>/tmp/asci-tar.err || "
                "{ cat /tmp/asci-tar.err >&2; exit 1; }")
 
 

@@ -19,8 +19,10 @@ from typing import BinaryIO, Callable, Iterable
 
 WHITEOUT = ".wh."
 # What the engine puts into every container (bind mounts, pseudo file systems): never part of a layer.
+# The working files of the reading containers (:mod:`.snapshot`) are never part of a layer either.
 ENGINE_PATHS = frozenset({".dockerenv", "etc/hosts", "etc/hostname", "etc/resolv.conf", "etc/mtab", "proc", "sys",
-                          "dev"})
+                          "dev", "tmp/asci-listing", "tmp/asci-owners", "tmp/asci-paths", "tmp/asci-layer.tar",
+                          "tmp/asci-tar.err"})
 LISTING_FIELDS = "%y\\0%m\\0%U\\0%G\\0%s\\0%T@\\0%C@\\0%l\\0%p\\0"
 # GNU find over the root file system, not descending into the engine's pseudo file systems.
 LISTING_COMMAND = ("find / -xdev \\( -path /proc -o -path /sys -o -path /dev \\) -prune -o -printf '"
