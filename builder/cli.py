@@ -245,9 +245,10 @@ def env_diff(ctx: AsciContext, name: str, old: str, new: str) -> None:
 @click.argument("name")
 @click.argument("version")
 @click.option("--keep", is_flag=True, help="Keep the rebuilt image (asci-reproduce/NAME:VERSION).")
+@click.option("--push", is_flag=True, help="Push the rebuild as VERSION-rN and record it (layers reuse the original's).")
 @pass_ctx
-def env_reproduce(ctx: AsciContext, name: str, version: str, keep: bool) -> None:
+def env_reproduce(ctx: AsciContext, name: str, version: str, keep: bool, push: bool) -> None:
     """Rebuild VERSION of NAME from its stored lock and prove the same NEVRA + sha256 set."""
     from builder.reproduce import reproduce
 
-    click.echo("\n".join(reproduce(ctx.settings, name, version, log=_log, keep=keep).lines()))
+    click.echo("\n".join(reproduce(ctx.settings, name, version, log=_log, keep=keep, push=push).lines()))

@@ -119,3 +119,11 @@ def write_configs(files: RegistryFiles, listen: str, push_listen: str = "", user
     files.nginx_config.write_text(_render("registry-nginx.conf.j2", folder=files.folder, socket=files.socket,
                                           htpasswd=files.htpasswd, paused=files.paused, listen=listen,
                                           push_listen=push_listen, user=user))
+
+
+def setup(settings, listen: str = "", push_listen: str = "", user: str | None = "www-data") -> RegistryFiles:
+    """Credentials (generated once) and both configs for the registry of ``settings``."""
+    files = files_for(settings)
+    ensure_credentials(files, settings.registry_username, group=user)
+    write_configs(files, listen or settings.registry, push_listen or settings.registry_push, user=user)
+    return files

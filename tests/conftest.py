@@ -186,8 +186,11 @@ def private_registry(docker_client):
     registry = PrivateRegistry(root, free_port(32000, 36000), free_port(36000, 40000)).start()
     yield registry
     registry.stop()
-    for image in docker_client.images.list():
-        references = image.tags + image.attrs.get("RepoDigests", [])
-        if any(ref.startswith((registry.host + "/", registry.push_host + "/")) for ref in references):
-            docker_client.images.remove(image.id, force=True)
+    for image in docker_client.images.list():  # untag only: an image may also be the base others use
+        for reference in image.tags + image.attrs.get("RepoDigests", []):
+            if reference.startswith((registry.host + "/", registry.push_host + "/")):
+                try:
+                    docker_client.images.remove(reference, noprune=True)
+                except Exception:  # noqa: BLE001 - gone already, or in use by a container of the test
+                    pass
     shutil.rmtree(root, ignore_errors=True)

@@ -14,7 +14,23 @@ from builder.errors import DockerError
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 
-def test_push_and_delete_need_credentials_pull_is_anonymous(private_registry, docker_client, base_image):
+def tiny_image(client, repository: str) -> str:
+    """A one-file image made with ``docker import`` (quick to push, unlike a desktop base)."""
+    import io
+    import tarfile
+    import uuid
+
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        content = f"{uuid.uuid4()}\n".encode()
+        info = tarfile.TarInfo("hello.txt")
+        info.size = len(content)
+        tar.addfile(info, io.BytesIO(content))
+    client.api.import_image_from_data(data.getvalue(), repository=repository, tag="v1")
+    return f"{repository}:v1"
+
+
+def test_push_and_delete_need_credentials_pull_is_anonymous(private_registry, docker_client):
     host = private_registry.host
     anonymous, builder = registry.Registry(host), registry.Registry(host, private_registry.auth)
     wrong = registry.Registry(host, ("asci-builder", "not-the-password"))
@@ -30,18 +46,20 @@ def test_push_and_delete_need_credentials_pull_is_anonymous(private_registry, do
 
     # Docker pushes a real image with the credentials (to the push endpoint, which challenges for them),
     # is refused without them on either endpoint; anyone pulls it anonymously from the read endpoint.
+    tiny = tiny_image(docker_client, f"{host}/auth-test")
+    image_id = docker_client.images.get(tiny).id
     for where in (host, private_registry.push_host):
-        docker_client.images.get(base_image).tag(f"{where}/auth-test", "v1")
+        docker_client.images.get(tiny).tag(f"{where}/auth-test", "v1")
         with pytest.raises(DockerError):
             docker_engine.push_image(docker_client, f"{where}/auth-test", "v1", log=lambda line: None)
     pushed = docker_engine.push_image(docker_client, f"{private_registry.push_host}/auth-test", "v1",
                                       log=lambda line: None, auth=private_registry.auth)
-    for where in (host, private_registry.push_host):
-        docker_client.images.remove(f"{where}/auth-test:v1", noprune=True)
+    docker_client.images.remove(image_id, force=True)  # the tiny image is ours alone
     assert requests.get(f"http://{private_registry.push_host}/v2/_catalog", timeout=5).status_code == 401
     lines: list[str] = []
     docker_engine.pull_image(docker_client, f"{host}/auth-test@{pushed}", lines.append)
-    assert any(line.startswith("pulled ") and "already here" in line for line in lines)
+    assert lines[-1].startswith("pulled ") and "(1 layers to download, 0 already here)" in lines[-1]
+    docker_client.images.remove(image_id, force=True)
     assert registry.manifest_digest(anonymous, "auth-test", "v1") == pushed
 
     with pytest.raises(DockerError, match="401"):
