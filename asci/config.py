@@ -45,6 +45,7 @@ class Settings:
     builder_layered: bool = True
     builder_max_layers: int = 64
     builder_own_layer_min_bytes: int = 1024 * 1024  # packages this large get a layer of their own
+    builder_max_dead_ratio: float = 0.5  # superseded package layers kept for nodes' reuse, at most this share of live bytes
     docker_hosts: tuple[str, ...] = ("unix:///var/run/docker.sock",)
     recipes_dir: Path = PROJECT_ROOT / "recipes"
     web_host: str = "127.0.0.1"
@@ -354,6 +355,7 @@ _PARSERS = {
     "builder_layered": _as_bool,
     "builder_max_layers": lambda n, v: _as_int(n, v, 8, 125),
     "builder_own_layer_min_bytes": lambda n, v: _as_int(n, v, 1, 1 << 40),
+    "builder_max_dead_ratio": lambda n, v: _as_float(n, v, 0, 10),
     "docker_hosts": _docker_hosts,
     "recipes_dir": _as_path,
     "web_host": _as_str,

@@ -161,7 +161,8 @@ def push_version(settings: Settings, client, recipe: Recipe, lock: dict, version
     result = relayer_image(client, target, build_tag, lock["base"]["tag"], recipe.name, version,
                            previous_layout(settings, recipe.name), created=created_label(created),
                            max_layers=settings.builder_max_layers,
-                           own_layer_min=settings.builder_own_layer_min_bytes, log=log)
+                           own_layer_min=settings.builder_own_layer_min_bytes,
+                           max_dead_ratio=settings.builder_max_dead_ratio, log=log)
     for line in result.lines():
         log(line)
     check_pushed(client, f"{repository}@{result.digest}", reference, result.listing, log)

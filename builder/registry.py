@@ -123,6 +123,16 @@ def get_blob(registry, repository: str, digest: str) -> bytes:
     return got.content
 
 
+def open_blob(registry, repository: str, digest: str) -> requests.Response:
+    """A streaming response of a blob (use it as a context manager)."""
+    registry = _of(registry)
+    got = _request(registry, "GET", f"{registry.base}/v2/{repository}/blobs/{digest}", stream=True)
+    if got.status_code != 200:
+        got.close()
+        raise DockerError(f"registry {registry}: blob {digest} of {repository} not readable ({got.status_code})")
+    return got
+
+
 def put_manifest(registry, repository: str, reference: str, manifest: bytes, media_type: str = MANIFEST_V2) -> str:
     """Store ``manifest`` as ``repository:reference``; returns its digest (checked against ours)."""
     registry = _of(registry)

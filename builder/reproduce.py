@@ -105,7 +105,8 @@ def push_reproduction(settings: Settings, client, name: str, version: str, image
     repository = f"{settings.registry}/{name}"
     result = relayer_image(client, registry.connect(settings), image, lock["base"]["tag"], name, tag, original,
                            created=build.created_label(created), max_layers=settings.builder_max_layers,
-                           own_layer_min=settings.builder_own_layer_min_bytes, log=log)
+                           own_layer_min=settings.builder_own_layer_min_bytes,
+                           max_dead_ratio=settings.builder_max_dead_ratio, log=log)
     for line in result.lines():
         log(line)
     build.check_pushed(client, f"{repository}@{result.digest}", f"{repository}:{tag}", result.listing, log)

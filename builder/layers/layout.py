@@ -8,10 +8,10 @@ packages get their own layer when large, else the reserved group ``new``: a grou
 re-adds unchanged packages. The budget (``max_layers``, 64 like rpm-ostree's ``--max-layers``) counts
 the base's layers and the ``meta`` layer; when the base grows, the two smallest groups merge.
 
-Order (:func:`stack`): Docker's layer store is chained (a layer is reused on a node only when every
-layer below it is the same), so the new stack keeps the longest prefix of the previous stack whose
-layers are unchanged, and lays the rest above it, stable groups first: groups that changed least
-often lowest, so a package that changes keeps changing at the top, where it costs nodes only itself.
+Order (:func:`arrange`): Docker's layer store is chained (a layer is reused on a node only when every
+layer below it is the same), so a new version keeps the previous stack and puts what changed on top;
+a changed package's old layer stays in place, shadowed, until the dead bytes pass a limit; then the
+stack is laid again from the first changed layer, stable groups lowest (those that changed least often).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class Layout:
     max_layers: int = DEFAULT_MAX_LAYERS
     base_layers: int = 0
     meta: dict = field(default_factory=dict)  # diff_id, digest, size of the meta layer
+    stack: list[dict] = field(default_factory=list)  # every layer in order, shadowed ones included (Layer)
 
     def group_of(self) -> dict[str, str]:
         return {p: g.id for g in self.groups for p in g.packages}
@@ -56,14 +57,14 @@ class Layout:
 
     def to_json(self) -> dict:
         return {"max_layers": self.max_layers, "base_layers": self.base_layers, "meta": dict(self.meta),
-                "groups": [asdict(g) for g in self.groups]}
+                "groups": [asdict(g) for g in self.groups], "stack": [dict(item) for item in self.stack]}
 
     @classmethod
     def from_json(cls, data: dict | None) -> "Layout | None":
         if not data or not data.get("groups"):
             return None
         return cls([Group(**g) for g in data["groups"]], data.get("max_layers", DEFAULT_MAX_LAYERS),
-                   data.get("base_layers", 0), dict(data.get("meta") or {}))
+                   data.get("base_layers", 0), dict(data.get("meta") or {}), list(data.get("stack") or []))
 
 
 def budget_of(max_layers: int, base_layers: int) -> int:
@@ -113,37 +114,123 @@ def assign(sizes: dict[str, int], previous: Layout | None, *, max_layers: int = 
     return Layout(groups, max_layers, base_layers)
 
 
-def stack(layout: Layout, diff_ids: dict[str, str], previous: Layout | None) -> list[str]:
-    """Put ``layout``'s groups in stack order given their new ``diff_ids``; update their records.
+@dataclass
+class Layer:
+    """One layer of the stack above the base (``meta`` aside): a live group's, or a shadowed one."""
 
-    The longest prefix of the previous stack whose groups are unchanged (same id, same packages,
-    same diff_id) stays; the other groups are laid above it, least often changed first, then
-    largest first. A group whose diff_id differs from the previous one counts one more change.
+    id: str
+    diff_id: str
+    digest: str
+    size: int
+    dead: bool = False  # superseded, kept in place so that nodes reuse every layer above it
+
+
+def stack_of(layout: Layout | None) -> list[Layer]:
+    """The recorded stack of a layout (older records: its groups, in order, all live)."""
+    if layout is None:
+        return []
+    if layout.stack:
+        return [Layer(**item) for item in layout.stack]
+    return [Layer(g.id, g.diff_id, g.digest, g.size) for g in layout.groups]
+
+
+@dataclass
+class Arrangement:
+    """A candidate stack: its layers, what a node holding the previous version downloads, dead bytes."""
+
+    name: str
+    layers: list[Layer]
+    cost: int
+    dead_bytes: int
+
+
+def _ordered(groups: list[Group]) -> list[Group]:
+    return sorted(groups, key=lambda g: (g.changes, -g.bytes, g.id))
+
+
+def arrange(layout: Layout, blobs: dict[str, tuple[str, str, int]], previous: Layout | None, *,
+            max_dead_ratio: float = 0.5, fixup_bytes=lambda layers: 0) -> Arrangement:
+    """Choose the stack of ``layout`` (whose groups now have ``blobs``: id → (diff_id, digest, size)).
+
+    Docker's layer store is chained: a node reuses a layer only when every layer below it is the
+    same. Three candidates, the cheapest for a node holding the previous version wins:
+
+    * ``shadow``: the whole previous stack stays (a changed package's old layer stays in place,
+      dead, its files overridden by the new layer on top or by ``meta``), the changed and new
+      groups go on top: a node downloads only what changed;
+    * ``truncate``: the previous stack up to its first changed layer stays, the rest is laid again,
+      least often changed first (a package that changes keeps changing at the top);
+    * ``fresh``: every group laid again, no dead layer.
+
+    A candidate is allowed when its dead bytes stay within ``max_dead_ratio`` of the live bytes, it
+    fits the layer budget, and ``fixup_bytes(layers)`` (what ``meta`` must carry to override the dead
+    layers' files; None: they cannot be overridden) allows it. Updates the groups' change counts and
+    records and sets ``layout.groups`` (live, in stack order) and ``layout.stack``.
     """
     before = previous.by_id() if previous else {}
     for group in layout.groups:
+        diff_id, digest, size = blobs[group.id]
         old = before.get(group.id)
-        if old is not None and old.diff_id and old.diff_id != diff_ids.get(group.id):
+        if old is not None and old.diff_id and old.diff_id != diff_id:
             group.changes = old.changes + 1
+        group.diff_id, group.digest, group.size = diff_id, digest, size
     current = layout.by_id()
-    kept: list[str] = []
-    for old in (previous.groups if previous else []):
-        group = current.get(old.id)
-        if group is None or group.packages != old.packages or diff_ids.get(old.id) != old.diff_id:
-            break
-        kept.append(old.id)
-    rest = sorted((g for g in layout.groups if g.id not in kept), key=lambda g: (g.changes, -g.bytes, g.id))
-    order = kept + [g.id for g in rest]
-    layout.groups = [current[i] for i in order]
-    return order
+    old_stack = stack_of(previous)
+
+    def alive(layer: Layer) -> bool:
+        group = current.get(layer.id)
+        return (not layer.dead and group is not None and group.diff_id == layer.diff_id
+                and group.packages == before[layer.id].packages)
+
+    def live(group: Group) -> Layer:
+        return Layer(group.id, group.diff_id, group.digest, group.size)
+
+    def candidate(name: str, kept: list[Layer]) -> Arrangement:
+        kept_ids = {layer.id for layer in kept if not layer.dead}
+        layers = kept + [live(g) for g in _ordered([g for g in layout.groups if g.id not in kept_ids])]
+        common = 0
+        for old, new in zip(old_stack, layers):
+            if old.digest != new.digest:
+                break
+            common += 1
+        return Arrangement(name, layers, sum(layer.size for layer in layers[common:]),
+                           sum(layer.size for layer in layers if layer.dead))
+
+    first_change = next((i for i, layer in enumerate(old_stack) if not layer.dead and not alive(layer)),
+                        len(old_stack))
+    options = [
+        candidate("shadow", [layer if layer.dead or alive(layer) else Layer(layer.id, layer.diff_id, layer.digest,
+                                                                            layer.size, True)
+                             for layer in old_stack]),
+        candidate("truncate", old_stack[:first_change]),
+        candidate("fresh", []),
+    ]
+    live_bytes = sum(g.size for g in layout.groups)
+    budget = budget_of(layout.max_layers, layout.base_layers)
+    best = None
+    for option in options:
+        if option.dead_bytes and (option.dead_bytes > max_dead_ratio * live_bytes or len(option.layers) > budget):
+            continue
+        if len(option.layers) > budget:
+            continue
+        extra = fixup_bytes(option.layers) if option.dead_bytes else 0
+        if extra is None:
+            continue
+        option.cost += extra
+        if best is None or (option.cost, option.dead_bytes) < (best.cost, best.dead_bytes):
+            best = option
+    assert best is not None  # "fresh" is always allowed: assign() kept the groups within the budget
+    layout.groups = [current[layer.id] for layer in best.layers if not layer.dead]
+    layout.stack = [asdict(layer) for layer in best.layers]
+    return best
 
 
 def pull_cost(previous: Layout | None, layout: Layout) -> int:
     """Compressed bytes a node holding ``previous`` downloads for ``layout`` (chained layer store)."""
-    kept = 0
-    if previous is not None:
-        for old, new in zip(previous.groups, layout.groups):
-            if (old.id, old.diff_id) != (new.id, new.diff_id):
-                break
-            kept += 1
-    return sum(g.size for g in layout.groups[kept:]) + int(layout.meta.get("size", 0))
+    old, new = stack_of(previous), stack_of(layout)
+    common = 0
+    for a, b in zip(old, new):
+        if a.digest != b.digest:
+            break
+        common += 1
+    return sum(layer.size for layer in new[common:]) + int(layout.meta.get("size", 0))

@@ -16,7 +16,9 @@ from builder.layers import image as images
 from builder.layers import layout as layouts
 from builder.layers.layout import META, Layout
 from builder.layers.snapshot import snapshot
+from builder.layers.shadow import blob_paths, fixups
 from builder.layers.split import package_sizes, split
+from builder.layers.tree import ancestors
 from builder.layers.tarball import LayerBlob, write_layer
 
 
@@ -68,7 +70,7 @@ def base_in_registry(client, registry, base_tag: str, log: LogSink) -> tuple[str
 
 def relayer_image(client, registry, built_image: str, base_tag: str, repository: str, tag: str,
                   previous: Layout | None, *, created: str, max_layers: int = layouts.DEFAULT_MAX_LAYERS,
-                  own_layer_min: int = layouts.OWN_LAYER_MIN, log: LogSink = print,
+                  own_layer_min: int = layouts.OWN_LAYER_MIN, max_dead_ratio: float = 0.5, log: LogSink = print,
                   workdir: Path | None = None) -> Relayered:
     """Split ``built_image`` (built on ``base_tag``) into package layers and push it as ``repository:tag``.
 
@@ -103,25 +105,52 @@ def relayer_image(client, registry, built_image: str, base_tag: str, repository:
                                                                             previous.meta["size"]))
             blobs: dict[str, LayerBlob] = {}
             reused = 0
-            for gid in [g.id for g in layout.groups] + [META]:
-                entries = groups.get(gid) or []
+
+            def write(gid: str, entries) -> LayerBlob:
                 probe = write_layer(entries)
                 old = recorded.get(probe.diff_id)
                 if old is not None and registry_api.blob_exists(registry, repository, old.digest):
-                    blobs[gid] = LayerBlob(probe.diff_id, old.digest, old.size, probe.raw_size, None)
-                    reused += gid != META
-                else:
-                    blobs[gid] = write_layer(entries, spool / f"{len(blobs)}.tar.gz")
+                    return LayerBlob(probe.diff_id, old.digest, old.size, probe.raw_size, None)
+                return write_layer(entries, spool / f"{len(blobs)}.tar.gz")
+
+            for group in layout.groups:
+                blobs[group.id] = write(group.id, groups.get(group.id) or [])
+                reused += blobs[group.id].path is None
+            live_paths = {gid: {e.path for e in entries} for gid, entries in groups.items()}
+            dead_paths: dict[str, set[str] | None] = {}
+
+            def paths_of(layer) -> set[str] | None:
+                if not layer.dead:
+                    return live_paths[layer.id]
+                if layer.digest not in dead_paths:
+                    dead_paths[layer.digest] = blob_paths(registry, repository, layer.digest)
+                return dead_paths[layer.digest]
+
+            def fixup_bytes(layers) -> int | None:
+                found = fixups(layers, paths_of, tree)
+                return None if found is None else sum(e.info.size for e in found if e.info.isreg())
+
+            chosen = layouts.arrange(layout, {gid: (b.diff_id, b.digest, b.size) for gid, b in blobs.items()},
+                                     previous, max_dead_ratio=max_dead_ratio, fixup_bytes=fixup_bytes)
+            meta_entries = {e.path: e for e in groups[META]}
+            if chosen.dead_bytes:
+                for entry in fixups(chosen.layers, paths_of, tree) or []:
+                    meta_entries[entry.path] = entry
+                    for parent in ancestors(entry.path):
+                        meta_entries.setdefault(parent, tree.entry_or_dir(parent))
+            meta = write(META, [meta_entries[p] for p in sorted(meta_entries)])
+            log(f"layer stack: {chosen.name} ({len(chosen.layers)} layers, {reused} package layers unchanged, "
+                f"{chosen.dead_bytes / 2**20:.1f} MiB shadowed)")
             mark("write")
         finally:
             tree.close()
-        layouts.stack(layout, {gid: b.diff_id for gid, b in blobs.items()}, previous)
-        for group in layout.groups:
-            blob = blobs[group.id]
-            group.diff_id, group.digest, group.size = blob.diff_id, blob.digest, blob.size
-        meta = blobs[META]
         layout.meta = {"diff_id": meta.diff_id, "digest": meta.digest, "size": meta.size}
-        ordered = [(g.id, blobs[g.id], g.packages) for g in layout.groups] + [(META, meta, [])]
+        by_digest = {b.digest: b for b in blobs.values()}
+        packages = {g.id: g.packages for g in layout.groups}
+        ordered = [(("shadowed " if layer.dead else "") + layer.id,
+                    by_digest.get(layer.digest) if not layer.dead else
+                    LayerBlob(layer.diff_id, layer.digest, layer.size), [] if layer.dead else packages[layer.id])
+                   for layer in chosen.layers] + [(META, meta, [])]
         config = images.build_config(base_config, images.runtime_config(attrs.get("Config")),
                                      [(b.diff_id, f"asci {gid}: {' '.join(p)}".strip()) for gid, b, p in ordered],
                                      created)

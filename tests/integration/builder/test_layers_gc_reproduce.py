@@ -74,6 +74,12 @@ def test_layers_by_package_reproduce_push_and_gc(settings, recipes_repo, fixture
     assert after["pkg:mx-process"]["digest"] == before["pkg:mx-process"]["digest"]
     assert after["pkg:asci-demo-viewer"]["digest"] != before["pkg:asci-demo-viewer"]["digest"]
     assert second.layers["groups"][-1]["id"] == "pkg:asci-demo-viewer" and second.layers["reused"] == 2
+    # The old layer of the changed package stays in place, shadowed: a node holding the first version
+    # downloads only the new layer and meta (its layer store is chained).
+    assert [(layer["id"], layer["dead"]) for layer in second.layers["stack"]] == [
+        (g["id"], g["id"] == "pkg:asci-demo-viewer") for g in groups] + [("pkg:asci-demo-viewer", False)]
+    assert second.layers["pull_bytes"] == second.layers["groups"][-1]["size"] + second.layers["meta"]["size"]
+    assert len(manifest(settings, name, second.version)["layers"]) == base_layers + len(groups) + 2
     assert second.layers["uploaded_bytes"] < 64 * 1024  # the changed package's layer, meta and config
     assert run(docker_client, second.pull_reference, "asci-demo-viewer --version") == "asci-demo-viewer 1.1-1"
 

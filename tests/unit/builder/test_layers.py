@@ -177,29 +177,66 @@ def test_layout_budget_counts_base_and_meta():
         layouts.assign(sizes, None, max_layers=6, base_layers=4)
 
 
-def _laid(sizes, previous, diff_ids, sizes_on_disk=None):
+def _laid(sizes, previous, diff_ids, max_dead_ratio=0.0, fixup_bytes=lambda layers: 0):
     layout = layouts.assign(sizes, previous, own_layer_min=10)
-    layouts.stack(layout, diff_ids, previous)
-    for group in layout.groups:
-        group.diff_id, group.digest, group.size = diff_ids[group.id], "sha256:" + diff_ids[group.id], sizes[
-            group.packages[0]]
+    chosen = layouts.arrange(layout, {g.id: (diff_ids[g.id], "sha256:" + diff_ids[g.id], sizes[g.packages[0]])
+                                      for g in layout.groups}, previous, max_dead_ratio=max_dead_ratio,
+                             fixup_bytes=fixup_bytes)
     layout.meta = {"size": 1}
-    return layout
+    return layout, chosen
 
 
-def test_stack_keeps_the_unchanged_prefix_and_lays_changed_groups_on_top():
+def test_without_shadowing_the_unchanged_prefix_stays_and_changed_groups_go_on_top():
     sizes = {"a": 40, "b": 30, "c": 20, "d": 10}
-    v1 = _laid(sizes, None, {"pkg:a": "a1", "pkg:b": "b1", "pkg:c": "c1", "pkg:d": "d1"})
+    v1, _ = _laid(sizes, None, {"pkg:a": "a1", "pkg:b": "b1", "pkg:c": "c1", "pkg:d": "d1"})
     assert [g.id for g in v1.groups] == ["pkg:a", "pkg:b", "pkg:c", "pkg:d"]  # largest lowest
-    v2 = _laid(sizes, v1, {"pkg:a": "a1", "pkg:b": "b2", "pkg:c": "c1", "pkg:d": "d1"})
-    assert [g.id for g in v2.groups] == ["pkg:a", "pkg:c", "pkg:d", "pkg:b"]  # b changed: to the top
+    v2, chosen = _laid(sizes, v1, {"pkg:a": "a1", "pkg:b": "b2", "pkg:c": "c1", "pkg:d": "d1"})
+    assert chosen.name == "truncate" and [g.id for g in v2.groups] == ["pkg:a", "pkg:c", "pkg:d", "pkg:b"]
     assert v2.by_id()["pkg:b"].changes == 1
     assert layouts.pull_cost(v1, v2) == 20 + 10 + 30 + 1  # chained store: c and d again, b, meta
-    v3 = _laid(sizes, v2, {"pkg:a": "a1", "pkg:b": "b3", "pkg:c": "c1", "pkg:d": "d1"})
+    v3, _ = _laid(sizes, v2, {"pkg:a": "a1", "pkg:b": "b3", "pkg:c": "c1", "pkg:d": "d1"})
     assert [g.id for g in v3.groups] == ["pkg:a", "pkg:c", "pkg:d", "pkg:b"]
     assert layouts.pull_cost(v2, v3) == 30 + 1  # b again: only b and meta
     restored = layouts.Layout.from_json(v3.to_json())
     assert restored.to_json() == v3.to_json()
+
+
+def test_shadowing_keeps_the_old_layer_in_place_within_the_dead_bytes_limit():
+    sizes = {"a": 40, "b": 30, "c": 20, "d": 10}
+    v1, _ = _laid(sizes, None, {"pkg:a": "a1", "pkg:b": "b1", "pkg:c": "c1", "pkg:d": "d1"})
+    v2, chosen = _laid(sizes, v1, {"pkg:a": "a1", "pkg:b": "b2", "pkg:c": "c1", "pkg:d": "d1"}, max_dead_ratio=0.5)
+    assert chosen.name == "shadow" and chosen.dead_bytes == 30
+    assert [(layer["id"], layer["dead"]) for layer in v2.stack] == [
+        ("pkg:a", False), ("pkg:b", True), ("pkg:c", False), ("pkg:d", False), ("pkg:b", False)]
+    assert [g.id for g in v2.groups] == ["pkg:a", "pkg:c", "pkg:d", "pkg:b"]
+    assert layouts.pull_cost(v1, v2) == 30 + 1  # only the new b and meta
+    # a to change next would take the dead bytes past the limit: the stack is laid again above a
+    v3, chosen = _laid(sizes, v2, {"pkg:a": "a2", "pkg:b": "b2", "pkg:c": "c1", "pkg:d": "d1"}, max_dead_ratio=0.5)
+    assert chosen.name in ("truncate", "fresh") and chosen.dead_bytes == 0
+    assert all(not layer["dead"] for layer in v3.stack)
+    # a stack whose dead layers cannot be overridden is refused
+    v4, chosen = _laid(sizes, v1, {"pkg:a": "a1", "pkg:b": "b2", "pkg:c": "c1", "pkg:d": "d1"}, max_dead_ratio=0.5,
+                       fixup_bytes=lambda layers: None)
+    assert chosen.name == "truncate"
+
+
+def test_shadow_fixups_override_dead_paths(tmp_path):
+    from builder.layers.shadow import fixups
+    from builder.layers.layout import Layer
+
+    tree = tree_of(tmp_path, 5000)
+    tree.stats = {p: _stat("d" if e.is_dir else "f") for p, e in tree.entries.items()}
+    tree.stats["usr/lib"] = _stat("d")
+    tree.stats["usr/lib/from-base"] = _stat()
+    layers = [Layer("pkg:a", "", "old", 1, dead=True), Layer("pkg:b", "", "b", 1), Layer("pkg:a", "", "new", 1)]
+    paths = {"old": {"opt", "opt/p", "opt/p/a.bin", "opt/p/gone.bin", "usr", "usr/share", "usr/share/common.txt",
+                     "usr/bin", "usr/bin/a"},
+             "b": {"usr", "usr/share", "usr/share/common.txt"}, "new": {"opt", "opt/p", "opt/p/a.bin"}}
+    found = {e.path: e for e in fixups(layers, lambda layer: paths[layer.digest], tree)}
+    assert set(found) == {"opt/p/.wh.gone.bin", "usr/bin", "usr/bin/a"}  # others are topped by live layers
+    assert found["usr/bin/a"].opener is not None and found["usr/bin"].is_dir
+    paths["old"].add("usr/lib/from-base")  # a base file under a dead layer cannot be restored
+    assert fixups(layers, lambda layer: paths[layer.digest], tree) is None
 
 
 def test_owner_lines_with_tabs_are_refused_and_the_query_parses():
