@@ -45,7 +45,9 @@ class Settings:
     builder_layered: bool = True
     builder_max_layers: int = 64
     builder_own_layer_min_bytes: int = 1024 * 1024  # packages this large get a layer of their own
-    builder_max_dead_ratio: float = 0.5  # superseded package layers kept for nodes' reuse, at most this share of live bytes
+    # superseded package layers kept in place (a node holding the previous version then downloads only
+    # what changed), at most this share of the live layers' bytes; past it the stack is laid again
+    builder_max_dead_ratio: float = 1.0
     docker_hosts: tuple[str, ...] = ("unix:///var/run/docker.sock",)
     recipes_dir: Path = PROJECT_ROOT / "recipes"
     web_host: str = "127.0.0.1"

@@ -149,7 +149,7 @@ def _ordered(groups: list[Group]) -> list[Group]:
 
 
 def arrange(layout: Layout, blobs: dict[str, tuple[str, str, int]], previous: Layout | None, *,
-            max_dead_ratio: float = 0.5, fixup_bytes=lambda layers: 0) -> Arrangement:
+            max_dead_ratio: float = 1.0, fixup_bytes=lambda layers: 0) -> Arrangement:
     """Choose the stack of ``layout`` (whose groups now have ``blobs``: id → (diff_id, digest, size)).
 
     Docker's layer store is chained: a node reuses a layer only when every layer below it is the

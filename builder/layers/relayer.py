@@ -70,7 +70,7 @@ def base_in_registry(client, registry, base_tag: str, log: LogSink) -> tuple[str
 
 def relayer_image(client, registry, built_image: str, base_tag: str, repository: str, tag: str,
                   previous: Layout | None, *, created: str, max_layers: int = layouts.DEFAULT_MAX_LAYERS,
-                  own_layer_min: int = layouts.OWN_LAYER_MIN, max_dead_ratio: float = 0.5, log: LogSink = print,
+                  own_layer_min: int = layouts.OWN_LAYER_MIN, max_dead_ratio: float = 1.0, log: LogSink = print,
                   workdir: Path | None = None) -> Relayered:
     """Split ``built_image`` (built on ``base_tag``) into package layers and push it as ``repository:tag``.
 
