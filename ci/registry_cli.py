@@ -55,6 +55,10 @@ def gc(ctx: AsciContext, dry_run: bool, keep_days: int | None) -> None:
 def setup(ctx: AsciContext, listen: str | None, push_listen: str | None, nginx_user: str) -> None:
     """Write the registry's config, the proxy's config and the builder's credentials (generated once)
     under the data directory; prints the files to start the two servers with."""
+    from asci.config import save_local_settings
+
     files = builder.setup_registry(ctx.settings, listen or "", push_listen or "", user=nginx_user)
+    if push_listen:  # for every asci command of this data directory
+        save_local_settings(ctx.settings, registry_push=push_listen)
     click.echo(f"registry config {files.registry_config}\nnginx config {files.nginx_config}\n"
                f"password {files.password_file}")

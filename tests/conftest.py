@@ -16,7 +16,7 @@ import pytest
 from asci import db
 from asci.config import Settings
 from tests.support import ARTIFACTS, RPM_FIXTURES, TEST_LABEL, FakeBackend, RecipesRepo, always_ready, need, \
-    require_programs, reset_postgres
+    require_programs, reset_postgres, shared_push, shared_registry
 
 POSTGRES_URL_VAR = "ASCI_TEST_POSTGRES_URL"
 
@@ -35,7 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _sqlite_settings(tmp_path) -> Settings:
-    settings = Settings(data_dir=tmp_path / "data")
+    settings = Settings(data_dir=tmp_path / "data", **shared_registry())
     db.upgrade(settings)
     return settings
 
@@ -44,7 +44,7 @@ def _postgres_settings(tmp_path) -> Settings:
     url = os.environ.get(POSTGRES_URL_VAR)
     need(bool(url), f"{POSTGRES_URL_VAR} is not set: the test command must start PostgreSQL")
     reset_postgres(url)
-    settings = Settings(data_dir=tmp_path / "data", database_url=url)
+    settings = Settings(data_dir=tmp_path / "data", database_url=url, **shared_registry())
     db.upgrade(settings)
     return settings
 
@@ -113,11 +113,9 @@ def pushed_image(docker_client, base_image):
     """``(reference, digest)`` of the base image pushed as 127.0.0.1:5000/asci-test-<uuid>:v1."""
     import uuid
 
-    from builder.docker_engine import push_image
-
     repository = f"127.0.0.1:5000/asci-test-{uuid.uuid4().hex[:8]}"
     docker_client.images.get(base_image).tag(repository, "v1")
-    digest = push_image(docker_client, repository, "v1", log=lambda line: None)
+    digest = shared_push(docker_client, repository, "v1")
     yield f"{repository}:v1", digest
     docker_client.images.remove(f"{repository}:v1", noprune=True)
 

@@ -321,6 +321,39 @@ def browser_log_in(page, base_url: str, username: str, password: str = PASSWORD)
     page.wait_for_load_state()
 
 
+# ----------------------------------------------------------------- registries
+
+def shared_registry() -> dict:
+    """Settings for the shared registry (127.0.0.1:5000) the test command started: its push endpoint and
+    the builder's password when it has them (``ASCI_REGISTRY_PUSH``, ``ASCI_REGISTRY_PASSWORD``)."""
+    return {key: os.environ[f"ASCI_{key.upper()}"] for key in ("registry_push", "registry_password")
+            if os.environ.get(f"ASCI_{key.upper()}")}
+
+
+def shared_push(client, repository: str, tag: str) -> str:
+    """``docker push`` of ``repository:tag`` (on 127.0.0.1:5000) through the shared registry's push
+    endpoint with the builder's credentials when it has them; returns the digest."""
+    from builder.docker_engine import push_image
+
+    shared = shared_registry()
+    host, path = repository.split("/", 1)
+    auth = ("asci-builder", shared["registry_password"]) if "registry_password" in shared else None
+    target = f"{shared.get('registry_push', host)}/{path}"
+    if target != repository:
+        client.images.get(f"{repository}:{tag}").tag(target, tag)
+    try:
+        return push_image(client, target, tag, log=lambda line: None, auth=auth)
+    finally:
+        if target != repository:
+            client.images.remove(f"{target}:{tag}", noprune=True)
+
+
+def shared_auth():
+    """requests' ``auth`` for writes to the shared registry (None: it takes anonymous writes)."""
+    password = shared_registry().get("registry_password")
+    return ("asci-builder", password) if password else None
+
+
 # ----------------------------------------------------------------- registries of our own
 
 class PrivateRegistry:
