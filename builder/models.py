@@ -81,8 +81,8 @@ class EnvironmentVersion(Base):
 class Reproduction(Base):
     """A rebuild of a version from its lock pushed as ``VERSION-r<number>`` (``asci env reproduce --push``)."""
 
-    __tablename__ = "version_reproductions"
-    __table_args__ = (UniqueConstraint("environment_version_id", "number", name="uq_version_reproductions_number"),)
+    __tablename__ = "reproductions"
+    __table_args__ = (UniqueConstraint("environment_version_id", "number", name="uq_reproductions_number"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     environment_version_id: Mapped[int] = mapped_column(ForeignKey("environment_versions.id", ondelete="CASCADE"),

@@ -21,11 +21,11 @@ def upgrade() -> None:
     with op.batch_alter_table("environment_versions") as batch:
         batch.alter_column("layers", server_default=None)
     op.create_table(
-        "version_reproductions",
+        "reproductions",
         sa.Column("id", sa.Integer(), primary_key=True),
         sa.Column("environment_version_id", sa.Integer(),
                   sa.ForeignKey("environment_versions.id", ondelete="CASCADE",
-                                name="fk_version_reproductions_environment_version_id_environment_versions"),
+                                name="fk_reproductions_environment_version_id_environment_versions"),
                   nullable=False),
         sa.Column("number", sa.Integer(), nullable=False),
         sa.Column("tag", sa.String(48), nullable=False),
@@ -34,15 +34,15 @@ def upgrade() -> None:
         sa.Column("layers_same", sa.Integer(), nullable=False),
         sa.Column("layers_total", sa.Integer(), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.UniqueConstraint("environment_version_id", "number", name="uq_version_reproductions_number"),
+        sa.UniqueConstraint("environment_version_id", "number", name="uq_reproductions_number"),
     )
-    op.create_index("ix_version_reproductions_environment_version_id", "version_reproductions",
+    op.create_index("ix_reproductions_environment_version_id", "reproductions",
                     ["environment_version_id"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_version_reproductions_environment_version_id", table_name="version_reproductions")
-    op.drop_table("version_reproductions")
+    op.drop_index("ix_reproductions_environment_version_id", table_name="reproductions")
+    op.drop_table("reproductions")
     with op.batch_alter_table("environment_versions") as batch:
         batch.drop_column("deleted_at")
         batch.drop_column("layers")
