@@ -136,7 +136,7 @@ def timed_build(settings: Settings, name: str, client) -> tuple[float, dict[str,
         at = next((t for t, line in marks if marker and line.startswith(marker) and t >= since), end)
         phases[label] = at - since
         since = at
-    return end - start, phases, row, [line for _t, line in marks]
+    return end - start, phases, row, [f"{t - start:7.2f} {line}" for t, line in marks] + [f"{end - start:7.2f} end"]
 
 
 def main() -> None:
@@ -146,6 +146,7 @@ def main() -> None:
     parser.add_argument("--rebuilds", type=int, default=4)
     parser.add_argument("--classic", action="store_true", help="push as built (one RUN layer): the figures before")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--trace", type=Path, help="append every build line with its time to this file")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="asci-bench-builder-", dir=args.workdir))
     work.chmod(0o711)  # the proxy's workers reach the registry's socket below it
@@ -178,7 +179,11 @@ def main() -> None:
             total, phases, row, lines = timed_build(settings, name, client)
             after = private.storage_bytes()
             pulled, n_pulled, n_present = node.pull(private.host, name, row.image_digest)
-            stack = next((line for line in lines if line.startswith("layer stack:")), "")
+            stack = next((line[8:] for line in lines if line[8:].startswith("layer stack:")), "")
+            if args.trace:
+                with open(args.trace, "a") as trace:
+                    trace.write(f"--- {row.version} {changed_name} {json.dumps(row.layers.get('timings', {}))}\n"
+                                + "\n".join(lines) + "\n")
             rows.append({"version": row.version, "package": changed_name, "total": total, "phases": phases,
                          "added": after - before, "rpm": changed.stat().st_size, "pulled": pulled,
                          "stack": stack})

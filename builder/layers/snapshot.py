@@ -4,6 +4,7 @@ changed paths (GNU tar), each run with the entrypoint replaced, no network and a
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,9 +17,8 @@ from builder.layers import tree as trees
 
 LABEL = "asci.builder"
 CHUNK = 1 << 20
-TAR_COMMAND = ("tar --create --file=/tmp/asci-layer.tar --xattrs --xattrs-include='*' --numeric-owner -C / "
-               "--no-recursion --null --files-from=/tmp/asci-paths 2>/tmp/asci-tar.err || "
-               "{ cat /tmp/asci-tar.err >&2; exit 1; }")
+TAR_COMMAND = ("tar --create --file=- --xattrs --xattrs-include='*' --numeric-owner -C / "
+               "--no-recursion --null --files-from=/tmp/asci-paths")
 
 
 def _inputs(files: dict[str, bytes]) -> bytes:
@@ -32,9 +32,10 @@ def _inputs(files: dict[str, bytes]) -> bytes:
 
 
 def run_script(client, image: str, script: str, outputs: dict[str, Path | None], inputs: dict[str, bytes] | None = None,
-               timeout: int = 600) -> dict[str, bytes]:
+               timeout: int = 600, stdout_to: Path | None = None) -> dict[str, bytes]:
     """Run ``sh -c script`` in ``image`` as root; copy ``inputs`` (``/tmp/NAME``) in first and the files
-    ``outputs`` (absolute path → local file to stream into, or None for bytes returned) out after."""
+    ``outputs`` (absolute path → local file to stream into, or None for bytes returned) out after;
+    ``stdout_to``: stream the script's standard output into that local file."""
     try:
         container = client.containers.create(image, entrypoint=["/bin/sh", "-c"], command=[script], user="0:0",
                                              network_mode="none", labels={LABEL: "relayer"})
@@ -45,10 +46,17 @@ def run_script(client, image: str, script: str, outputs: dict[str, Path | None],
     try:
         if inputs:
             container.put_archive("/tmp", _inputs(inputs))
-        container.start()
+        if stdout_to is not None:
+            stream = client.api.attach(container.id, stdout=True, stderr=False, stream=True)
+            container.start()
+            with open(stdout_to, "wb") as out:
+                for chunk in stream:
+                    out.write(chunk)
+        else:
+            container.start()
         status = container.wait(timeout=timeout).get("StatusCode", 1)
         if status != 0:
-            output = container.logs(stdout=True, stderr=True).decode(errors="replace")
+            output = container.logs(stdout=stdout_to is None, stderr=True).decode(errors="replace")
             raise DockerError(f"{script.split()[0]} in {image} failed ({status}): {output.strip()[-400:]}")
         result = {}
         for path, local in outputs.items():
@@ -111,17 +119,31 @@ def listing_and_owners(client, image: str) -> tuple[dict[str, trees.Stat], rpm_o
             rpm_owners.parse_owners(out["/tmp/asci-owners"].decode("utf-8", "surrogateescape")))
 
 
+_BASE_LISTINGS: dict[tuple[str, str], dict[str, trees.Stat]] = {}
+
+
+def base_listing(client, image: str) -> dict[str, trees.Stat]:
+    """The listing of a base image, kept for as long as the engine keeps that image's layers (the key
+    holds the storage location of its top layer: a re-pulled image gets new files, with new ctimes)."""
+    attrs = client.images.get(image).attrs
+    key = (attrs["Id"], json.dumps(attrs.get("GraphDriver") or {}, sort_keys=True))
+    if key not in _BASE_LISTINGS:
+        _BASE_LISTINGS.clear()
+        _BASE_LISTINGS[key] = listing(client, image)
+    return _BASE_LISTINGS[key]
+
+
 def snapshot(client, base_image: str, built_image: str, workdir: Path) -> tuple[trees.Tree, rpm_owners.Owners]:
     """The tree ``built_image`` adds over ``base_image`` and its rpm owners."""
     with ThreadPoolExecutor(max_workers=2) as pool:
-        base_future = pool.submit(listing, client, base_image)
+        base_future = pool.submit(base_listing, client, base_image)
         built, owners = listing_and_owners(client, built_image)
         base = base_future.result()
     changes = trees.diff_listings(base, built)
     paths = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in changes.changed)
     tar_path = workdir / "added.tar"
     if changes.changed:
-        run_script(client, built_image, TAR_COMMAND, {"/tmp/asci-layer.tar": tar_path}, {"asci-paths": paths})
+        run_script(client, built_image, TAR_COMMAND, {}, {"asci-paths": paths}, stdout_to=tar_path)
     else:
         with tarfile.open(tar_path, "w"):
             pass
