@@ -53,7 +53,8 @@ FIXTURES = ROOT / "tests" / "fixtures" / "rpms"
 GIT_ENV = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
 PHASES = [("lock", "building "), ("docker build", "Successfully tagged"), ("verify + checks", "pushing "),
-          ("re-layer + push + check", "pushed "), ("record", None)]
+          ("read back + re-layer", "layer stack:"), ("push", "layers: "), ("pull back + compare", "pushed image holds"),
+          ("record", None)]
 
 
 def build_rpms(work: Path, names: list[str], releases: int, payload_mib: int) -> Path:

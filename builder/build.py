@@ -20,7 +20,7 @@ from asci.progress import LogSink
 from builder import base_images, docker_engine, registry, render, versions
 from builder.errors import BuildError, VerifyError, VersionError
 from builder.layers import Layout, relayer_image
-from builder.layers.snapshot import listing
+from builder.layers.snapshot import listing, listing_of
 from builder.layers.tree import compare_listings
 from builder.lock import lock_digest, lock_recipe
 from builder.models import EnvironmentVersion, VersionStatus
@@ -127,18 +127,25 @@ def previous_layout(settings: Settings, name: str) -> Layout | None:
         return Layout.from_json(versions.layout_to_follow(db, name))
 
 
-def check_pushed(client, pull_reference: str, reference: str, built: dict, log: LogSink) -> None:
-    """Pull the pushed image back and compare every path with the verified build (type, mode, owner,
-    size, mtime to the second, link target; directory times aside): the re-layered image must
-    install the same files. Leaves it tagged ``reference`` locally."""
+def check_pushed(client, pull_reference: str, reference: str, built: dict, log: LogSink,
+                 paths: set[str] | None = None) -> None:
+    """Pull the pushed image back and compare its paths with the verified build (type, mode, owner,
+    size, mtime to the second, link target; directory times aside): every path when ``paths`` is None,
+    else those (the paths the layers of ours hold or delete; the others are the base's layers).
+    Leaves it tagged ``reference`` locally."""
     log(f"pulling {pull_reference} back to compare it with the verified build")
     image = docker_engine.pull_image(client, pull_reference, log)
     image.tag(*reference.rsplit(":", 1))
-    problems = compare_listings(built, listing(client, pull_reference))
+    if paths is None:
+        expected, actual = built, listing(client, pull_reference)
+    else:
+        expected, actual = {p: built[p] for p in paths if p in built}, listing_of(client, pull_reference, paths)
+    problems = compare_listings(expected, actual)
     if problems:
         raise VerifyError(f"the pushed image differs from the verified build in {len(problems)} paths: "
                           + "; ".join(problems[:5]))
-    log(f"pushed image holds the same {len(built)} paths as the verified build")
+    log(f"pushed image holds the same {len(expected)} paths as the verified build"
+        + (f" where its layers decide ({len(paths) - len(expected)} deleted)" if paths is not None else ""))
 
 
 def push_version(settings: Settings, client, recipe: Recipe, lock: dict, version: str, build_tag: str,
@@ -165,7 +172,7 @@ def push_version(settings: Settings, client, recipe: Recipe, lock: dict, version
                            max_dead_ratio=settings.builder_max_dead_ratio, log=log)
     for line in result.lines():
         log(line)
-    check_pushed(client, f"{repository}@{result.digest}", reference, result.listing, log)
+    check_pushed(client, f"{repository}@{result.digest}", reference, result.listing, log, result.checked)
     record = result.layout.to_json()
     record.update(reused=result.reused, uploaded_bytes=result.uploaded_bytes, pull_bytes=result.pull_bytes,
                   timings=result.timings)

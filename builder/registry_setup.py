@@ -105,9 +105,12 @@ def _htpasswd_holds(path: Path, user: str, password: str) -> bool:
     return done.returncode == 0
 
 
-def write_configs(files: RegistryFiles, listen: str, push_listen: str = "", user: str | None = "www-data") -> None:
-    """The registry's config (Unix socket, deletes enabled) and the proxy's: reads anonymous and writes
-    with credentials on ``listen``, every request with credentials on ``push_listen`` (Docker's pushes)."""
+def write_configs(files: RegistryFiles, listen: str, push_listen: str = "", user: str | None = "www-data",
+                  backend: str = "") -> None:
+    """The registry's config (deletes enabled) and the proxy's: reads anonymous and writes with
+    credentials on ``listen``, every request with credentials on ``push_listen`` (Docker's pushes).
+    ``backend``: where the registry listens (default: the Unix socket ``files.socket``; a compose stack
+    gives ``0.0.0.0:5000`` and renders the proxy with ``registry:5000``)."""
     (files.folder / "tmp").mkdir(parents=True, exist_ok=True)
     run = files.socket.parent
     run.mkdir(parents=True, exist_ok=True)
@@ -115,15 +118,19 @@ def write_configs(files: RegistryFiles, listen: str, push_listen: str = "", user
     os.chown(run, -1, gid)
     os.chmod(run, 0o2750)  # the socket inherits the group: the proxy's workers connect, nobody else
     files.storage.mkdir(parents=True, exist_ok=True)
-    files.registry_config.write_text(_render("registry-config.yml.j2", storage=files.storage, socket=files.socket))
-    files.nginx_config.write_text(_render("registry-nginx.conf.j2", folder=files.folder, socket=files.socket,
+    listen_at = backend or str(files.socket)
+    upstream = f"unix:{files.socket}" if not backend else backend.replace("0.0.0.0", "registry")
+    files.registry_config.write_text(_render("registry-config.yml.j2", storage=files.storage, socket=listen_at))
+    files.nginx_config.write_text(_render("registry-nginx.conf.j2", folder=files.folder, upstream=upstream,
                                           htpasswd=files.htpasswd, paused=files.paused, listen=listen,
                                           push_listen=push_listen, user=user))
 
 
-def setup(settings, listen: str = "", push_listen: str = "", user: str | None = "www-data") -> RegistryFiles:
+def setup(settings, listen: str = "", push_listen: str = "", user: str | None = "www-data",
+          backend: str = "") -> RegistryFiles:
     """Credentials (generated once) and both configs for the registry of ``settings``."""
     files = files_for(settings)
     ensure_credentials(files, settings.registry_username, group=user)
-    write_configs(files, listen or settings.registry, push_listen or settings.registry_push, user=user)
+    write_configs(files, listen or settings.registry, push_listen or settings.registry_push, user=user,
+                  backend=backend)
     return files

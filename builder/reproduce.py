@@ -109,7 +109,8 @@ def push_reproduction(settings: Settings, client, name: str, version: str, image
                            max_dead_ratio=settings.builder_max_dead_ratio, log=log)
     for line in result.lines():
         log(line)
-    build.check_pushed(client, f"{repository}@{result.digest}", f"{repository}:{tag}", result.listing, log)
+    build.check_pushed(client, f"{repository}@{result.digest}", f"{repository}:{tag}", result.listing, log,
+                       result.checked)
     build.remove_local(client, f"{repository}:{tag}")
     before = {g.id: g.digest for g in original.groups} if original else {}
     same = sum(1 for g in result.layout.groups if before.get(g.id) == g.digest)

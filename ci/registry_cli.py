@@ -50,14 +50,17 @@ def gc(ctx: AsciContext, dry_run: bool, keep_days: int | None) -> None:
 @click.option("--listen", default=None, help="host:port of the proxy (default: ASCI_REGISTRY).")
 @click.option("--push-listen", default=None, help="host:port of the push endpoint (default: ASCI_REGISTRY_PUSH).")
 @click.option("--nginx-user", default="www-data", show_default=True,
-              help="The proxy's worker user (it reads the htpasswd and reaches the registry's socket).")
+              help="The proxy's worker user (it reads the htpasswd and reaches the registry's socket); '' for none.")
+@click.option("--backend", default="", help="Where the registry listens (default: a Unix socket under the data "
+              "directory; a compose stack: 0.0.0.0:5000, reached by the proxy as registry:5000).")
 @pass_ctx
-def setup(ctx: AsciContext, listen: str | None, push_listen: str | None, nginx_user: str) -> None:
+def setup(ctx: AsciContext, listen: str | None, push_listen: str | None, nginx_user: str, backend: str) -> None:
     """Write the registry's config, the proxy's config and the builder's credentials (generated once)
     under the data directory; prints the files to start the two servers with."""
     from asci.config import save_local_settings
 
-    files = builder.setup_registry(ctx.settings, listen or "", push_listen or "", user=nginx_user)
+    files = builder.setup_registry(ctx.settings, listen or "", push_listen or "", user=nginx_user or None,
+                                   backend=backend)
     if push_listen:  # for every asci command of this data directory
         save_local_settings(ctx.settings, registry_push=push_listen)
     click.echo(f"registry config {files.registry_config}\nnginx config {files.nginx_config}\n"

@@ -18,7 +18,7 @@ from builder.layers.layout import META, Layout
 from builder.layers.snapshot import snapshot
 from builder.layers.shadow import blob_paths, fixups
 from builder.layers.split import package_sizes, split
-from builder.layers.tree import ancestors
+from builder.layers.tree import WHITEOUT, ancestors
 from builder.layers.tarball import LayerBlob, write_layer
 
 
@@ -35,6 +35,7 @@ class Relayered:
     reused: int  # package layers whose diff_id equals the previous version's
     timings: dict[str, float] = field(default_factory=dict)
     listing: dict = field(default_factory=dict)  # the built image's listing (to compare with the pushed one)
+    checked: set = field(default_factory=set)  # the paths the layers of ours decide (to compare)
 
     def lines(self) -> list[str]:
         lines = [f"layers: {len(self.layers)} above the base; {self.reused} package layers unchanged; "
@@ -139,6 +140,11 @@ def relayer_image(client, registry, built_image: str, base_tag: str, repository:
                     for parent in ancestors(entry.path):
                         meta_entries.setdefault(parent, tree.entry_or_dir(parent))
             meta = write(META, [meta_entries[p] for p in sorted(meta_entries)])
+            # Every path a layer of ours holds or deletes: the rest of the image is the base's layers.
+            decided = set(meta_entries) | {p for paths in live_paths.values() for p in paths}
+            decided |= {p for paths in dead_paths.values() if paths for p in paths}
+            decided = {p.replace(WHITEOUT, "", 1) if p.rsplit("/", 1)[-1].startswith(WHITEOUT) else p
+                       for p in decided}
             log(f"layer stack: {chosen.name} ({len(chosen.layers)} layers, {reused} package layers unchanged, "
                 f"{chosen.dead_bytes / 2**20:.1f} MiB shadowed)")
             mark("write")
@@ -172,4 +178,4 @@ def relayer_image(client, registry, built_image: str, base_tag: str, repository:
         shutil.rmtree(spool, ignore_errors=True)
     uploaded = sum(size for d, size, _src in unique if actions.get(d) == "uploaded")
     return Relayered(digest, layout, ordered, actions, uploaded, layouts.pull_cost(previous, layout), reused, timings,
-                     tree.stats)
+                     tree.stats, decided)
