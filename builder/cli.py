@@ -194,6 +194,18 @@ def _show(row) -> list[str]:
              "packages:"]
     lines += [f"  {p['nevra']}  sha256:{p['sha256']}" for p in row.lock.get("packages", [])]
     lines.append(f"sbom          {len(row.sbom)} packages in the image")
+    layers = row.layers or {}
+    if layers.get("groups"):
+        stack = layers.get("stack") or layers["groups"]
+        dead = [layer for layer in stack if layer.get("dead")]
+        lines.append(f"layers        {len(stack)} above the base + meta ({len(dead)} shadowed, "
+                     f"{sum(layer['size'] for layer in dead) / 2**20:.1f} MiB); uploaded "
+                     f"{layers.get('uploaded_bytes', 0) / 2**20:.1f} MiB, a node holding the previous version "
+                     f"pulled {layers.get('pull_bytes', 0) / 2**20:.1f} MiB")
+        lines += [f"  {g['id']:28} {g['digest'][:19]} {g['size'] / 2**20:8.2f} MiB  {' '.join(g['packages'])}"
+                  for g in layers["groups"]]
+    if row.deleted_at:
+        lines.append(f"deleted       {row.deleted_at.isoformat()} (registry gc)")
     if row.error:
         lines.append(f"error         {row.error}")
     return lines

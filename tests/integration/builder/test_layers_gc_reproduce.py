@@ -80,6 +80,9 @@ def test_layers_by_package_reproduce_push_and_gc(settings, recipes_repo, fixture
         (g["id"], g["id"] == "pkg:asci-demo-viewer") for g in groups] + [("pkg:asci-demo-viewer", False)]
     assert second.layers["pull_bytes"] == second.layers["groups"][-1]["size"] + second.layers["meta"]["size"]
     assert len(manifest(settings, name, second.version)["layers"]) == base_layers + len(groups) + 2
+    shown = invoke(settings, "env", "show", name, second.version)
+    assert f"layers        {len(groups) + 1} above the base + meta (1 shadowed" in shown
+    assert "  pkg:mx-lib " in shown
     assert second.layers["uploaded_bytes"] < 64 * 1024  # the changed package's layer, meta and config
     assert run(docker_client, second.pull_reference, "asci-demo-viewer --version") == "asci-demo-viewer 1.1-1"
 
