@@ -172,7 +172,11 @@ def push_version(settings: Settings, client, recipe: Recipe, lock: dict, version
                            max_dead_ratio=settings.builder_max_dead_ratio, log=log)
     for line in result.lines():
         log(line)
-    check_pushed(client, f"{repository}@{result.digest}", reference, result.listing, log, result.checked)
+    try:
+        check_pushed(client, f"{repository}@{result.digest}", reference, result.listing, log, result.checked)
+    except BaseException:
+        registry.delete_manifest(target, recipe.name, result.digest)  # never leave an unchecked version
+        raise
     record = result.layout.to_json()
     record.update(reused=result.reused, uploaded_bytes=result.uploaded_bytes, pull_bytes=result.pull_bytes,
                   timings=result.timings)

@@ -178,9 +178,9 @@ def arrange(layout: Layout, blobs: dict[str, tuple[str, str, int]], previous: La
     old_stack = stack_of(previous)
 
     def alive(layer: Layer) -> bool:
-        group = current.get(layer.id)
-        return (not layer.dead and group is not None and group.diff_id == layer.diff_id
-                and group.packages == before[layer.id].packages)
+        group, old = current.get(layer.id), before.get(layer.id)
+        return (not layer.dead and group is not None and old is not None and group.diff_id == layer.diff_id
+                and group.packages == old.packages)
 
     def live(group: Group) -> Layer:
         return Layer(group.id, group.diff_id, group.digest, group.size)
