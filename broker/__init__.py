@@ -6,6 +6,7 @@ The public face, for ``ci`` and ``web`` (nothing else of this package is theirs 
     stop(settings, db, session_id, user);  vnc_target(settings, session_id, user);  touch(settings, session_id)
     get_session(db, session_id, user);  list_sessions(db, user, everyone=False, include_ended=True, limit, after)
     session_page(db, user, ..., limit=100, after=None) -> SessionPage(sessions, next)   # keyset pages
+    versions_in_use(db)                   # (environment, version) of every session on record (registry gc)
     session_dict(desktop)                 # the one JSON shape of a session
     node_views(db);  experiments_of(db, user_id);  all_experiments(db)
     register_node(settings, db, name, docker_url, ...);  has_nodes(db)   # capacity read from the engine
@@ -32,11 +33,11 @@ from broker.loops import cull_loop, reconcile_loop
 from broker.reconcile import reconcile
 from broker.service import Broker, broker_for, install, launch, make_backend, stop, touch, vnc_target
 from broker.views import (ExperimentView, SessionPage, all_experiments, experiments_of, get_session,
-                          list_sessions, node_views, session_dict, session_page)
+                          list_sessions, node_views, session_dict, session_page, versions_in_use)
 
 __all__ = [
     "launch", "stop", "vnc_target", "touch", "get_session", "list_sessions", "session_page", "SessionPage",
-    "session_dict",
+    "session_dict", "versions_in_use",
     "node_views", "experiments_of", "all_experiments", "ExperimentView", "register_node", "has_nodes",
     "import_rows", "import_file", "data_path_problem", "root_problem", "claim_memberships", "reconcile",
     "reconcile_loop", "cull", "cull_loop",
