@@ -33,6 +33,21 @@ class Settings:
     data_dir: Path = field(default_factory=_default_data_dir)
     database_url: str = ""  # empty: SQLite under data_dir
     registry: str = "127.0.0.1:5000"
+    # the builder's credentials for pushes and deletes (pulls are anonymous); empty password: read
+    # <data_dir>/registry-auth/password when it exists (set-up generates it), else write anonymously
+    registry_push: str = ""  # host:port of the registry's push endpoint for Docker's own pushes; empty: registry
+    registry_username: str = "asci-builder"
+    registry_password: str = ""
+    registry_config: Path | None = None  # the registry's own config (garbage collection); None: <data_dir>/registry-config.yml
+    registry_gc_keep_days: int = 14  # failed and never-promoted versions older than this are deleted by gc
+    registry_gc_command: str = "docker-registry garbage-collect {config}"  # {config}: registry_config
+    # environment images: one layer per large package (rpm-ostree's --max-layers budget, base included)
+    builder_layered: bool = True
+    builder_max_layers: int = 64
+    builder_own_layer_min_bytes: int = 1024 * 1024  # packages this large get a layer of their own
+    # superseded package layers kept in place (a node holding the previous version then downloads only
+    # what changed), at most this share of the live layers' bytes; past it the stack is laid again
+    builder_max_dead_ratio: float = 1.0
     docker_hosts: tuple[str, ...] = ("unix:///var/run/docker.sock",)
     recipes_dir: Path = PROJECT_ROOT / "recipes"
     web_host: str = "127.0.0.1"
@@ -135,6 +150,8 @@ class Settings:
                 text = ",".join(str(part) for part in value)
             elif isinstance(value, bool):
                 text = "true" if value else "false"
+            elif value is None:
+                text = ""
             else:
                 text = str(value)
             environ[f"ASCI_{item.name.upper()}"] = text
@@ -149,6 +166,27 @@ class Settings:
     def repos_dir(self) -> Path:
         """Folder holding one sub-folder per named RPM repository."""
         return self.data_dir / "repos"
+
+    @property
+    def registry_auth_dir(self) -> Path:
+        """The registry's credentials (htpasswd, the builder's password) and its writes-paused flag."""
+        return self.data_dir / "registry-auth"
+
+    @property
+    def registry_credentials(self) -> tuple[str, str] | None:
+        """``(user, password)`` the builder writes to the registry with, or None (anonymous)."""
+        password = self.registry_password
+        if not password:
+            path = self.registry_auth_dir / "password"
+            try:
+                password = path.read_text().strip()
+            except OSError:
+                return None
+        return (self.registry_username, password) if password else None
+
+    @property
+    def registry_config_file(self) -> Path:
+        return self.registry_config or self.data_dir / "registry-config.yml"
 
     @property
     def registry_storage_dir(self) -> Path:
@@ -253,6 +291,20 @@ def _registry(name: str, value: Any) -> str:
     text = _as_str(name, value)
     if not _HOST_PORT.match(text):
         raise ConfigError(f"{name}: expected host:port such as 127.0.0.1:5000, got {value!r}")
+    return text
+
+
+def _user_name(name: str, value: Any) -> str:
+    text = _as_str(name, value)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", text):
+        raise ConfigError(f"{name}: expected a user name of letters, digits, '.', '_' and '-', got {value!r}")
+    return text
+
+
+def _gc_command(name: str, value: Any) -> str:
+    text = _as_str(name, value)
+    if "{config}" not in text:
+        raise ConfigError(f"{name}: expected a command holding {{config}} (the registry's config file), got {value!r}")
     return text
 
 
@@ -368,6 +420,16 @@ _PARSERS = {
     "data_dir": _as_path,
     "database_url": _database_url,
     "registry": _registry,
+    "registry_push": lambda n, v: _registry(n, v) if v else "",
+    "registry_username": lambda n, v: _user_name(n, v),
+    "registry_password": _as_str,
+    "registry_config": lambda n, v: _absolute_path(n, v) if v else None,
+    "registry_gc_keep_days": lambda n, v: _as_int(n, v, 0, 100 * 365),
+    "registry_gc_command": _gc_command,
+    "builder_layered": _as_bool,
+    "builder_max_layers": lambda n, v: _as_int(n, v, 8, 125),
+    "builder_own_layer_min_bytes": lambda n, v: _as_int(n, v, 1, 1 << 40),
+    "builder_max_dead_ratio": lambda n, v: _as_float(n, v, 0, 10),
     "docker_hosts": _docker_hosts,
     "recipes_dir": _as_path,
     "web_host": _as_str,

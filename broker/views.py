@@ -96,6 +96,11 @@ def list_sessions(db: Session, user: User, everyone: bool = False, include_ended
     return list(db.scalars(statement)) if ids else []
 
 
+def versions_in_use(db: Session) -> set[tuple[str, str]]:
+    """``(environment, version)`` of every session on record, ended or not (registry gc keeps them)."""
+    return set(db.execute(select(DesktopSession.environment, DesktopSession.version).distinct()).all())
+
+
 def session_dict(desktop: DesktopSession) -> dict:
     """The JSON shape of a session (never the VNC password): the API, the pages and the CLI show it."""
     names = {"user": desktop.user.username, "experiment": desktop.experiment.code,

@@ -16,6 +16,8 @@ Also builds the base desktop images from ``recipes/base``. The public face, for 
     diff_locks(old_lock, new_lock) -> LockDiff
     rootfs_image(client, suite, variant, mirror, log);  apt_mirror(suite);  client_for(docker_url)
     build_platform_image(client, log, stage) -> tag   # the compose deployment's image (asci deploy image)
+    registry_gc(settings, protected, dry_run=False, log=print) -> GcReport   # protected: {(env, version)}
+    setup_registry(settings, listen, push_listen, user) -> RegistryFiles      # proxy, registry config, credentials
 
 Rows returned (``EnvironmentVersion``) are for reading; every write goes through these functions.
 """
@@ -28,6 +30,10 @@ from builder.catalog import (EnvironmentSummary, LaunchableVersion, current_imag
                              environment_ids, environment_summaries, launchable_version, newest_lock,
                              recent_versions, version_record)
 from builder.diff import LockDiff, diff_locks
+from builder.gc import GcReport
+from builder.gc import gc as registry_gc
+from builder.registry_setup import RegistryFiles
+from builder.registry_setup import setup as setup_registry
 from builder.errors import (BuildError, DockerError, LockError, NotLaunchable, RecipeError, UnknownVersion,
                             VersionError)
 from builder.history import Change, VersionRow, current_on, version_history
@@ -45,6 +51,6 @@ __all__ = [
     "current_version", "current_images", "recent_versions", "version_record", "newest_lock",
     "version_history", "VersionRow", "Change", "current_on", "diff_locks", "LockDiff",
     "VersionStatus", "rpmvercmp", "label_compare", "rootfs_image", "apt_mirror", "client_for",
-    "build_platform_image",
+    "build_platform_image", "registry_gc", "GcReport", "setup_registry", "RegistryFiles",
     "BuildError", "DockerError", "LockError", "RecipeError", "VersionError", "UnknownVersion", "NotLaunchable",
 ]

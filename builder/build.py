@@ -14,11 +14,14 @@ from pathlib import Path
 from docker.errors import ImageNotFound
 
 from asci.config import Settings
-from asci.db import utcnow
+from asci.db import session_scope, utcnow
 from asci.errors import AsciError
 from asci.progress import LogSink
 from builder import base_images, docker_engine, registry, render, versions
-from builder.errors import BuildError, VersionError
+from builder.errors import BuildError, VerifyError, VersionError
+from builder.layers import Layout, relayer_image
+from builder.layers.snapshot import listing, listing_of
+from builder.layers.tree import compare_listings
 from builder.lock import lock_digest, lock_recipe
 from builder.models import EnvironmentVersion, VersionStatus
 from builder.recipes import Recipe, load_recipe
@@ -105,8 +108,9 @@ def remove_local(client, reference: str) -> None:
 
 def _withdraw_push(settings: Settings, client, name: str, version: str, reference: str, digest: str) -> None:
     """Delete what this build pushed: by its digest, or by tag only when the tag is this image's."""
+    target = registry.connect(settings)
     if not digest:
-        tagged = registry.manifest_digest(settings.registry, name, version)
+        tagged = registry.manifest_digest(target, name, version)
         try:
             ours = client.images.get(reference).attrs.get("RepoDigests") or []
         except ImageNotFound:
@@ -114,7 +118,69 @@ def _withdraw_push(settings: Settings, client, name: str, version: str, referenc
         if tagged is None or not any(item.endswith("@" + tagged) for item in ours):
             return  # nothing pushed, or the tag holds another build's image: not ours to delete
         digest = tagged
-    registry.delete_manifest(settings.registry, name, digest)
+    registry.delete_manifest(target, name, digest)
+
+
+def previous_layout(settings: Settings, name: str) -> Layout | None:
+    """The layout nodes hold: the current version's, else the newest succeeded version's that has one."""
+    with session_scope(settings) as db:
+        return Layout.from_json(versions.layout_to_follow(db, name))
+
+
+def check_pushed(client, pull_reference: str, reference: str, built: dict, log: LogSink,
+                 paths: set[str] | None = None) -> None:
+    """Pull the pushed image back and compare its paths with the verified build (type, mode, owner,
+    size, mtime to the second, link target; directory times aside): every path when ``paths`` is None,
+    else those (the paths the layers of ours hold or delete; the others are the base's layers).
+    Leaves it tagged ``reference`` locally."""
+    log(f"pulling {pull_reference} back to compare it with the verified build")
+    image = docker_engine.pull_image(client, pull_reference, log)
+    image.tag(*reference.rsplit(":", 1))
+    if paths is None:
+        expected, actual = built, listing(client, pull_reference)
+    else:
+        expected, actual = {p: built[p] for p in paths if p in built}, listing_of(client, pull_reference, paths)
+    problems = compare_listings(expected, actual)
+    if problems:
+        raise VerifyError(f"the pushed image differs from the verified build in {len(problems)} paths: "
+                          + "; ".join(problems[:5]))
+    log(f"pushed image holds the same {len(expected)} paths as the verified build"
+        + (f" where its layers decide ({len(paths) - len(expected)} deleted)" if paths is not None else ""))
+
+
+def push_version(settings: Settings, client, recipe: Recipe, lock: dict, version: str, build_tag: str,
+                 created, log: LogSink) -> tuple[str, dict]:
+    """Push the verified ``build_tag`` as ``recipe.name:version``: re-layered by package (default) or as
+    built. Returns the manifest digest and the layout to record (empty when not layered)."""
+    target = registry.connect(settings)
+    repository = f"{settings.registry}/{recipe.name}"
+    reference = f"{repository}:{version}"
+    if not settings.builder_layered:
+        client.images.get(build_tag).tag(repository, version)
+        pushing = f"{target.docker_push_host}/{recipe.name}"
+        if pushing != repository:  # Docker's pushes go to the endpoint that challenges for credentials
+            client.images.get(build_tag).tag(pushing, version)
+        try:
+            return docker_engine.push_image(client, pushing, version, log, auth=target.auth), {}
+        finally:
+            if pushing != repository:
+                remove_local(client, f"{pushing}:{version}")
+    result = relayer_image(client, target, build_tag, lock["base"]["tag"], recipe.name, version,
+                           previous_layout(settings, recipe.name), created=created_label(created),
+                           max_layers=settings.builder_max_layers,
+                           own_layer_min=settings.builder_own_layer_min_bytes,
+                           max_dead_ratio=settings.builder_max_dead_ratio, log=log)
+    for line in result.lines():
+        log(line)
+    try:
+        check_pushed(client, f"{repository}@{result.digest}", reference, result.listing, log, result.checked)
+    except BaseException:
+        registry.delete_manifest(target, recipe.name, result.digest)  # never leave an unchecked version
+        raise
+    record = result.layout.to_json()
+    record.update(reused=result.reused, uploaded_bytes=result.uploaded_bytes, pull_bytes=result.pull_bytes,
+                  timings=result.timings)
+    return result.digest, record
 
 
 def build_environment(settings: Settings, name: str, log: LogSink = print, *, client=None,
@@ -138,33 +204,36 @@ def build_environment(settings: Settings, name: str, log: LogSink = print, *, cl
     version = row.version
     repository = f"{settings.registry}/{recipe.name}"
     reference = f"{repository}:{version}"
+    build_tag = f"asci-build/{recipe.name}:{version}"  # local only: what is pushed is the verified re-layering
     pushed, digest = False, ""
     try:
         if registry.tag_exists(settings.registry, recipe.name, version):
             raise VersionError(f"{reference} already exists in the registry; a pushed version is immutable")
         context = render_version(settings, recipe, lock, version, row.created_at)
         versions.update_version(settings, row.id, dockerfile=context.dockerfile, image_reference=reference)
-        image_id = build_from_context(settings, client, context, lock["repo"], reference, sink)
+        image_id = build_from_context(settings, client, context, lock["repo"], build_tag, sink)
         versions.update_version(settings, row.id, status=VersionStatus.VERIFYING, image_id=image_id)
-        sbom = verify_image(client, reference, lock, recipe.checks, sink)
+        sbom = verify_image(client, build_tag, lock, recipe.checks, sink)
         if registry.tag_exists(settings.registry, recipe.name, version):
             raise VersionError(f"{reference} appeared in the registry during the build; refusing to overwrite it")
         sink(f"pushing {reference}")
         pushed = True
-        digest = docker_engine.push_image(client, repository, version, sink)
+        digest, layers = push_version(settings, client, recipe, lock, version, build_tag, row.created_at, sink)
         sink(f"pushed {reference} as {digest}")
+        remove_local(client, build_tag)
         tag = gittags.tag_version(settings.recipes_dir, recipe.name, version, lock["recipe"]["commit"],
                                   f"{recipe.name} {version}\n\nimage {repository}@{digest}\n"
                                   f"lock sha256:{prepared.digest}\n")
         sink(f"git tag {tag}")
         row = versions.update_version(settings, row.id, status=VersionStatus.SUCCEEDED, image_digest=digest, sbom=sbom,
-                                      build_log="\n".join(lines) + "\n", finished_at=utcnow())
+                                      layers=layers, build_log="\n".join(lines) + "\n", finished_at=utcnow())
     except BaseException as exc:
         sink(f"build of {reference} failed: {exc}")
         try:
             if pushed:
                 _withdraw_push(settings, client, recipe.name, version, reference, digest)
             remove_local(client, reference)
+            remove_local(client, build_tag)
         except Exception as cleanup:  # noqa: BLE001 - report, but keep the build's own error
             sink(f"cleanup after the failed build: {cleanup}")
         finally:

@@ -55,6 +55,8 @@ def launchable_version(db: Session, environment: str, version: str = "current") 
         raise UnknownVersion(f"environment {environment!r} has no version {wanted!r}")
     if row.status != VersionStatus.SUCCEEDED or not row.image_digest:
         raise NotLaunchable(f"version {wanted} of {environment!r} cannot be launched (build {row.status})")
+    if row.deleted_at is not None:
+        raise NotLaunchable(f"version {wanted} of {environment!r} was deleted from the registry (never promoted)")
     return LaunchableVersion(row.id, env.id, env.name, row.version, row.pull_reference, row.image_digest)
 
 

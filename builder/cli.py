@@ -194,6 +194,18 @@ def _show(row) -> list[str]:
              "packages:"]
     lines += [f"  {p['nevra']}  sha256:{p['sha256']}" for p in row.lock.get("packages", [])]
     lines.append(f"sbom          {len(row.sbom)} packages in the image")
+    layers = row.layers or {}
+    if layers.get("groups"):
+        stack = layers.get("stack") or layers["groups"]
+        dead = [layer for layer in stack if layer.get("dead")]
+        lines.append(f"layers        {len(stack)} above the base + meta ({len(dead)} shadowed, "
+                     f"{sum(layer['size'] for layer in dead) / 2**20:.1f} MiB); uploaded "
+                     f"{layers.get('uploaded_bytes', 0) / 2**20:.1f} MiB, a node holding the previous version "
+                     f"pulled {layers.get('pull_bytes', 0) / 2**20:.1f} MiB")
+        lines += [f"  {g['id']:28} {g['digest'][:19]} {g['size'] / 2**20:8.2f} MiB  {' '.join(g['packages'])}"
+                  for g in layers["groups"]]
+    if row.deleted_at:
+        lines.append(f"deleted       {row.deleted_at.isoformat()} (registry gc)")
     if row.error:
         lines.append(f"error         {row.error}")
     return lines
@@ -245,9 +257,10 @@ def env_diff(ctx: AsciContext, name: str, old: str, new: str) -> None:
 @click.argument("name")
 @click.argument("version")
 @click.option("--keep", is_flag=True, help="Keep the rebuilt image (asci-reproduce/NAME:VERSION).")
+@click.option("--push", is_flag=True, help="Push the rebuild as VERSION-rN and record it (layers reuse the original's).")
 @pass_ctx
-def env_reproduce(ctx: AsciContext, name: str, version: str, keep: bool) -> None:
+def env_reproduce(ctx: AsciContext, name: str, version: str, keep: bool, push: bool) -> None:
     """Rebuild VERSION of NAME from its stored lock and prove the same NEVRA + sha256 set."""
     from builder.reproduce import reproduce
 
-    click.echo("\n".join(reproduce(ctx.settings, name, version, log=_log, keep=keep).lines()))
+    click.echo("\n".join(reproduce(ctx.settings, name, version, log=_log, keep=keep, push=push).lines()))

@@ -85,13 +85,59 @@ def import_rootfs(client: docker.DockerClient, tarball: str, repository: str, ta
     return client.images.get(f"{repository}:{tag}").id
 
 
-def push_image(client: docker.DockerClient, repository: str, tag: str, log: LogSink) -> str:
-    """Push ``repository:tag``; returns the manifest digest the registry reported."""
+def push_image(client: docker.DockerClient, repository: str, tag: str, log: LogSink,
+               auth: tuple[str, str] | None = None) -> str:
+    """Push ``repository:tag`` (with the registry credentials ``auth``, when given); returns the
+    manifest digest the registry reported."""
+    auth_config = {"username": auth[0], "password": auth[1]} if auth else None
     try:
-        aux = consume_stream(client.api.push(repository, tag=tag, stream=True, decode=True), log)
+        aux = consume_stream(client.api.push(repository, tag=tag, stream=True, decode=True,
+                                             auth_config=auth_config), log)
     except APIError as exc:
         raise DockerError(f"push of {repository}:{tag} failed: {exc.explanation}") from None
     digest = aux.get("Digest")
     if not digest:
         raise DockerError(f"push of {repository}:{tag} reported no digest")
     return digest
+
+
+def pull_image(client: docker.DockerClient, reference: str, log: LogSink, every_s: float = 2.0):
+    """Pull ``reference`` (``repo@sha256:...`` or ``repo:tag``) anonymously, logging bytes done of total
+    (at most every ``every_s``) and how many layers were already there; returns the image."""
+    import time
+
+    layers: dict[str, dict] = {}
+    last = time.monotonic()
+
+    def report() -> None:
+        total = sum(item.get("total", 0) for item in layers.values())
+        done = sum(item.get("current", 0) for item in layers.values())
+        present = sum(1 for item in layers.values() if item.get("present"))
+        log(f"pulled {done / 2**20:.1f} of {total / 2**20:.1f} MiB ({len(layers) - present} layers to download, "
+            f"{present} already here)")
+
+    from docker.utils import parse_repository_tag
+
+    repository, tag = parse_repository_tag(reference)
+    try:
+        for chunk in client.api.pull(repository, tag=tag, stream=True, decode=True):
+            if "error" in chunk:
+                raise DockerError(f"pull of {reference} failed: {chunk['error']}")
+            layer, status = chunk.get("id", ""), chunk.get("status", "")
+            if len(layer) != 12 or not all(c in "0123456789abcdef" for c in layer):
+                continue  # not a layer line ("Pulling from", "Digest", "Status")
+            item = layers.setdefault(layer, {})
+            detail = chunk.get("progressDetail") or {}
+            if status == "Already exists":
+                item["present"] = True
+            elif status == "Downloading" and detail.get("total"):
+                item["current"], item["total"] = detail.get("current", 0), detail["total"]
+            elif status in ("Download complete", "Pull complete") and "total" in item:
+                item["current"] = item["total"]
+            if time.monotonic() - last >= every_s:
+                last = time.monotonic()
+                report()
+    except APIError as exc:
+        raise DockerError(f"pull of {reference} failed: {exc.explanation}") from None
+    report()
+    return client.images.get(reference)

@@ -62,11 +62,37 @@ class EnvironmentVersion(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     became_current_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # how the image is layered (builder.layers.Layout.to_json and push figures); {}: built as one RUN layer
+    layers: Mapped[dict] = mapped_column(JSON, default=dict)
+    # when ``asci registry gc`` deleted its manifest from the registry (the record stays; it no longer launches)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     environment: Mapped[Environment] = relationship(back_populates="versions")
+    reproductions: Mapped[list["Reproduction"]] = relationship(
+        back_populates="version", order_by="Reproduction.number", cascade="all, delete-orphan")
 
     @property
     def pull_reference(self) -> str:
         """``registry/name@sha256:...``: the immutable reference sessions launch."""
         repository = self.image_reference.rsplit(":", 1)[0]
         return f"{repository}@{self.image_digest}"
+
+
+class Reproduction(Base):
+    """A rebuild of a version from its lock pushed as ``VERSION-r<number>`` (``asci env reproduce --push``)."""
+
+    __tablename__ = "reproductions"
+    __table_args__ = (UniqueConstraint("environment_version_id", "number", name="uq_reproductions_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    environment_version_id: Mapped[int] = mapped_column(ForeignKey("environment_versions.id", ondelete="CASCADE"),
+                                                        index=True)
+    number: Mapped[int] = mapped_column()
+    tag: Mapped[str] = mapped_column(String(48))  # VERSION-rN
+    image_digest: Mapped[str] = mapped_column(String(80), default="")
+    same_packages: Mapped[bool] = mapped_column(default=False)  # rpm -qa of the rebuild equals the original lock
+    layers_same: Mapped[int] = mapped_column(default=0)  # package layers with the original's digest
+    layers_total: Mapped[int] = mapped_column(default=0)  # package layers of the rebuild
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    version: Mapped[EnvironmentVersion] = relationship(back_populates="reproductions")

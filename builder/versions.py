@@ -125,6 +125,21 @@ def get_version(db: Session, name: str, version: str) -> EnvironmentVersion:
     return row
 
 
+def layout_to_follow(db: Session, name: str) -> dict:
+    """The recorded layers of the version nodes hold (the current one), else of the newest succeeded,
+    still pushed version that has them ({} when none: the next build lays its layers out afresh)."""
+    environment = db.scalar(select(Environment).where(Environment.name == name))
+    if environment is None:
+        return {}
+    rows = db.scalars(select(EnvironmentVersion).where(
+        EnvironmentVersion.environment_id == environment.id, EnvironmentVersion.status == VersionStatus.SUCCEEDED,
+        EnvironmentVersion.deleted_at.is_(None)).order_by(EnvironmentVersion.id.desc())).all()
+    current = [r for r in rows if r.version == environment.current_version and r.layers.get("groups")]
+    newest = [r for r in rows if r.layers.get("groups")]
+    chosen = (current or newest or [None])[0]
+    return chosen.layers if chosen is not None else {}
+
+
 def parse_when(text: str) -> dt.datetime:
     """A date (``2026-11-25``: the end of that UTC day) or an ISO date-time (UTC when no zone)."""
     try:
@@ -154,8 +169,11 @@ def promote(settings: Settings, name: str, version: str) -> EnvironmentVersion:
         row = get_version(db, name, version)
         if row.status != VersionStatus.SUCCEEDED or not row.image_digest:
             raise VersionError(f"{name} {version} is {row.status}; only a succeeded, pushed version can become current")
+        if row.deleted_at is not None:
+            raise VersionError(f"{name} {version} was deleted from the registry by garbage collection")
         registry_host, repository = row.image_reference.rsplit(":", 1)[0].split("/", 1)
-        digest = registry.copy_tag(registry_host, repository, version, "latest")
+        target = registry.connect(settings) if registry_host == settings.registry else registry_host
+        digest = registry.copy_tag(target, repository, version, "latest")
         if digest and digest != row.image_digest:
             raise VersionError(f"{name} {version}: registry holds {digest}, the record says {row.image_digest}")
         row.became_current_at = utcnow()

@@ -16,7 +16,7 @@ import pytest
 from asci import db
 from asci.config import Settings
 from tests.support import ARTIFACTS, RPM_FIXTURES, TEST_LABEL, FakeBackend, RecipesRepo, always_ready, need, \
-    require_programs, reset_postgres
+    require_programs, reset_postgres, shared_push, shared_registry
 
 POSTGRES_URL_VAR = "ASCI_TEST_POSTGRES_URL"
 
@@ -35,7 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _sqlite_settings(tmp_path) -> Settings:
-    settings = Settings(data_dir=tmp_path / "data")
+    settings = Settings(data_dir=tmp_path / "data", **shared_registry())
     db.upgrade(settings)
     return settings
 
@@ -44,7 +44,7 @@ def _postgres_settings(tmp_path) -> Settings:
     url = os.environ.get(POSTGRES_URL_VAR)
     need(bool(url), f"{POSTGRES_URL_VAR} is not set: the test command must start PostgreSQL")
     reset_postgres(url)
-    settings = Settings(data_dir=tmp_path / "data", database_url=url)
+    settings = Settings(data_dir=tmp_path / "data", database_url=url, **shared_registry())
     db.upgrade(settings)
     return settings
 
@@ -113,11 +113,9 @@ def pushed_image(docker_client, base_image):
     """``(reference, digest)`` of the base image pushed as 127.0.0.1:5000/asci-test-<uuid>:v1."""
     import uuid
 
-    from builder.docker_engine import push_image
-
     repository = f"127.0.0.1:5000/asci-test-{uuid.uuid4().hex[:8]}"
     docker_client.images.get(base_image).tag(repository, "v1")
-    digest = push_image(docker_client, repository, "v1", log=lambda line: None)
+    digest = shared_push(docker_client, repository, "v1")
     yield f"{repository}:v1", digest
     docker_client.images.remove(f"{repository}:v1", noprune=True)
 
@@ -168,3 +166,29 @@ def swap_broker():
     yield swap
     for settings in installed:
         install(settings, None)
+
+
+@pytest.fixture
+def private_registry(docker_client):
+    """A registry of this test's own behind the authenticating proxy (``tests.support.PrivateRegistry``);
+    its storage, processes and the local images tagged with its address go afterwards."""
+    import shutil
+    import tempfile
+
+    from tests.support import PrivateRegistry, free_port
+
+    require_programs("docker-registry", "nginx", "htpasswd")
+    # Under /tmp and traversable: the proxy's workers (www-data) read the htpasswd and reach the socket.
+    root = Path(tempfile.mkdtemp(prefix="asci-registry-"))
+    root.chmod(0o711)
+    registry = PrivateRegistry(root, free_port(32000, 36000), free_port(36000, 40000)).start()
+    yield registry
+    registry.stop()
+    for image in docker_client.images.list():  # untag only: an image may also be the base others use
+        for reference in image.tags + image.attrs.get("RepoDigests", []):
+            if reference.startswith((registry.host + "/", registry.push_host + "/")):
+                try:
+                    docker_client.images.remove(reference, noprune=True)
+                except Exception:  # noqa: BLE001 - gone already, or in use by a container of the test
+                    pass
+    shutil.rmtree(root, ignore_errors=True)

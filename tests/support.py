@@ -577,3 +577,95 @@ def forge_rpm_header(source: Path, target: Path, old: bytes = FORGERY_PLACEHOLDE
             data[signature_store + offset:signature_store + offset + len(digests[tag])] = digests[tag]
     target.write_bytes(bytes(data))
     return target
+# ----------------------------------------------------------------- registries
+
+def shared_registry() -> dict:
+    """Settings for the shared registry (127.0.0.1:5000) the test command started: its push endpoint and
+    the builder's password when it has them (``ASCI_REGISTRY_PUSH``, ``ASCI_REGISTRY_PASSWORD``)."""
+    return {key: os.environ[f"ASCI_{key.upper()}"] for key in ("registry_push", "registry_password")
+            if os.environ.get(f"ASCI_{key.upper()}")}
+
+
+def shared_push(client, repository: str, tag: str) -> str:
+    """``docker push`` of ``repository:tag`` (on 127.0.0.1:5000) through the shared registry's push
+    endpoint with the builder's credentials when it has them; returns the digest."""
+    from builder.docker_engine import push_image
+
+    shared = shared_registry()
+    host, path = repository.split("/", 1)
+    auth = ("asci-builder", shared["registry_password"]) if "registry_password" in shared else None
+    target = f"{shared.get('registry_push', host)}/{path}"
+    if target != repository:
+        client.images.get(f"{repository}:{tag}").tag(target, tag)
+    try:
+        return push_image(client, target, tag, log=lambda line: None, auth=auth)
+    finally:
+        if target != repository:
+            client.images.remove(f"{target}:{tag}", noprune=True)
+
+
+def shared_auth():
+    """requests' ``auth`` for writes to the shared registry (None: it takes anonymous writes)."""
+    password = shared_registry().get("registry_password")
+    return ("asci-builder", password) if password else None
+
+
+# ----------------------------------------------------------------- registries of our own
+
+class PrivateRegistry:
+    """A docker-registry of our own behind the authenticating proxy (nginx), as ``asci registry setup``
+    writes them: own port, storage, credentials; started and stopped by the test that made it."""
+
+    def __init__(self, root: Path, port: int, push_port: int, nginx_user: str = "www-data"):
+        from builder.registry_setup import RegistryFiles, ensure_credentials, write_configs
+
+        self.root, self.port = root, port
+        self.host, self.push_host = f"127.0.0.1:{port}", f"127.0.0.1:{push_port}"
+        self.files = RegistryFiles(root / "auth", root / "storage", root / "registry-config.yml")
+        self.user = "asci-builder"
+        self.password = ensure_credentials(self.files, self.user, group=nginx_user)
+        write_configs(self.files, self.host, self.push_host, user=nginx_user)
+        self.processes: list = []
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        return (self.user, self.password)
+
+    def settings(self, settings):
+        """``settings`` writing to this registry with its credentials."""
+        return settings.replace(registry=self.host, registry_push=self.push_host, registry_password=self.password,
+                                registry_config=self.files.registry_config)
+
+    def start(self) -> "PrivateRegistry":
+        import subprocess
+        import time
+
+        import requests
+
+        log = open(self.root / "registry.log", "ab")
+        self.processes.append(subprocess.Popen(["docker-registry", "serve", str(self.files.registry_config)],
+                                               stdout=log, stderr=log, preexec_fn=lambda: os.umask(0o007)))
+        self.processes.append(subprocess.Popen(["nginx", "-c", str(self.files.nginx_config), "-g", "daemon off;"],
+                                               stdout=log, stderr=log))
+        for _ in range(100):
+            try:
+                if requests.get(f"http://{self.host}/v2/_catalog", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"private registry on {self.host} did not start: "
+                           f"{(self.root / 'registry.log').read_text()[-500:]}")
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except Exception:  # noqa: BLE001 - a process that does not stop is killed
+                process.kill()
+        self.processes.clear()
+
+    def storage_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.files.storage.rglob("*") if p.is_file() and not p.is_symlink())

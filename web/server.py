@@ -31,6 +31,8 @@ def serve_web(settings: Settings, host: str | None = None, port: int | None = No
     threading.Thread(target=beats, name="web-heartbeat", daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # unwinds like Ctrl-C
     try:
-        waitress.serve(app, host=host, port=port, threads=16, ident="asci")
+        # the largest body the application takes is an RPM upload: waitress refuses anything larger itself
+        waitress.serve(app, host=host, port=port, threads=16, ident="asci",
+                       max_request_body_size=settings.repo_max_rpm_bytes + (1 << 20))
     finally:
         stop.set()

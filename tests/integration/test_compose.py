@@ -70,8 +70,8 @@ def stack(platform_image, tmp_path_factory, docker_client):
     repo.git.add(A=True)
     repo.git.commit("-m", "recipes", env=GIT_ENV)
     password, admin_password = secrets.token_hex(16), secrets.token_hex(12)
-    ports = {"pg": free_port(15400, 15500), "registry": free_port(15500, 15600), "web": free_port(15600, 15700),
-             "ws": free_port(15700, 15800)}
+    ports = {"pg": free_port(15400, 15500), "registry": free_port(15500, 15550), "push": free_port(15550, 15600),
+             "web": free_port(15600, 15700), "ws": free_port(15700, 15800)}
     project = f"ascict{uuid.uuid4().hex[:6]}"
     env = root / "platform.env"
     env.write_text("\n".join([
@@ -79,8 +79,7 @@ def stack(platform_image, tmp_path_factory, docker_client):
         f"ASCI_DATA_DIR={data}", f"ASCI_RECIPES_DIR={recipes}", f"ASCI_SESSION_RUN_DIR={data}/run",
         f"POSTGRES_PASSWORD={password}", f"PGPORT={ports['pg']}",
         f"ASCI_DATABASE_URL=postgresql://asci:{password}@127.0.0.1:{ports['pg']}/asci",
-        f"DEPLOY_REGISTRY_PORT={ports['registry']}", f"DEPLOY_REGISTRY_STORAGE={data}/registry",
-        f"ASCI_REGISTRY=127.0.0.1:{ports['registry']}",
+        f"ASCI_REGISTRY=127.0.0.1:{ports['registry']}", f"ASCI_REGISTRY_PUSH=127.0.0.1:{ports['push']}",
         f"ASCI_WEB_PORT={ports['web']}", f"ASCI_WEBSOCKIFY_PORT={ports['ws']}",
         f"ASCI_PUBLIC_URL=http://127.0.0.1:{ports['web']}", f"ASCI_SECRET_KEY={secrets.token_hex(32)}",
         f"ASCI_BROKER_INSTANCE={project}", "ASCI_CI_DEBOUNCE_S=0", "ASCI_CI_POLL_S=1", "ASCI_LOG_FORMAT=text",
@@ -112,7 +111,11 @@ def test_the_compose_stack_serves_builds_and_launches(stack):
     url = stack["url"]
     _wait(lambda: _answers(url), 180, "the web service")
     services = _compose(stack, "ps", "--services", "--filter", "status=running").stdout.split()
-    assert set(services) >= {"postgres", "registry", "web", "worker", "loops"}
+    assert set(services) >= {"postgres", "registry", "registry-proxy", "web", "worker", "loops"}
+    # the registry takes anonymous pulls, and refuses anonymous writes
+    registry = f"http://127.0.0.1:{stack['ports']['registry']}"
+    assert requests.get(f"{registry}/v2/_catalog", timeout=10).status_code == 200
+    assert requests.post(f"{registry}/v2/demo/blobs/uploads/", timeout=10).status_code == 401
 
     # the administrator created by `asci deploy init` logs in through the form
     browser = requests.Session()

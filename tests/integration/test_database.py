@@ -100,10 +100,10 @@ def test_tokens_issued_before_scopes_keep_what_they_could_do_and_expire(db_setti
 
 
 def test_desktop_isolation_applies_after_capacity_and_rights_and_keeps_sessions(db_settings):
-    """0008_desktop_isolation comes last (after 0012, 0010 and 0009): from a database at 0009_rights with a
-    node, a running session holding a port and a GPU slot, it drops the port leases and the nodes' and
-    sessions' port columns and keeps every other row and column, capacity and guarantees included; the
-    table rebuilds on SQLite do not cascade into sessions or GPU leases. Down and up again works."""
+    """0008_desktop_isolation comes last (after 0012, 0010, 0009 and 0013): from a database at 0013_layers
+    with a node, a running session holding a port and a GPU slot, it drops the port leases and the nodes'
+    and sessions' port columns and keeps every other row and column, capacity and guarantees included;
+    the table rebuilds on SQLite do not cascade into sessions or GPU leases. Down and up again works."""
     from alembic import command
     from sqlalchemy import text
 
@@ -130,8 +130,8 @@ def test_desktop_isolation_applies_after_capacity_and_rights_and_keeps_sessions(
         session.flush()
         session.add(GpuLease(node_id=node.id, gpu_index=0, slot=0, session_id=desktop.id))
         node_id, session_id = node.id, desktop.id
-    command.downgrade(db.alembic_config(url), "0009_rights")
-    assert db.current_revision(db_settings) == "0009_rights"
+    command.downgrade(db.alembic_config(url), "0013_layers")
+    assert db.current_revision(db_settings) == "0013_layers"
     with db.engine_for(url).begin() as connection:
         assert connection.execute(text("SELECT port_min, port_max, vnc_host FROM nodes")).one() == (5901, 5999,
                                                                                                     "127.0.0.1")

@@ -33,12 +33,12 @@ def _tiny_image_tar() -> bytes:
 
 @pytest.mark.docker
 def test_registry_on_loopback_stores_and_serves_images(docker_client):
-    from builder.docker_engine import push_image
+    from tests.support import shared_auth, shared_push
 
     name = f"127.0.0.1:5000/asci-test/probe-{uuid.uuid4().hex[:8]}"
     docker_client.api.import_image_from_data(_tiny_image_tar(), repository=name, tag="v1")
     try:
-        digest = push_image(docker_client, name, "v1", log=lambda line: None)
+        digest = shared_push(docker_client, name, "v1")
         assert digest.startswith("sha256:")
         repo = name.split("/", 1)[1]
         manifest = requests.get(f"http://127.0.0.1:5000/v2/{repo}/manifests/v1",
@@ -49,7 +49,8 @@ def test_registry_on_loopback_stores_and_serves_images(docker_client):
         docker_client.images.remove(f"{name}:v1")
         pulled = docker_client.images.pull(f"{name}@{digest}")
         assert f"{name}@{digest}" in pulled.attrs["RepoDigests"]
-        requests.delete(f"http://127.0.0.1:5000/v2/{repo}/manifests/{digest}", timeout=5).raise_for_status()
+        requests.delete(f"http://127.0.0.1:5000/v2/{repo}/manifests/{digest}", timeout=5,
+                        auth=shared_auth()).raise_for_status()
         assert requests.get(f"http://127.0.0.1:5000/v2/{repo}/manifests/{digest}", timeout=5).status_code == 404
     finally:
         for image in docker_client.images.list(name=name):

@@ -26,7 +26,7 @@ def env_name(request, docker_client, settings):
             tags = registry.list_tags(settings.registry, name)
             if not tags:
                 break
-            registry.delete_manifest(settings.registry, name, tags[0])
+            registry.delete_manifest(registry.connect(settings), name, tags[0])
         for image in docker_client.images.list():
             references = image.tags + image.attrs.get("RepoDigests", [])
             if any(f"/{name}:" in ref or f"/{name}@" in ref for ref in references):

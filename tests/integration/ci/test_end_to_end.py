@@ -56,7 +56,7 @@ def three_environments(pg_settings, recipes_repo, docker_client):
     yield settings, names
     for name in names.values():
         for tag in registry.list_tags(settings.registry, name):
-            registry.delete_manifest(settings.registry, name, tag)
+            registry.delete_manifest(registry.connect(settings), name, tag)
         for image in docker_client.images.list(name=f"{settings.registry}/{name}"):
             docker_client.images.remove(image.id, force=True)
 
