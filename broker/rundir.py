@@ -197,15 +197,22 @@ def prove(folder: SessionDir, uid: int, container_id: str, timeout: float = 3.0)
 
 
 def ready(folder: SessionDir, uid: int, container_id) -> bool:
-    """One readiness step: False while Xvnc has not made its socket (or does not accept on it yet); then
-    lock, prove, True.
+    """One readiness step: False while Xvnc has not finished making its socket (or does not accept on it
+    yet); then lock, prove, True.
 
-    ``container_id`` is a callable giving the session's container id (asked only once the socket is
-    there). Raises :class:`ForeignServer` when anything but the session's own desktop answers.
+    TigerVNC makes the socket in three steps: ``bind`` (under umask 0777: mode 0000), ``chmod`` to
+    ``-rfbunixmode``, ``listen``. The folder is locked only after the chmod (Xvnc, no longer the
+    socket's owner, would fail it and exit), and a refused connection before ``listen`` is a step to
+    wait. ``container_id`` is a callable giving the session's container id (asked only once the socket
+    is there). Raises :class:`ForeignServer` when anything but the session's own desktop answers.
     """
     if not is_locked(folder):
-        if not os.path.lexists(folder.socket):
+        try:
+            info = os.lstat(folder.socket)
+        except FileNotFoundError:
             return False
+        if stat.S_ISSOCK(info.st_mode) and not stat.S_IMODE(info.st_mode):
+            return False  # bound, not yet given its mode: Xvnc chmods it next
         lock(folder, uid)
     try:
         prove(folder, uid, container_id())

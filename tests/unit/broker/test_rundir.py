@@ -124,19 +124,28 @@ def test_not_ready_until_the_socket_appears(tmp_path):
     assert asked == [] and not rundir.is_locked(folder)
 
 
-def test_not_ready_while_the_socket_is_bound_but_not_listening(tmp_path):
-    """Xvnc binds its socket, then listens: a connection in between is refused. Under load (20 desktops
-    starting at once on 2 CPUs) the broker met that window; it is a step to wait, not a failed launch."""
+def test_not_ready_nor_locked_until_the_socket_is_given_its_mode_and_listens(tmp_path):
+    """Xvnc binds its socket (mode 0000), chmods it, then listens. Under load (20 desktops starting at once
+    on 2 CPUs) the broker met both windows: locking before the chmod made Xvnc exit ("unable to set socket
+    mode"), and a connection before the listen is refused. Both are steps to wait, not failed launches."""
     import socket
 
-    folder = rundir.prepare(tmp_path / "run", "asci-s9", os.getuid(), os.getgid(), "pw123456", "")
+    folder = rundir.prepare(tmp_path / "run", "asci-s9", 4242, 4242, "pw123456", "")
     bound = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    bound.bind(str(folder.socket))  # no listen() yet
+    saved = os.umask(0o777)
     try:
+        bound.bind(str(folder.socket))  # as Xvnc binds it: mode 0000, then chmod, then listen
+    finally:
+        os.umask(saved)
+    os.chown(folder.socket, 4242, 4242)  # Xvnc runs as the session's uid
+    try:
+        # before the chmod the folder stays the session's: locking it then would fail Xvnc's chmod
+        assert rundir.ready(folder, 4242, lambda: "f" * 64) is False and not rundir.is_locked(folder)
+        os.chmod(folder.socket, 0o600)
         with pytest.raises(BackendError, match="does not answer"):
-            rundir.prove(folder, os.getuid(), "f" * 64)
-        assert rundir.ready(folder, os.getuid(), lambda: "f" * 64) is False
-        assert rundir.is_locked(folder)  # locked already; the proof follows once it listens
+            rundir.prove(folder, 4242, "f" * 64)
+        assert rundir.ready(folder, 4242, lambda: "f" * 64) is False
+        assert rundir.is_locked(folder)  # locked once it had its mode; the proof follows once it listens
     finally:
         bound.close()
 
