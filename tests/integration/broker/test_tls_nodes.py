@@ -163,7 +163,10 @@ def test_node_failure_drill(tls_cluster, node2, pki):
         assert down_after <= INTERVAL + 1.5
         with session_scope(settings) as db:
             assert db.get(DesktopSession, lost[0]["id"]).state == "lost"
-            assert "stopped answering" in db.get(DesktopSession, lost[0]["id"]).message
+            # a stopping dockerd stops its containers first and answers meanwhile: a reconcile pass in that
+            # window sees the desktop exit before the node stops answering (both end the session as lost)
+            message = db.get(DesktopSession, lost[0]["id"]).message
+            assert "stopped answering" in message or "its desktop exited" in message, message
             assert db.get(DesktopSession, kept[0]["id"]).state == "running"
         # new launches go to the healthy node
         again = _launch(client, world, "member02")
