@@ -110,9 +110,11 @@ def deploy_image(ctx: AsciContext) -> None:
 @click.option("--wait", "wait_s", default=120, show_default=True, help="Seconds to wait for the database.")
 @pass_ctx
 def deploy_init(ctx: AsciContext, admin: str, admin_password: str, wait_s: int) -> None:
-    """Migrate the database (waiting until it answers), create the administrator, register the local node."""
+    """Migrate the database (waiting until it answers), create the administrator and the default repository
+    (the administrator may publish into it), register the local node."""
     import time
 
+    import rpmrepo
     from asci import accounts
     from asci.db import session_scope
     from asci.errors import DatabaseError
@@ -128,8 +130,12 @@ def deploy_init(ctx: AsciContext, admin: str, admin_password: str, wait_s: int) 
             if time.monotonic() > deadline:
                 raise
             time.sleep(1)
+    rpmrepo.create_repo(settings, settings.default_repo, exist_ok=True)
     with session_scope(settings) as db:
-        if db.query(accounts.User).filter_by(username=admin).first() is None:
-            accounts.create_user(db, admin, admin_password, is_admin=True)
+        user = db.query(accounts.User).filter_by(username=admin).first()
+        if user is None:
+            user = accounts.create_user(db, admin, admin_password, is_admin=True)
             click.echo(f"created administrator {admin}")
+        rpmrepo.grant_publisher(db, settings.default_repo, user)
+    click.echo(f"repository {settings.default_repo}: {admin} may publish into it")
     click.echo(register_local_node(settings))

@@ -101,6 +101,14 @@ def _publish_sample(settings: Settings) -> str:
     return f"published sample {SAMPLE_NEVRA} into {settings.default_repo}"
 
 
+def _publisher(settings: Settings, username: str) -> str:
+    """The demo user may publish new releases into the demo's repository (with a publish:<repo> token)."""
+    with session_scope(settings) as db:
+        rpmrepo.grant_publisher(db, settings.default_repo, accounts.get_user(db, username))
+    return f"{username} may publish into {settings.default_repo} (asci user token issue {username} " \
+           f"--scope publish:{settings.default_repo})"
+
+
 def register_local_node(settings: Settings) -> str:
     """Register the first Docker host as node ``local`` when no node is registered; says what it did."""
     with session_scope(settings) as db:
@@ -151,6 +159,7 @@ def prepare_demo(settings: Settings, username: str, password: str) -> Iterator[s
             user.set_password(password)
             yield f"reset the password of demo user {username}"
     yield _publish_sample(settings)
+    yield _publisher(settings, username)
     yield register_local_node(settings)
     yield _build_environment(settings)
     yield _experiment(settings, username)

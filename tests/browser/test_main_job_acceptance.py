@@ -148,7 +148,8 @@ def _sample_release(main_job, version: str) -> Path:
 def test_the_main_command_as_a_user_sees_it(main_job, browser, artifacts_dir):
     url = main_job["url"]
     assert str(main_job["data_dir"]).startswith(str(main_job["home"]))  # the default, under a root-owned home
-    token = _asci(main_job, "user", "token", main_job["username"])
+    token = _asci(main_job, "user", "token", "issue", main_job["username"], "--scope", "sessions",
+                  "--scope", "publish:beamline", "--scope", "admin")
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.on("dialog", lambda dialog: dialog.accept())

@@ -126,7 +126,8 @@ def test_the_compose_stack_serves_builds_and_launches(stack):
     assert "My experiments" in browser.get(url, timeout=10).text
 
     # publish the sample application over HTTP: the worker builds the demo environment by itself
-    api_token = _compose(stack, "exec", "-T", "web", "asci", "user", "token", "admin").stdout.strip()
+    api_token = _compose(stack, "exec", "-T", "web", "asci", "user", "token", "issue", "admin", "--scope", "sessions",
+                         "--scope", "publish:beamline", "--scope", "admin").stdout.strip()
     auth = {"Authorization": f"Bearer {api_token}"}
     rpm = build_sample_rpm(stack["data"].parent / "rpms")
     with rpm.open("rb") as handle:
