@@ -143,7 +143,7 @@ def node_prepull(ctx: AsciContext) -> None:
     for ref in nodes:
         for image in images:
             try:
-                pulled = broker.backend.ensure_image(ref, image)
+                pulled = broker.backend.ensure_image(ref, image, click.echo)
                 click.echo(f"{ref.name}\t{image}\t{'pulled' if pulled else 'present'}")
             except BrokerError as exc:
                 failures += 1

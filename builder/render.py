@@ -19,6 +19,8 @@ from builder.lock import canonical_json, lock_digest
 from builder.recipes import Launcher, Recipe
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+# The icon of a launcher (and of the beamline's menu) that names none: in every base image's icon themes.
+DEFAULT_ICON = "applications-science"
 # Environment variables a recipe may not set: the platform's (desktop contract, GPU choice, process
 # environment). The schema refuses them with file and line (recipes/environments/schema.yaml,
 # env.keys.forbidden, the same pattern); rendering refuses them again, whatever the recipe came from.
@@ -62,16 +64,40 @@ def _checked(kind: str, value, where: str) -> str:
     return text
 
 
-def desktop_entry(launcher: Launcher) -> str:
+def desktop_entry(launcher: Launcher, beamline: str) -> str:
     """The .desktop file of a launcher (values validated by the schema and again here)."""
     _checked("label", launcher.name, f"launcher {launcher.name!r}: name")
     if not re.fullmatch(r"/?[A-Za-z0-9._/+-]+( [A-Za-z0-9._/=:,+@%-]+)*", launcher.command):
         raise RecipeError(f"launcher {launcher.name!r}: command: unsafe value {launcher.command!r} refused")
+    icon = _checked("icon", launcher.icon, f"launcher {launcher.name!r}: icon") if launcher.icon else DEFAULT_ICON
     lines = ["[Desktop Entry]", "Type=Application", f"Name={launcher.name}", f"Exec={launcher.command}",
-             f"Terminal={'true' if launcher.terminal else 'false'}", "Categories=Science;"]
-    if launcher.icon:
-        lines.append(f"Icon={_checked('icon', launcher.icon, f'launcher {launcher.name!r}: icon')}")
+             f"Terminal={'true' if launcher.terminal else 'false'}", f"Icon={icon}",
+             f"Categories={menu_category(beamline)};"]
     return "\n".join(lines) + "\n"
+
+
+def menu_category(beamline: str) -> str:
+    """The desktop-entry category that files a beamline's launchers under its own menu."""
+    return "X-ASCI-" + (re.sub(r"[^A-Za-z0-9]+", "-", beamline).strip("-") or "beamline")
+
+
+def beamline_menu(recipe: Recipe) -> dict[str, str]:
+    """The XDG menu merge file and directory entry that give the beamline a menu of its own.
+
+    The merge file goes to /etc/xdg/menus/applications-merged/ (MATE's applications menu merges that
+    folder); the directory entry names the menu after the beamline, with the first launcher's icon.
+    """
+    category = menu_category(recipe.beamline)
+    name = _checked("label", recipe.beamline, "beamline") or recipe.name
+    icons = [l.icon for l in recipe.launchers if l.icon]
+    icon = _checked("icon", icons[0], "launcher icon") if icons else DEFAULT_ICON
+    menu = (f'<!DOCTYPE Menu PUBLIC "-//freedesktop//DTD Menu 1.0//EN"\n'
+            f' "http://www.freedesktop.org/standards/menu-spec/1.0/menu.dtd">\n'
+            f"<Menu>\n  <Name>Applications</Name>\n  <Menu>\n    <Name>{category}</Name>\n"
+            f"    <Directory>{category.lower()}.directory</Directory>\n"
+            f"    <Include><Category>{category}</Category></Include>\n  </Menu>\n</Menu>\n")
+    directory = f"[Desktop Entry]\nType=Directory\nName={name}\nIcon={icon}\n"
+    return {f"menu/{category.lower()}.menu": menu, f"menu/{category.lower()}.directory": directory}
 
 
 def _environment() -> jinja2.Environment:
@@ -106,10 +132,13 @@ def render(recipe: Recipe, lock: dict, version: str, created: str, base_tag: str
         "base_tag": _checked("base_tag", base_tag, "base image"),
         "packages": packages,
         "launchers": list(recipe.launchers),
+        "menu_category": menu_category(recipe.beamline).lower(),
         "env": env,
     }
     dockerfile = _environment().get_template(template).render(**context)
     files = {"asci-lock.json": json.dumps(json.loads(canonical_json(lock)), indent=2, sort_keys=True) + "\n"}
     for launcher in recipe.launchers:
-        files[f"launchers/{launcher.file_name}"] = desktop_entry(launcher)
+        files[f"launchers/{launcher.file_name}"] = desktop_entry(launcher, recipe.beamline)
+    if recipe.launchers:
+        files.update(beamline_menu(recipe))
     return BuildContext(dockerfile=dockerfile, files=files)

@@ -120,7 +120,7 @@ class FakeBackend(Backend):
     def ping(self, node):
         self._check(node)
 
-    def ensure_image(self, node, image):
+    def ensure_image(self, node, image, log=None):
         self._check(node)
         return False
 

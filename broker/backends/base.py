@@ -14,6 +14,8 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 
+from asci.progress import LogSink
+
 
 @dataclass(frozen=True)
 class NodeRef:
@@ -107,8 +109,9 @@ class Backend(abc.ABC):
         """The node's CPUs and memory as its engine reports them (NodeUnreachable when it does not answer)."""
 
     @abc.abstractmethod
-    def ensure_image(self, node: NodeRef, image: str) -> bool:
-        """Pull ``image`` (by digest) when the node lacks it; True when it pulled."""
+    def ensure_image(self, node: NodeRef, image: str, log: LogSink | None = None) -> bool:
+        """Pull ``image`` (by digest) when the node lacks it, sending ``log`` "bytes done of total" lines;
+        True when it pulled."""
 
     @abc.abstractmethod
     def list_managed(self, node: NodeRef, instance: str) -> list[Managed]:

@@ -7,6 +7,7 @@ reconciliation lists only containers carrying the broker's labels.
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import docker
@@ -14,10 +15,12 @@ import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.tls import TLSConfig
 
+from asci.progress import LogSink, TransferProgress
 from broker import containers
 from broker.backends.base import Backend, Capacity, LaunchSpec, Managed, NodeRef
 from broker.errors import BackendError, NodeUnreachable
 
+_LOG = logging.getLogger(__name__)
 _UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError, OSError)
 API_VERSION = "1.41"  # Docker 20.10; every call here exists in it, and newer engines still answer it
 
@@ -98,7 +101,7 @@ class DockerBackend(Backend):
         """The user's home volume on the node, owned by the session's uid:gid (the Swarm backend uses it too)."""
         self._ensure_home(node, spec)
 
-    def ensure_image(self, node: NodeRef, image: str) -> bool:
+    def ensure_image(self, node: NodeRef, image: str, log: LogSink | None = None) -> bool:
         client = self.client(node)
         try:
             self._call(node, "inspect image", client.images.get, image)
@@ -106,7 +109,16 @@ class DockerBackend(Backend):
         except ImageNotFound:
             pass
         repository, digest = image.split("@", 1)
-        self._call(node, f"pull {image}", client.api.pull, repository, tag=digest)
+        progress = TransferProgress(f"node {node.name}: pulling {image}", log or _LOG.info)
+
+        def pull() -> None:
+            for chunk in client.api.pull(repository, tag=digest, stream=True, decode=True):
+                if "error" in chunk:
+                    raise BackendError(f"node {node.name}: pull {image} failed: {chunk['error']}")
+                progress.update(chunk)
+
+        self._call(node, f"pull {image}", pull)
+        progress.report()
         try:
             self._call(node, "inspect image", client.images.get, image)
         except ImageNotFound:

@@ -50,6 +50,7 @@ import time
 from docker.errors import APIError, DockerException, NotFound
 from docker.types import EndpointSpec, Mount, Resources, RestartPolicy
 
+from asci.progress import LogSink
 from broker import containers, rundir
 from broker.backends.base import Backend, Capacity, LaunchSpec, Managed, NodeRef
 from broker.backends.docker import DockerBackend, docker_client
@@ -130,8 +131,8 @@ class SwarmBackend(Backend):
         resources = self.swarm_node(node).get("Description", {}).get("Resources", {})
         return Capacity(resources.get("NanoCPUs", 0) / 1e9, int(resources.get("MemoryBytes", 0)))
 
-    def ensure_image(self, node: NodeRef, image: str) -> bool:
-        return self.engines.ensure_image(node, image)  # on the node itself, so the task starts at once
+    def ensure_image(self, node: NodeRef, image: str, log: LogSink | None = None) -> bool:
+        return self.engines.ensure_image(node, image, log)  # on the node itself, so the task starts at once
 
     # ------------------------------------------------------------ services
     def service_params(self, node: NodeRef, spec: LaunchSpec) -> dict:

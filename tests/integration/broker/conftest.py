@@ -8,6 +8,7 @@ daemon's log tail printed. The second daemon lives for the whole session (a test
 
 from __future__ import annotations
 
+import re
 import socket
 
 import pytest
@@ -83,8 +84,12 @@ def node2_image(node2_daemon, desktop_image, pki):
     """The second node pulls the desktop image by digest over TLS (the node-lacks-it path), once."""
     backend = DockerBackend()
     ref = tls_ref(node2_daemon, pki["good"])
-    assert backend.ensure_image(ref, desktop_image) is True
-    assert backend.ensure_image(ref, desktop_image) is False
+    lines = []
+    assert backend.ensure_image(ref, desktop_image, lines.append) is True
+    # The pull reports bytes done of total; the last line has every layer done.
+    assert lines and re.fullmatch(r"node \S+: pulling \S+: [\d.]+ MiB of [\d.]+ MiB \((\d+) of \1 layers done\)",
+                                  lines[-1]), lines
+    assert backend.ensure_image(ref, desktop_image, lines.append) is False
     backend.close()
     return desktop_image
 

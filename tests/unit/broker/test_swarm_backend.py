@@ -96,7 +96,7 @@ class FakeEngines:
     def ping(self, node):
         pass
 
-    def ensure_image(self, node, image):
+    def ensure_image(self, node, image, log=None):
         self.pulled.append(image)
         return True
 

@@ -55,10 +55,16 @@ def test_dockerfile_installs_exactly_the_locked_nevras_with_sha256_checks():
                   f'asci.lock-digest="{lock_digest(LOCK)}"'):
         assert label in text
     assert set(context.files) == {"asci-lock.json", "launchers/asci-mx-process.desktop",
-                                  "launchers/asci-image-viewer.desktop"}
+                                  "launchers/asci-image-viewer.desktop", "menu/x-asci-mx1.menu",
+                                  "menu/x-asci-mx1.directory"}
     entry = context.files["launchers/asci-mx-process.desktop"]
     assert "Exec=/usr/bin/mx-process\n" in entry and "Terminal=true" in entry
-    assert "/home/desktop/Desktop/asci-image-viewer.desktop" in text
+    # Filed under the beamline's own menu (named after it), and handed to the entrypoint for the Desktop.
+    assert "Categories=X-ASCI-MX1;\n" in entry
+    assert "<Include><Category>X-ASCI-MX1</Category></Include>" in context.files["menu/x-asci-mx1.menu"]
+    assert "Name=MX1\n" in context.files["menu/x-asci-mx1.directory"]
+    assert "COPY launchers/ /usr/share/asci/desktop/" in text
+    assert "COPY menu/x-asci-mx1.menu /etc/xdg/menus/applications-merged/" in text
 
 
 def test_rendering_is_deterministic():
