@@ -85,6 +85,7 @@ class Settings:
     session_network: str = "none"  # "none": loopback only; or a Docker network the facility made for outbound access
     session_run_dir: str = ""  # per-session VNC socket and password folders; empty: <data_dir>/run
     vnc_touch_interval_s: int = 60  # while a viewer is connected, websockify tells the broker this often
+    viewer_check_interval_s: int = 2  # a connected guest's share is checked this often (revoke disconnects)
     session_max_per_user: int = 3
     session_idle_timeout_s: int = 4 * 3600  # no VNC client for this long: stopped
     session_idle_warning_s: int = 15 * 60  # warned this long before the idle stop
@@ -462,6 +463,7 @@ _PARSERS = {
     "session_network": _network,
     "session_run_dir": _absolute_dir,
     "vnc_touch_interval_s": lambda n, v: _as_int(n, v, 1, 3600),
+    "viewer_check_interval_s": lambda n, v: _as_int(n, v, 1, 60),
     "session_max_per_user": lambda n, v: _as_int(n, v, 1, 1000),
     "session_idle_timeout_s": lambda n, v: _as_int(n, v, 60, 365 * 86400),
     "session_idle_warning_s": lambda n, v: _as_int(n, v, 0, 86400),

@@ -175,6 +175,7 @@ def import_all_models() -> None:
     from importlib.metadata import entry_points
 
     import asci.accounts  # noqa: F401  (the core's own tables)
+    import asci.audit  # noqa: F401
     import asci.heartbeats  # noqa: F401
 
     for entry in entry_points(group=MODELS_ENTRY_POINT_GROUP):

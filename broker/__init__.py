@@ -19,15 +19,18 @@ The public face, for ``ci`` and ``web`` (nothing else of this package is theirs 
     probe_desktop(settings, image, label)  # a version launched like a session (ci's smoke gate)
     Broker, broker_for(settings), install(settings, broker), make_backend(settings)
     blueprint, openapi_fragment()
+    shares: share, revoke, shares_of, shared_with, members_to_invite, guest_share, guest_target, is_live,
+            viewers, connection_opened / _seen / _closed        # desktops shared within an experiment
 """
 
+from broker import shares
 from broker.api import bp as blueprint
 from broker.cull import cull
 from broker.errors import (BackendError, BadRequest, BrokerError, Forbidden, ForeignServer, ImportFailed, NoCapacity,
                            NodeUnreachable, NotFound, QuotaExceeded, Unsatisfiable)
 from broker.data_paths import data_path_problem, root_problem
 from broker.experiments_import import claim_memberships, import_file, import_rows
-from broker.models import ACTIVE_STATES, FINAL_STATES, NodeState, SessionState
+from broker.models import ACTIVE_STATES, FINAL_STATES, NodeState, SessionState, ShareMode
 from broker.nodes import has_nodes, register_node
 from broker.openapi import fragment as openapi_fragment
 from broker.probe import Probe, probe_desktop
@@ -45,7 +48,7 @@ __all__ = [
     "import_rows", "import_file", "data_path_problem", "root_problem", "claim_memberships", "reconcile",
     "reconcile_loop", "cull", "cull_loop",
     "probe_desktop", "Probe", "Broker", "broker_for", "install", "make_backend",
-    "SessionState", "NodeState", "ACTIVE_STATES", "FINAL_STATES", "blueprint", "openapi_fragment",
+    "shares", "ShareMode", "SessionState", "NodeState", "ACTIVE_STATES", "FINAL_STATES", "blueprint", "openapi_fragment",
     "BrokerError", "BadRequest", "NotFound", "Forbidden", "QuotaExceeded", "NoCapacity", "Unsatisfiable",
     "BackendError", "NodeUnreachable", "ImportFailed", "ForeignServer",
 ]

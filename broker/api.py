@@ -12,6 +12,11 @@ that does not exist.
   administrators ``?all=1`` for everyone's
 - ``GET    /api/sessions/<id>``   one session
 - ``DELETE /api/sessions/<id>``   stop it → the session (state stopped)
+- ``GET    /api/sessions/<id>/shares``   the owner's shares of a session, who may be invited, who is connected
+- ``POST   /api/sessions/<id>/shares``   ``{"user", "mode": "view"|"control"}`` share it with a member of its
+  experiment → 201 and the share
+- ``DELETE /api/sessions/<id>/shares/<share id>``   revoke (the guest is disconnected within seconds)
+- ``GET    /api/shared``          desktops other users share with me
 - ``GET    /api/nodes``           nodes with capacity and usage (administrators)
 - ``GET    /api/health``          database and node reachability, the parts' heartbeats (administrators)
 - ``GET    /metrics``             Prometheus metrics (administrators, or a token with the ``metrics`` scope)
@@ -27,7 +32,7 @@ from asci.accounts import SCOPE_METRICS, SCOPE_SESSIONS
 from asci.db import session_scope
 from asci.http import CSRF_API, blueprint, current_settings, flag_arg, json_object, known_args
 from asci.webauth import require_admin_or, require_caller, require_user
-from broker import metrics, service
+from broker import metrics, service, shares
 from broker.backends.base import NodeRef
 from broker.errors import BadRequest, BrokerError, Forbidden, NotFound
 from broker.models import Node
@@ -37,6 +42,7 @@ from broker.views import node_views, session_dict, session_page
 
 bp = blueprint("broker_api", __name__, csrf=CSRF_API)
 
+SHARE_FIELDS = {"user", "mode"}
 SESSION_FIELDS = {"environment", "version", "experiment", "gpu", "cpus", "memory", "cpu_guarantee",
                   "memory_guarantee"}
 MAX_ID = 2**63 - 1
@@ -118,6 +124,53 @@ def stop_session(session_id: str):
         known_args()
         desktop = _visible(db, caller, _session_id(session_id))
         return jsonify(session_dict(_broker().stop(db, desktop.id, caller.user)))
+
+
+@bp.get("/api/sessions/<session_id>/shares")
+def list_shares(session_id: str):
+    with session_scope(current_settings()) as db:
+        user = require_user(db, SCOPE_SESSIONS)
+        known_args()
+        number = _session_id(session_id)
+        return jsonify(shares=[view.as_dict() for view in shares.shares_of(db, number, user)],
+                       members=shares.members_to_invite(db, number, user), viewers=shares.viewers(db, number, user))
+
+
+@bp.post("/api/sessions/<session_id>/shares")
+def create_share(session_id: str):
+    with session_scope(current_settings()) as db:
+        user = require_user(db, SCOPE_SESSIONS)
+        known_args()
+        number = _session_id(session_id)
+        body = json_object('{"user": "a colleague", "mode": "view"}')
+        unknown = set(body) - SHARE_FIELDS
+        if unknown:
+            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
+        guest, mode = body.get("user"), body.get("mode", "view")
+        if not isinstance(guest, str) or not guest or not isinstance(mode, str):
+            raise BadRequest("user (a user name) is required; mode is view or control")
+        row = shares.share(db, number, user, guest, mode)
+        db.commit()
+        view = next(v for v in shares.shares_of(db, number, user) if v.id == row.id)
+        return jsonify(view.as_dict()), 201
+
+
+@bp.delete("/api/sessions/<session_id>/shares/<share_id>")
+def revoke_share(session_id: str, share_id: str):
+    with session_scope(current_settings()) as db:
+        user = require_user(db, SCOPE_SESSIONS)
+        known_args()
+        row = shares.revoke(db, _session_id(session_id), _number("share id", share_id), user)
+        db.commit()
+        return jsonify(id=row.id, guest=row.guest.username, mode=row.mode, revoked_at=row.revoked_at.isoformat())
+
+
+@bp.get("/api/shared")
+def shared_with_me():
+    with session_scope(current_settings()) as db:
+        user = require_user(db, SCOPE_SESSIONS)
+        known_args()
+        return jsonify(shares=[view.as_dict() for view in shares.shared_with(db, user)])
 
 
 @bp.get("/api/nodes")

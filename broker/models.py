@@ -192,6 +192,54 @@ class DesktopSession(Base):
     node: Mapped[Node | None] = relationship()
 
 
+class ShareMode(StrEnum):
+    """What a guest may do in a shared desktop (enforced by the VNC server's two passwords)."""
+
+    VIEW = "view"
+    CONTROL = "control"
+
+
+class SessionShare(Base):
+    """The owner of a running desktop lets an experiment colleague (the guest) view or control it.
+
+    A share is live while it is not revoked and its session runs; it ends with the session.
+    """
+
+    __tablename__ = "session_shares"
+    __table_args__ = (Index("ix_session_shares_guest_id_session_id", "guest_id", "session_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    guest_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    mode: Mapped[str] = mapped_column(String(16), default=ShareMode.VIEW)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    session: Mapped[DesktopSession] = relationship()
+    guest: Mapped[User] = relationship()
+
+
+class ViewerConnection(Base):
+    """One viewer's WebSocket to a desktop (its owner's or a guest's), as websockify saw it.
+
+    ``last_seen_at`` is renewed while the connection lasts; ``ended_at`` is set when it closes (or
+    when it stopped being renewed, for a connection whose process died).
+    """
+
+    __tablename__ = "viewer_connections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    share_id: Mapped[int | None] = mapped_column(ForeignKey("session_shares.id", ondelete="CASCADE"), nullable=True,
+                                                 index=True)
+    connected_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    user: Mapped[User] = relationship()
+
+
 class GpuLease(Base):
     """One of a GPU's sharing slots held by an active session."""
 

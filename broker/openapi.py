@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from asci.config import Settings
 from asci.openapi import AUTH_ERRORS, errors, json_body, path_parameter, ref
-from broker.models import CapacitySource, NodeState, SessionState
+from broker.models import CapacitySource, NodeState, SessionState, ShareMode
 from broker.resources import MIN_MEMORY_GUARANTEE, MIN_MEMORY_LIMIT, memory_pattern
 
 _WHEN = {"type": "string", "format": "date-time", "nullable": True}
@@ -50,6 +50,17 @@ SCHEMAS = {
         "cpu_guarantee": {"type": "number"}, "memory_guarantee_bytes": {"type": "integer"}, "gpu": {"type": "boolean"},
         "gpu_uuid": {"type": "string", "nullable": True},
         **{key: _WHEN for key in ("created_at", "started_at", "stopped_at", "last_activity")}}},
+    "Share": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "session_id": {"type": "integer"}, "owner": {"type": "string"},
+        "guest": {"type": "string"}, "mode": {"type": "string", "enum": [m.value for m in ShareMode]},
+        "environment": {"type": "string"}, "version": {"type": "string"}, "experiment": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "connected": {"type": "boolean", "description": "the guest's viewer is connected now"}}},
+    "ShareRequest": {"type": "object", "required": ["user"], "additionalProperties": False,
+                     "example": {"user": "colleague", "mode": "view"}, "properties": {
+        "user": {"type": "string", "minLength": 1, "maxLength": 200,
+                 "description": "a member of the session's experiment"},
+        "mode": {"type": "string", "enum": [m.value for m in ShareMode], "default": "view"}}},
     "Node": {"type": "object", "properties": {
         "name": {"type": "string"}, "docker_url": {"type": "string"},
         "state": {"type": "string", "enum": [s.value for s in NodeState]},
@@ -106,6 +117,32 @@ def fragment(settings: Settings | None = None) -> dict:
                 "delete": {"summary": "Stop one of my sessions", "operationId": "stopSession",
                            "responses": {"200": json_body(ref("Session"), "The session, stopped"),
                                          **errors("BadRequest", *AUTH_ERRORS, "NotFound")}}},
+            "/api/sessions/{session_id}/shares": {
+                "parameters": [session_id],
+                "get": {"summary": "The shares of one of my sessions, who may be invited, who is connected",
+                        "operationId": "listShares",
+                        "responses": {"200": json_body({"type": "object", "properties": {
+                            "shares": {"type": "array", "items": ref("Share")},
+                            "members": {"type": "array", "items": {"type": "string"}},
+                            "viewers": {"type": "array", "items": {"type": "object"}}}}, "Shares"),
+                            **errors("BadRequest", *AUTH_ERRORS, "NotFound")}},
+                "post": {"summary": "Share one of my running sessions with a member of its experiment",
+                         "operationId": "createShare",
+                         "requestBody": {"required": True, "content": {"application/json": {
+                             "schema": ref("ShareRequest")}}},
+                         "responses": {"201": json_body(ref("Share"), "The share"),
+                                       **errors("BadRequest", *AUTH_ERRORS, "NotFound")}}},
+            "/api/sessions/{session_id}/shares/{share_id}": {
+                "parameters": [session_id, path_parameter("share_id", {"type": "integer", "minimum": 0,
+                                                                       "maximum": MAX_ID})],
+                "delete": {"summary": "Revoke a share (its guest is disconnected within seconds)",
+                           "operationId": "revokeShare",
+                           "responses": {"200": json_body({"type": "object"}, "The share, revoked"),
+                                         **errors("BadRequest", *AUTH_ERRORS, "NotFound")}}},
+            "/api/shared": {"get": {"summary": "Desktops other users share with me", "operationId": "sharedWithMe",
+                                    "responses": {"200": json_body({"type": "object", "properties": {
+                                        "shares": {"type": "array", "items": ref("Share")}}}, "Shares"),
+                                        **errors(*AUTH_ERRORS)}}},
             "/api/nodes": {"get": {"summary": "Nodes, capacity and usage (administrators)", "operationId": "listNodes",
                                    "responses": {"200": json_body({"type": "object", "properties": {
                                        "nodes": {"type": "array", "items": ref("Node")}}}, "Nodes"),

@@ -1,4 +1,4 @@
-"""Administration: nodes, all sessions, builds and their logs, repository packages, experiments.
+"""Administration: nodes, all sessions, builds and their logs, repository packages, experiments, audit log.
 
 Every view shows what the domain packages compute (``broker.node_views``, ``broker.session_dict``,
 ``ci.list_jobs``, ``builder.recent_versions``, ``rpmrepo.list_packages``).
@@ -12,7 +12,7 @@ import broker
 import builder
 import ci
 import rpmrepo
-from asci import heartbeats
+from asci import audit, heartbeats
 from asci.db import session_scope
 from asci.http import blueprint, current_settings
 from web.pages import PAGE_SIZE, after_cursor
@@ -106,3 +106,14 @@ def experiments():
                  "environments": sorted(names[i] for i in e.environment_ids if i in names)}
                 for e in broker.all_experiments(db)]
     return render_template("admin/experiments.html", experiments=rows)
+
+
+@bp.get("/audit")
+@admin_required
+def audit_log():
+    """The audit log, newest first: shares of desktops, their revocation and guests' connections."""
+    prefix = request.args.get("action", "")[:64]
+    with session_scope(current_settings()) as db:
+        rows = [{"at": e.at, "actor": e.actor, "action": e.action, "subject": e.subject, "details": e.details}
+                for e in audit.recent(db, limit=500, action_prefix=prefix)]
+    return render_template("admin/audit.html", events=rows, action=prefix)

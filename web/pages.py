@@ -53,7 +53,8 @@ def home():
                           "starts_on": experiment.starts_on, "ends_on": experiment.ends_on,
                           "data_path": experiment.data_path, "environments": environments})
         active = [broker.session_dict(row) for row in broker.list_sessions(db, user, include_ended=False)]
-    return render_template("pages/home.html", experiments=cards, active=active)
+        shared = [view.as_dict() for view in broker.shares.shared_with(db, user)]
+    return render_template("pages/home.html", experiments=cards, active=active, shared=shared)
 
 
 @bp.post("/launch")

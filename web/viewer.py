@@ -8,7 +8,9 @@ desktop (click to drawn desktop within a fraction of a second of the broker's ow
 ``bench/bench_click_to_desktop.py``).
 
 Only the session's owner gets the desktop page, the VNC password and tokens; everyone else gets
-404 (administrators may see progress and stop, not the desktop). What a session is comes from
+404 (administrators may see progress and stop, not the desktop). A guest the owner shared the
+desktop with (``broker.shares``) gets its own page under ``/shared/<share id>``: tokens bound to
+the guest and the share, and the view-only VNC password unless the share gives control. What a session is comes from
 the broker (``broker.session_dict``); the password only from ``broker.vnc_target``.
 """
 
@@ -73,17 +75,63 @@ def state(session_id: int):
     return jsonify(_state(_session(session_id, allow_admin=True)))
 
 
+def _desktop_page(info: dict, connect_url: str, guest: dict | None = None):
+    settings = current_settings()
+    response = current_app.make_response(render_template(
+        "viewer/desktop.html", s=info, initial=_state(info), guest=guest,
+        ws_base=vnc_proxy.websocket_url(settings, request.host.split(":")[0], request.scheme),
+        connect_url=connect_url, shares_url=f"/api/sessions/{info['id']}/shares",
+        rfb_url=url_for("assets.vendor", package="novnc", filename="core/rfb.js"),
+        keysym_url=url_for("assets.vendor", package="novnc", filename="core/input/keysymdef.js")))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @bp.get("/sessions/<int:session_id>/desktop")
 @login_required
 def desktop(session_id: int):
     """The noVNC viewer, at once: it shows the launch's progress and connects when the desktop runs."""
-    info = _session(session_id)
+    return _desktop_page(_session(session_id), url_for("viewer.token", session_id=session_id))
+
+
+@bp.get("/shared/<int:share_id>")
+@login_required
+def shared_desktop(share_id: int):
+    """A desktop shared with this user, through their own login (404 when not, or no longer, shared)."""
+    with session_scope(current_settings()) as db:
+        try:
+            row = broker.shares.guest_share(db, share_id, user_row(db))
+        except broker.NotFound:
+            abort(404)
+        info, mode = broker.session_dict(row.session), row.mode
+    info["owner"] = False
+    return _desktop_page(info, url_for("viewer.shared_token", share_id=share_id),
+                         guest={"share": share_id, "mode": mode, "owner": info["user"]})
+
+
+@bp.post("/shared/<int:share_id>/token")
+@login_required
+def shared_token(share_id: int):
+    """What a guest's viewer needs to connect: a token bound to the guest and the share, and the password
+    of the share's mode; 409 with the state until the desktop runs, and once the share is over."""
     settings = current_settings()
-    response = current_app.make_response(render_template(
-        "viewer/desktop.html", s=info, initial=_state(info),
-        ws_base=vnc_proxy.websocket_url(settings, request.host.split(":")[0], request.scheme),
-        connect_url=url_for("viewer.token", session_id=session_id),
-        rfb_url=url_for("assets.vendor", package="novnc", filename="core/rfb.js")))
+    with session_scope(settings) as db:
+        user = user_row(db)
+        try:
+            row = broker.shares.guest_share(db, share_id, user)
+        except broker.NotFound:
+            return jsonify(error="this desktop is no longer shared with you", id=None, state="ended",
+                           message="The owner revoked the share, or the session ended.", ready=False,
+                           final=True), 409
+        info = _state(broker.session_dict(row.session))
+        if not info["ready"]:
+            return jsonify(error=f"session is {info['state']}", **info), 409
+        try:
+            target = broker.shares.guest_target(db, share_id, user)
+        except broker.NotFound:
+            return jsonify(error="session is not running", **info), 409
+    response = jsonify(token=vnc_tokens.make_token(settings, g.user.id, target.session_id, share_id),
+                       password=target.password, mode=target.mode, **info)
     response.headers["Cache-Control"] = "no-store"
     return response
 

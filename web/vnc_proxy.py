@@ -26,7 +26,8 @@ def environment(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env.update(ASCI_DATA_DIR=str(settings.data_dir), ASCI_DATABASE_URL=settings.database_url,
                ASCI_VNC_TOKEN_TTL_S=str(settings.vnc_token_ttl_s),
-               ASCI_VNC_TOUCH_INTERVAL_S=str(settings.vnc_touch_interval_s))
+               ASCI_VNC_TOUCH_INTERVAL_S=str(settings.vnc_touch_interval_s),
+               ASCI_VIEWER_CHECK_INTERVAL_S=str(settings.viewer_check_interval_s))
     if settings.secret_key:
         env["ASCI_SECRET_KEY"] = settings.secret_key
     return env

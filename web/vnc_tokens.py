@@ -1,7 +1,8 @@
 """Short-lived signed tokens that open one session's VNC WebSocket, and websockify's plugin for them.
 
-A token is ``itsdangerous.TimestampSigner`` over ``"<user id>.<session id>"`` with the
-application's secret key. websockify (started with ``--token-plugin
+A token is ``itsdangerous.TimestampSigner`` over ``"<user id>.<session id>.<share id>"`` with the
+application's secret key (share 0: the session's owner; otherwise a guest's live share,
+``broker.shares``). websockify (started with ``--token-plugin
 web.vnc_tokens.SessionTokens --token-source <data_dir>``) calls ``lookup(token)``
 for every new connection: a missing, forged or expired token, or one whose user
 does not own the session (or the session is not running), resolves to nothing and
@@ -12,7 +13,9 @@ broker has locked it (``broker.checked_socket``: a root-owned socket in a root-o
 a symlink), so nothing a desktop does can redirect a viewer. websockify handles each WebSocket in
 a child process of its own, and ``lookup`` runs in that child: there it also starts a thread that
 tells the broker every ``vnc_touch_interval_s`` that the viewer is still connected (the idle
-clock of ``broker.cull``); the thread ends with the child, that is with the connection.
+clock of ``broker.cull``); the thread ends with the child, that is with the connection. A second
+thread records the connection (the owner sees who is connected) and, for a guest, ends the child
+(and so the connection) within ``viewer_check_interval_s`` of the share's revocation.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import multiprocessing
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
@@ -43,51 +47,73 @@ def _signer(settings: Settings) -> TimestampSigner:
     return TimestampSigner(secret_key(settings), salt=SALT)
 
 
-def make_token(settings: Settings, user_id: int, session_id: int) -> str:
-    """A token for ``user_id`` to open session ``session_id`` (valid ``vnc_token_ttl_s`` seconds)."""
-    return _signer(settings).sign(f"{int(user_id)}.{int(session_id)}".encode()).decode()
+@dataclass(frozen=True)
+class TokenClaim:
+    """Who a token lets in where: the user, the session, and the share it goes through (0: the owner)."""
+
+    user_id: int
+    session_id: int
+    share_id: int = 0
 
 
-def read_token(settings: Settings, token: str) -> tuple[int, int] | None:
-    """``(user id, session id)`` of a valid, unexpired token; None otherwise."""
+def make_token(settings: Settings, user_id: int, session_id: int, share_id: int = 0) -> str:
+    """A token for ``user_id`` to open session ``session_id`` (the owner), or to open it through the share
+    ``share_id`` (a guest); valid ``vnc_token_ttl_s`` seconds."""
+    return _signer(settings).sign(f"{int(user_id)}.{int(session_id)}.{int(share_id)}".encode()).decode()
+
+
+def read_token(settings: Settings, token: str) -> TokenClaim | None:
+    """What a valid, unexpired token claims; None otherwise."""
     if not token or len(token) > 200:
         return None
     try:
         payload = _signer(settings).unsign(token.encode(), max_age=settings.vnc_token_ttl_s).decode()
-        user_part, session_part = payload.split(".")
-        return int(user_part), int(session_part)
+        user_part, session_part, share_part = payload.split(".")
+        return TokenClaim(int(user_part), int(session_part), int(share_part))
     except (BadSignature, SignatureExpired, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _socket_of(db, claim: TokenClaim, user: accounts.User, settings: Settings) -> str | None:
+    """The socket path the claim opens: the owner's own running session, or a guest's live share."""
+    if claim.share_id:
+        try:
+            target = broker.shares.guest_target(db, claim.share_id, user)
+        except broker.NotFound:
+            return None
+        return target.socket if target.session_id == claim.session_id else None
+    try:
+        desktop = broker.get_session(db, claim.session_id, user)
+    except broker.NotFound:
+        return None
+    if desktop.user_id != user.id:  # only the owner's viewer, never an administrator's
+        return None
+    try:
+        return broker.vnc_target(settings, claim.session_id, user).socket
+    except broker.BrokerError:  # not running
         return None
 
 
 def resolve(settings: Settings, token: str) -> tuple[str, str] | None:
     """``("unix_socket", path)`` of the VNC server the token opens, or None when it opens nothing."""
-    parsed = read_token(settings, token)
-    if parsed is None:
+    claim = read_token(settings, token)
+    if claim is None:
         return None
-    user_id, session_id = parsed
     with session_scope(settings) as db:
-        user = db.get(accounts.User, user_id)
+        user = db.get(accounts.User, claim.user_id)
         if user is None or not user.is_active:
             return None
-        try:
-            desktop = broker.get_session(db, session_id, user)
-        except broker.NotFound:
-            return None
-        if desktop.user_id != user.id:  # only the owner's viewer, never an administrator's
-            return None
-        try:
-            target = broker.vnc_target(settings, session_id, user)
-        except broker.BrokerError:  # not running
-            return None
-    path = broker.checked_socket(target.socket)
+        socket_path = _socket_of(db, claim, user, settings)
+    if socket_path is None:
+        return None
+    path = broker.checked_socket(socket_path)
     if path is None:
-        log.warning("session %s: socket %s is not a locked session socket; refused", session_id, target.socket)
+        log.warning("session %s: socket %s is not a locked session socket; refused", claim.session_id, socket_path)
         return None
     try:
-        broker.touch(settings, session_id)
+        broker.touch(settings, claim.session_id)
     except broker.BrokerError as exc:
-        log.warning("touch of session %s failed: %s", session_id, exc)
+        log.warning("touch of session %s failed: %s", claim.session_id, exc)
     return "unix_socket", path
 
 
@@ -100,6 +126,42 @@ def keep_touching(settings: Settings, session_id: int, interval: float) -> None:
                 return
         except Exception as exc:  # noqa: BLE001 - a database hiccup must not end the viewer's connection
             log.warning("touch of session %s failed: %s", session_id, exc)
+
+
+def watch_connection(settings: Settings, claim: TokenClaim, end_connection=None) -> None:
+    """Record this viewer's connection (who is connected, for the owner) and, for a guest, end it once
+    the share is revoked or its session ends: checked every ``viewer_check_interval_s`` (runs in a
+    thread of the connection's own websockify process; ``end_connection`` ends that process)."""
+    import atexit
+
+    with session_scope(settings) as db:
+        connection_id = broker.shares.connection_opened(db, claim.session_id, claim.user_id, claim.share_id or None)
+
+    def closed() -> None:
+        try:
+            with session_scope(settings) as db:
+                broker.shares.connection_closed(db, connection_id)
+        except Exception:  # noqa: BLE001 - the process is ending either way
+            log.exception("could not record the end of viewer connection %s", connection_id)
+
+    atexit.register(closed)
+    end_connection = end_connection or (lambda: os._exit(0))  # the socket closes with the process
+    while True:
+        time.sleep(settings.viewer_check_interval_s)
+        try:
+            with session_scope(settings) as db:
+                live = not claim.share_id or broker.shares.is_live(db, claim.share_id, claim.user_id)
+                if live:
+                    broker.shares.connection_seen(db, connection_id)
+        except Exception as exc:  # noqa: BLE001 - a database hiccup must not end the viewer's connection
+            log.warning("viewer connection %s: check failed: %s", connection_id, exc)
+            continue
+        if not live:
+            log.warning("share %s of session %s is no longer live: disconnecting its guest", claim.share_id,
+                        claim.session_id)
+            closed()
+            end_connection()
+            return
 
 
 class SessionTokens(BasePlugin):
@@ -126,8 +188,10 @@ class SessionTokens(BasePlugin):
             log.warning("refused VNC token (pid %s)", os.getpid())
             return None
         if multiprocessing.parent_process() is not None:  # websockify's child process for this connection
-            session_id = read_token(self.settings, token)[1]
-            threading.Thread(target=keep_touching, args=(self.settings, session_id,
+            claim = read_token(self.settings, token)
+            threading.Thread(target=keep_touching, args=(self.settings, claim.session_id,
                                                          self.settings.vnc_touch_interval_s),
-                             name=f"touch-{session_id}", daemon=True).start()
+                             name=f"touch-{claim.session_id}", daemon=True).start()
+            threading.Thread(target=watch_connection, args=(self.settings, claim),
+                             name=f"watch-{claim.session_id}", daemon=True).start()
         return target

@@ -1,7 +1,10 @@
 // The desktop through noVNC. The page opens as soon as a launch is asked for: noVNC loads while the
 // desktop starts, the launch's progress is shown over the screen, and the viewer connects the moment
 // the connect URL answers with a token (409 and the session's state until then). Then: reconnect with
-// fresh tokens, scale, full screen, clipboard.
+// fresh tokens, remote resize (the desktop's size follows the window; "Fit to window" scales instead),
+// full screen, clipboard, and an on-screen keyboard on touch devices. A guest of a shared desktop
+// (data-guest-mode view|control) scales rather than resizing the owner's desktop; view-only input is
+// ignored by the VNC server itself (the view-only password), and by the viewer too.
 const box = document.getElementById("viewer");
 const screen = document.getElementById("screen");
 const statusEl = document.getElementById("vnc-status");
@@ -12,7 +15,9 @@ performance.mark("asci:viewer-start");
 const rfbModule = import(box.dataset.rfbUrl) // fetched while the desktop starts
   .then((module) => { performance.mark("asci:novnc-loaded"); return module; });
 
-const state = { status: "starting", rfb: null, password: null, attempts: 0, scale: true, stopped: false };
+const guestMode = box.dataset.guestMode || "";
+const state = { status: "starting", rfb: null, password: null, attempts: 0, scale: Boolean(guestMode),
+                stopped: false, guest: guestMode };
 window.asciViewer = state;
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -94,8 +99,8 @@ async function connect(token) {
   setStatus("connecting", state.attempts ? "reconnecting…" : "connecting");
   const url = box.dataset.wsBase + "/websockify?token=" + encodeURIComponent(token);
   const rfb = new RFB(screen, url, { credentials: { password: state.password }, shared: true });
-  rfb.scaleViewport = state.scale;
-  rfb.resizeSession = false;
+  applyScaling(rfb);
+  rfb.viewOnly = guestMode === "view";
   rfb.focusOnClick = true;
   rfb.background = "#2b2b2b";
   rfb.addEventListener("connect", () => {
@@ -141,23 +146,69 @@ async function reconnect() {
   }
 }
 
+// Remote resize (the desktop's resolution follows the window, rotation included) unless "Fit to window"
+// is on or this is a guest: then the picture is scaled to the window and the desktop keeps its size.
+function applyScaling(rfb) {
+  rfb.scaleViewport = state.scale;
+  rfb.resizeSession = !state.scale && !guestMode;
+  rfb.clipViewport = false;
+}
+
 // ------------------------------------------------------------------ toolbar
-document.getElementById("btn-reconnect").addEventListener("click", () => { state.attempts = 0; reconnect(); });
-document.getElementById("btn-scale").addEventListener("click", (event) => {
+const on = (id, event, handler) => { const el = document.getElementById(id); if (el) el.addEventListener(event, handler); };
+const scaleButton = document.getElementById("btn-scale");
+function showScale() {
+  scaleButton.classList.toggle("active", state.scale);
+  scaleButton.setAttribute("aria-pressed", String(state.scale));
+}
+showScale();
+on("btn-reconnect", "click", () => { state.attempts = 0; reconnect(); });
+on("btn-scale", "click", () => {
   state.scale = !state.scale;
-  event.currentTarget.classList.toggle("active", state.scale);
-  event.currentTarget.setAttribute("aria-pressed", String(state.scale));
-  if (state.rfb) { state.rfb.scaleViewport = state.scale; state.rfb.clipViewport = !state.scale; }
+  showScale();
+  if (state.rfb) applyScaling(state.rfb);
 });
-document.getElementById("btn-fullscreen").addEventListener("click", () => {
+on("btn-fullscreen", "click", () => {
   if (document.fullscreenElement) document.exitFullscreen();
   else (screen.requestFullscreen || screen.webkitRequestFullscreen).call(screen);
 });
-document.getElementById("btn-keys").addEventListener("click", () => state.rfb && state.rfb.sendCtrlAltDel());
-document.getElementById("btn-clipboard-send").addEventListener("click", () => {
+on("btn-keys", "click", () => state.rfb && state.rfb.sendCtrlAltDel());
+on("btn-clipboard-send", "click", () => {
   if (state.rfb) { state.rfb.clipboardPasteFrom(clipboardText.value); state.rfb.focus(); }
 });
-document.getElementById("stop-form").addEventListener("submit", () => { state.stopped = true; });
+on("stop-form", "submit", () => { state.stopped = true; });
+
+// ------------------------------------------------------------------ on-screen keyboard (touch devices)
+// Focusing a hidden text field brings up the device's keyboard; what is typed there is sent to the
+// desktop as key presses (noVNC's keysym table maps characters), then the field is emptied.
+const touchInput = document.getElementById("touch-input");
+const keyboardButton = document.getElementById("btn-keyboard");
+const isTouch = "ontouchstart" in window || navigator.maxTouchPoints > 0;
+const KEY = { BackSpace: 0xff08, Return: 0xff0d, Tab: 0xff09, Escape: 0xff1b };
+if (isTouch && guestMode !== "view") keyboardButton.classList.remove("d-none");
+keyboardButton.addEventListener("click", () => { touchInput.value = ""; touchInput.focus(); });
+const keysyms = import(box.dataset.keysymUrl).then((module) => module.default);
+async function sendText(text) {
+  const table = await keysyms;
+  for (const char of text) {
+    if (!state.rfb) return;
+    if (char === "\n") { state.rfb.sendKey(KEY.Return, "Enter"); continue; }
+    state.rfb.sendKey(table.lookup(char.codePointAt(0)));
+  }
+}
+touchInput.addEventListener("input", (event) => {
+  if (!state.rfb) return;
+  if (event.inputType === "deleteContentBackward") state.rfb.sendKey(KEY.BackSpace, "Backspace");
+  else if (event.inputType === "insertLineBreak") state.rfb.sendKey(KEY.Return, "Enter");
+  else if (event.data) sendText(event.data);
+  else if (touchInput.value) sendText(touchInput.value);
+  touchInput.value = "";
+});
+touchInput.addEventListener("keydown", (event) => {  // keys that give no input event
+  const name = { Backspace: "BackSpace", Enter: "Return", Tab: "Tab", Escape: "Escape" }[event.key];
+  if (name && state.rfb && !touchInput.value) { event.preventDefault(); state.rfb.sendKey(KEY[name], event.key); }
+});
+state.sendText = sendText;
 
 // ------------------------------------------------------------------ start
 const ready = await waitUntilReady();
