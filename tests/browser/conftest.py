@@ -18,14 +18,25 @@ MAIN = "unix:///var/run/docker.sock"
 
 
 @pytest.fixture(scope="session")
-def browser():
+def playwright():
     need(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing (apt install chromium)")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
+    with sync_playwright() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def browser(playwright):
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture(scope="session")
+def devices(playwright) -> dict:
+    """Playwright's device profiles (viewport, scale, touch, user agent): "iPhone 13", "iPad (gen 7)"..."""
+    return playwright.devices
 
 
 @pytest.fixture
