@@ -41,6 +41,7 @@ from asci.http import secret_key
 
 log = logging.getLogger(__name__)
 SALT = "asci.vnc-token"
+SEEN_EVERY_S = 10.0  # how often an open connection is marked seen (broker.shares: stale after 30 s)
 
 
 def _signer(settings: Settings) -> TimestampSigner:
@@ -146,13 +147,15 @@ def watch_connection(settings: Settings, claim: TokenClaim, end_connection=None)
 
     atexit.register(closed)
     end_connection = end_connection or (lambda: os._exit(0))  # the socket closes with the process
+    last_seen = time.monotonic()
     while True:
         time.sleep(settings.viewer_check_interval_s)
         try:
             with session_scope(settings) as db:
                 live = not claim.share_id or broker.shares.is_live(db, claim.share_id, claim.user_id)
-                if live:
+                if live and time.monotonic() - last_seen >= SEEN_EVERY_S:  # a write every 10 s, a read every 2
                     broker.shares.connection_seen(db, connection_id)
+                    last_seen = time.monotonic()
         except Exception as exc:  # noqa: BLE001 - a database hiccup must not end the viewer's connection
             log.warning("viewer connection %s: check failed: %s", connection_id, exc)
             continue

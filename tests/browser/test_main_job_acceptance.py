@@ -57,11 +57,15 @@ def main_job(tmp_path_factory):
     home = tmp_path_factory.mktemp("root-home")
     home.chmod(0o700)
     port, ws_port = free_port(19000, 19500), free_port(19500, 20000)
+    # A registry of its own, as on a fresh machine (this machine's 127.0.0.1:5000 belongs to the data
+    # directory of the set-up that started it): set-up starts it and its proxy for this data directory.
+    registry, registry_push = free_port(20000, 20500), free_port(20500, 21000)
     environment = {key: value for key, value in os.environ.items()
                    if not key.startswith("ASCI_") and key not in ("XDG_DATA_HOME", "VIRTUAL_ENV")}
     environment.update(HOME=str(home), ASCI_WEB_PORT=str(port), ASCI_WEBSOCKIFY_PORT=str(ws_port),
                        ASCI_PUBLIC_URL=f"http://127.0.0.1:{port}", ASCI_BROKER_INSTANCE=f"accept{port}",
-                       ASCI_CI_DEBOUNCE_S="1", ASCI_CI_POLL_S="0.5")
+                       ASCI_CI_DEBOUNCE_S="1", ASCI_CI_POLL_S="0.5", ASCI_REGISTRY=f"127.0.0.1:{registry}",
+                       ASCI_REGISTRY_PUSH=f"127.0.0.1:{registry_push}")
     log = home / "demo.out"
     with log.open("wb") as out:
         process = subprocess.Popen(["bash", str(PROVISION), "demo"], env=environment, stdout=out,
@@ -85,6 +89,16 @@ def main_job(tmp_path_factory):
                 os.killpg(process.pid, signal.SIGKILL)
         print(log.read_text(errors="replace")[-5000:])
         _remove_desktops(environment["ASCI_BROKER_INSTANCE"])
+        _stop_registry(data_dir / "registry-auth")
+
+
+def _stop_registry(auth: Path) -> None:
+    """End the registry and its proxy that set-up started for this data directory (by their pid files)."""
+    for name in ("nginx.pid", "registry.pid"):
+        try:
+            os.kill(int((auth / name).read_text().strip()), signal.SIGTERM)
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            pass
 
 
 def _answers(url: str) -> bool:
@@ -166,6 +180,14 @@ def test_the_main_command_as_a_user_sees_it(main_job, browser, artifacts_dir):
     listing = desktop_files.output.decode()
     assert "Data" in listing.split(), listing
     assert any(name.endswith(".desktop") and "viewer" in name.lower() for name in listing.split()), listing
+    # ...and in the menu under a category named after the beamline (DEMO)
+    directory = container.exec_run(["cat", "/usr/share/desktop-directories/x-asci-demo.directory"]).output.decode()
+    assert "Name=DEMO\n" in directory, directory
+    box = page.locator("#screen canvas").bounding_box()
+    page.mouse.click(box["x"] + 60, box["y"] + 12)  # the panel's Applications menu
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(artifacts_dir / "1-applications-menu.png"))
+    page.keyboard.press("Escape")
     requests.delete(f"{url}/api/sessions/{session_id}", headers={"Authorization": f"Bearer {token}"}, timeout=60)
 
     # 2. a new release through the HTTP upload: current within 60 s, nothing else run

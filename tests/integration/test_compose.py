@@ -24,8 +24,11 @@ COMPOSE_FILE = PROJECT_ROOT / "deploy" / "docker-compose.yml"
 def _compose(stack: dict, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
     command = ["docker-compose", "-p", stack["project"], "-f", str(COMPOSE_FILE), "--env-file", str(stack["env"]),
                *args]
+    # Compose substitutes ${VARIABLES} from the shell before the env file: the caller's ASCI_* (set-up
+    # exports ASCI_DATA_DIR) would mount this machine's data directory instead of the stack's.
+    clean = {key: value for key, value in os.environ.items() if not key.startswith(("ASCI_", "POSTGRES_", "PG"))}
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, "COMPOSE_INTERACTIVE_NO_CLI": "1"})
+                            env={**clean, "COMPOSE_INTERACTIVE_NO_CLI": "1"})
     if check and result.returncode != 0:
         raise AssertionError(f"docker-compose {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
@@ -91,6 +94,8 @@ def stack(platform_image, tmp_path_factory, docker_client):
         yield info
     finally:
         print(_compose(info, "logs", "--no-color", "--tail", "40", check=False).stdout[-6000:])
+        for log in sorted((data / "logs").glob("*.log")):
+            print(f"--- {log.name}\n{log.read_text(errors='replace')[-1500:]}")
         _compose(info, "down", "-v", "--remove-orphans", check=False)
         remove_sessions("unix:///var/run/docker.sock", project, ["admin"])
         for image in docker_client.images.list(name=f"127.0.0.1:{ports['registry']}/demo"):
@@ -98,9 +103,9 @@ def stack(platform_image, tmp_path_factory, docker_client):
         shutil.rmtree(data, ignore_errors=True)
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, path: str = "/healthz") -> bool:
     try:
-        return requests.get(url + "/healthz", timeout=2).status_code == 200
+        return requests.get(url + path, timeout=2).status_code == 200
     except requests.ConnectionError:
         return False
 
@@ -114,7 +119,7 @@ def test_the_compose_stack_serves_builds_and_launches(stack):
     assert set(services) >= {"postgres", "registry", "registry-proxy", "web", "worker", "loops"}
     # the registry takes anonymous pulls, and refuses anonymous writes
     registry = f"http://127.0.0.1:{stack['ports']['registry']}"
-    assert requests.get(f"{registry}/v2/_catalog", timeout=10).status_code == 200
+    _wait(lambda: _answers(registry, "/v2/_catalog"), 120, "the registry behind its proxy")
     assert requests.post(f"{registry}/v2/demo/blobs/uploads/", timeout=10).status_code == 401
 
     # the administrator created by `asci deploy init` logs in through the form

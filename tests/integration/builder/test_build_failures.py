@@ -16,7 +16,7 @@ from builder import registry
 from builder.build import build_environment
 from builder.errors import LockError, RecipeError, VerifyError
 from builder.models import Environment, EnvironmentVersion, VersionStatus
-from tests.support import images_named, recipe_text
+from tests.support import images_named, recipe_text, shared_push
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -107,7 +107,7 @@ def _push_placeholder(client, repository: str, tag: str) -> None:
             tar.addfile(info, io.BytesIO(data))
     buffer.seek(0)
     client.images.build(fileobj=buffer, custom_context=True, tag=f"{repository}:{tag}", network_mode="none")
-    client.images.push(repository, tag=tag)
+    shared_push(client, repository, tag)  # through the push endpoint, with the builder's credentials
     client.images.remove(f"{repository}:{tag}")
 
 
@@ -121,6 +121,7 @@ def test_a_pushed_version_is_never_overwritten(settings, recipes_repo, fixture_r
     today = f"{dt.datetime.now(dt.timezone.utc):%Y.%m.%d}"
     _push_placeholder(docker_client, f"{settings.registry}/{name}", f"{today}.1")
     before = registry.manifest_digest(settings.registry, name, f"{today}.1")
+    assert before, "the placeholder was not pushed"
 
     row = build_environment(settings, name, log=lambda line: None, client=docker_client)
 
