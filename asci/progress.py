@@ -37,10 +37,10 @@ class TransferProgress:
         self.done: set[str] = set()
 
     def update(self, chunk: dict) -> None:
-        """Account one chunk of the stream (chunks without a layer id are ignored)."""
-        layer = chunk.get("id")
-        if not layer:
-            return
+        """Account one chunk of the stream (chunks without a layer id, a short hexadecimal one, are ignored)."""
+        layer = chunk.get("id") or ""
+        if len(layer) != 12 or not all(c in "0123456789abcdef" for c in layer):
+            return  # not a layer's line ("Pulling from", "Digest", "Status", a push's tag line)
         status = chunk.get("status", "")
         detail = chunk.get("progressDetail") or {}
         if status.startswith(self.DONE):

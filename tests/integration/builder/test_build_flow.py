@@ -77,8 +77,8 @@ def test_build_push_pull_run_upgrade_diff_reproduce(settings, recipes_repo, fixt
     assert run(docker_client, first.pull_reference, "rpm -q asci-demo-viewer mx-lib") == \
         "asci-demo-viewer-1.0-1.noarch\nmx-lib-2.0-1.noarch"
     assert run(docker_client, first.pull_reference, "asci-demo-viewer --version") == "asci-demo-viewer 1.0-1"
-    assert run(docker_client, first.pull_reference, "echo $TEST_GREETING; ls /usr/share/asci/desktop "
-               "/etc/xdg/menus/applications-merged /usr/share/desktop-directories | grep -i asci") == \
+    assert run(docker_client, first.pull_reference, "echo $TEST_GREETING; ls /usr/share/asci/desktop; ls /etc/xdg/menus/applications-merged; "
+               "ls /usr/share/desktop-directories | grep x-asci") == \
         "hello world\nasci-demo-viewer.desktop\nx-asci-test.menu\nx-asci-test.directory"
 
     # Version 1.1 of the application is published: a new build picks it up; latest stays until promoted.
