@@ -19,7 +19,7 @@ The public face, for ``ci`` and ``web`` (nothing else of this package is theirs 
     probe_desktop(settings, image, label)  # a version launched like a session (ci's smoke gate)
     Broker, broker_for(settings), install(settings, broker), make_backend(settings)
     blueprint, openapi_fragment()
-    shares: share, revoke, shares_of, shared_with, members_to_invite, guest_share, guest_target, is_live,
+    shares: share, revoke, shares_of, shared_with, members_to_invite, guest_share, guest_target, live_mode,
             viewers, connection_opened / _seen / _closed        # desktops shared within an experiment
 """
 

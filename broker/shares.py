@@ -8,8 +8,9 @@ owner's. Knowing a VNC password opens nothing by itself: the VNC socket is reach
 websockify, and websockify only with a live token.
 
 A share is live while it is not revoked and its session runs, so it ends with the session. The
-websockify process of a guest's connection checks the share every ``share_check_interval_s`` and
-closes the connection once it is no longer live (revoke disconnects within seconds). Every share,
+websockify process of a guest's connection checks the share every ``viewer_check_interval_s`` and
+closes the connection once it is no longer live (revoke disconnects within seconds) or its mode
+changed (the guest's viewer reconnects with the password of the new mode). Every share,
 revocation and guest connection is written to the audit log.
 """
 
@@ -169,10 +170,12 @@ def guest_target(db: Session, share_id: int, guest: User) -> GuestTarget:
     return GuestTarget(desktop.id, desktop.vnc_socket, password, row.mode)
 
 
-def is_live(db: Session, share_id: int, guest_id: int) -> bool:
-    """Whether the guest's share still opens its desktop (websockify asks this while a guest is connected)."""
+def live_mode(db: Session, share_id: int, guest_id: int) -> str | None:
+    """The mode of the guest's share while it still opens its desktop, else None (websockify asks this
+    while a guest is connected: a revoked share, or one whose mode changed, ends the connection)."""
     row = db.get(SessionShare, share_id)
-    return row is not None and row.guest_id == guest_id and row.guest.is_active and _live(row)
+    live = row is not None and row.guest_id == guest_id and row.guest.is_active and _live(row)
+    return row.mode if live else None
 
 
 def _view(row: SessionShare, connected: bool) -> ShareView:

@@ -131,12 +131,14 @@ def keep_touching(settings: Settings, session_id: int, interval: float) -> None:
 
 def watch_connection(settings: Settings, claim: TokenClaim, end_connection=None) -> None:
     """Record this viewer's connection (who is connected, for the owner) and, for a guest, end it once
-    the share is revoked or its session ends: checked every ``viewer_check_interval_s`` (runs in a
+    the share is revoked, its session ends or its mode changes (the viewer then reconnects with the new
+    mode's password): checked every ``viewer_check_interval_s`` (runs in a
     thread of the connection's own websockify process; ``end_connection`` ends that process)."""
     import atexit
 
     with session_scope(settings) as db:
         connection_id = broker.shares.connection_opened(db, claim.session_id, claim.user_id, claim.share_id or None)
+        mode = broker.shares.live_mode(db, claim.share_id, claim.user_id) if claim.share_id else None
 
     def closed() -> None:
         try:
@@ -152,7 +154,8 @@ def watch_connection(settings: Settings, claim: TokenClaim, end_connection=None)
         time.sleep(settings.viewer_check_interval_s)
         try:
             with session_scope(settings) as db:
-                live = not claim.share_id or broker.shares.is_live(db, claim.share_id, claim.user_id)
+                live = not claim.share_id or (
+                    mode is not None and broker.shares.live_mode(db, claim.share_id, claim.user_id) == mode)
                 if live and time.monotonic() - last_seen >= SEEN_EVERY_S:  # a write every 10 s, a read every 2
                     broker.shares.connection_seen(db, connection_id)
                     last_seen = time.monotonic()
@@ -160,8 +163,8 @@ def watch_connection(settings: Settings, claim: TokenClaim, end_connection=None)
             log.warning("viewer connection %s: check failed: %s", connection_id, exc)
             continue
         if not live:
-            log.warning("share %s of session %s is no longer live: disconnecting its guest", claim.share_id,
-                        claim.session_id)
+            log.warning("share %s of session %s was revoked, ended or changed mode: disconnecting its guest",
+                        claim.share_id, claim.session_id)
             closed()
             end_connection()
             return

@@ -150,3 +150,21 @@ def test_sharing_ends_with_the_session(app, settings, world, carol, alices_deskt
     assert refused.status_code == 400 and "stopped" in refused.json["error"]
     with session_scope(settings) as db:
         assert db.get(DesktopSession, alices_desktop["id"]).state == "stopped"
+
+
+def test_a_change_of_mode_ends_the_guests_connection_to_come_back_with_the_new_password(
+        app, settings, world, carol, alices_desktop):
+    settings = settings.replace(viewer_check_interval_s=1)
+    alice, csrf = client_of(app, world["names"]["alice"])
+    url = f"/api/sessions/{alices_desktop['id']}/shares"
+    share_id = alice.post(url, json={"user": carol["name"], "mode": "control"},
+                          headers={"X-CSRFToken": csrf}).json["id"]
+    ended = threading.Event()
+    claim = vnc_tokens.TokenClaim(carol["id"], alices_desktop["id"], share_id)
+    threading.Thread(target=vnc_tokens.watch_connection, args=(settings, claim, ended.set), daemon=True).start()
+    assert not ended.wait(2.5)  # the same mode: the connection stays
+    alice.post(url, json={"user": carol["name"], "mode": "view"}, headers={"X-CSRFToken": csrf})
+    assert ended.wait(5), "a guest holding the full password kept their connection after losing control"
+    guest, guest_csrf = client_of(app, carol["name"])
+    again = guest.post(f"/shared/{share_id}/token", headers={"X-CSRFToken": guest_csrf}).json
+    assert again["mode"] == "view" and again["password"] == alices_desktop["view_password"]

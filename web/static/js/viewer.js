@@ -15,7 +15,7 @@ performance.mark("asci:viewer-start");
 const rfbModule = import(box.dataset.rfbUrl) // fetched while the desktop starts
   .then((module) => { performance.mark("asci:novnc-loaded"); return module; });
 
-const guestMode = box.dataset.guestMode || "";
+let guestMode = box.dataset.guestMode || "";
 const state = { status: "starting", rfb: null, password: null, attempts: 0, scale: Boolean(guestMode),
                 stopped: false, guest: guestMode };
 window.asciViewer = state;
@@ -139,11 +139,23 @@ async function reconnect() {
       return;
     }
     state.password = info.password;
+    showMode(info.mode);
     await connect(info.token);
   } catch (err) {
     setStatus("disconnected", "server unreachable");
     scheduleReconnect();
   }
+}
+
+// A guest's share may change mode while they watch: the server ends the connection, and the next
+// token answer says the new mode (and brings the new mode's password).
+function showMode(mode) {
+  if (!guestMode || !mode || mode === guestMode) return;
+  guestMode = mode;
+  state.guest = mode;
+  const badge = document.getElementById("share-mode");
+  if (badge) badge.textContent = mode === "view" ? "view only" : "control";
+  keyboardButton.classList.toggle("d-none", !(isTouch && mode !== "view"));
 }
 
 // Remote resize (the desktop's resolution follows the window, rotation included) unless "Fit to window"
@@ -215,6 +227,7 @@ const ready = await waitUntilReady();
 if (ready) {
   performance.mark("asci:desktop-ready");
   state.password = ready.password;
+  showMode(ready.mode);
   progress.show(ready, "Your desktop is ready, connecting…");
   await connect(ready.token);
 }
