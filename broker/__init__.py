@@ -26,8 +26,8 @@ The public face, for ``ci`` and ``web`` (nothing else of this package is theirs 
 from broker import shares
 from broker.api import bp as blueprint
 from broker.cull import cull
-from broker.errors import (BackendError, BadRequest, BrokerError, Forbidden, ForeignServer, ImportFailed, NoCapacity,
-                           NodeUnreachable, NotFound, QuotaExceeded, Unsatisfiable)
+from broker.errors import (BackendError, BadRequest, BrokerError, Conflict, Forbidden, ForeignServer, ImportFailed,
+                           NoCapacity, NodeUnreachable, NotFound, QuotaExceeded, Unsatisfiable)
 from broker.data_paths import data_path_problem, root_problem
 from broker.experiments_import import claim_memberships, import_file, import_rows
 from broker.models import ACTIVE_STATES, FINAL_STATES, NodeState, SessionState, ShareMode
@@ -48,7 +48,8 @@ __all__ = [
     "import_rows", "import_file", "data_path_problem", "root_problem", "claim_memberships", "reconcile",
     "reconcile_loop", "cull", "cull_loop",
     "probe_desktop", "Probe", "Broker", "broker_for", "install", "make_backend",
-    "shares", "ShareMode", "SessionState", "NodeState", "ACTIVE_STATES", "FINAL_STATES", "blueprint", "openapi_fragment",
-    "BrokerError", "BadRequest", "NotFound", "Forbidden", "QuotaExceeded", "NoCapacity", "Unsatisfiable",
+    "shares", "ShareMode", "SessionState", "NodeState", "ACTIVE_STATES", "FINAL_STATES", "blueprint",
+    "openapi_fragment",
+    "BrokerError", "BadRequest", "NotFound", "Forbidden", "Conflict", "QuotaExceeded", "NoCapacity", "Unsatisfiable",
     "BackendError", "NodeUnreachable", "ImportFailed", "ForeignServer",
 ]

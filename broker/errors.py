@@ -38,6 +38,13 @@ class NoCapacity(BrokerError):
     retry_after = 30
 
 
+class Conflict(BrokerError):
+    """The request is sound but the thing it acts on is not in a state that allows it (sharing a stopped
+    desktop)."""
+
+    http_status = 409
+
+
 class Unprocessable(BrokerError):
     """Well-formed, but its parts contradict each other (a guarantee above its limit)."""
 

@@ -131,7 +131,8 @@ def fragment(settings: Settings | None = None) -> dict:
                          "requestBody": {"required": True, "content": {"application/json": {
                              "schema": ref("ShareRequest")}}},
                          "responses": {"201": json_body(ref("Share"), "The share"),
-                                       **errors("BadRequest", *AUTH_ERRORS, "NotFound")}}},
+                                       **errors("BadRequest", *AUTH_ERRORS, "NotFound", "Conflict",
+                                                "Unprocessable")}}},
             "/api/sessions/{session_id}/shares/{share_id}": {
                 "parameters": [session_id, path_parameter("share_id", {"type": "integer", "minimum": 0,
                                                                        "maximum": MAX_ID})],

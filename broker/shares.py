@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from asci import audit
 from asci.accounts import User
 from asci.db import utcnow
-from broker.errors import BadRequest, Forbidden, NotFound
+from broker.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from broker.models import (DesktopSession, ExperimentMember, SessionShare, SessionState, ShareMode,
                            ViewerConnection)
 
@@ -82,13 +82,13 @@ def share(db: Session, session_id: int, owner: User, guest_name: str, mode: str)
         raise BadRequest(f"mode must be one of {', '.join(m.value for m in ShareMode)}, not {mode!r}") from None
     desktop = _owned_session(db, session_id, owner)
     if desktop.state not in SHAREABLE_STATES:
-        raise BadRequest(f"session {session_id} is {desktop.state}: only a running desktop can be shared")
+        raise Conflict(f"session {session_id} is {desktop.state}: only a running desktop can be shared")
     guest = db.scalar(select(User).where(User.username == guest_name)) if isinstance(guest_name, str) else None
     member = guest is not None and guest.is_active and db.scalar(
         select(ExperimentMember.id).where(ExperimentMember.experiment_id == desktop.experiment_id,
                                           ExperimentMember.user_id == guest.id)) is not None
     if guest is not None and guest.id == owner.id:
-        raise BadRequest("the desktop is already yours")
+        raise Unprocessable("the desktop is already yours: share it with another member of the experiment")
     if not member:  # the same answer for "no such user" and "not a member": names are not probed
         raise Forbidden(f"{guest_name!r} is not a member of experiment {desktop.experiment.code}; "
                         "a desktop is shared only within its experiment")

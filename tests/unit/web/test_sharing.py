@@ -51,7 +51,7 @@ def test_only_members_of_the_experiment_can_be_invited_and_only_by_the_owner(app
     assert listed.status_code == 200 and listed.json["members"] == [carol["name"]] and listed.json["shares"] == []
     for body, status in (({"user": world["names"]["bob"], "mode": "view"}, 403),  # bob is not in E1
                          ({"user": "nobody-at-all"}, 403),  # the same answer: names are not probed
-                         ({"user": world["names"]["alice"]}, 400),
+                         ({"user": world["names"]["alice"]}, 422),
                          ({"user": carol["name"], "mode": "admin"}, 400),
                          ({"user": carol["name"], "extra": 1}, 400),
                          ({"user": 7}, 400), ([], 400)):
@@ -147,7 +147,7 @@ def test_sharing_ends_with_the_session(app, settings, world, carol, alices_deskt
     token = vnc_tokens.make_token(settings, carol["id"], alices_desktop["id"], share_id)
     assert vnc_tokens.resolve(settings, token) is None
     refused = alice.post(url, json={"user": carol["name"]}, headers={"X-CSRFToken": csrf})
-    assert refused.status_code == 400 and "stopped" in refused.json["error"]
+    assert refused.status_code == 409 and "stopped" in refused.json["error"]
     with session_scope(settings) as db:
         assert db.get(DesktopSession, alices_desktop["id"]).state == "stopped"
 
