@@ -158,6 +158,18 @@ def region_hash(page, x: int, y: int, size: int = 240) -> str:
     return hashlib.sha256(page.evaluate(REGION, [x, y, size]).encode()).hexdigest()
 
 
+def steady_region(page, x: int, y: int) -> str:
+    """The region's hash once the desktop has stopped changing there (the session may still be settling)."""
+    last = region_hash(page, x, y)
+    for _ in range(20):
+        page.wait_for_timeout(1000)
+        now = region_hash(page, x, y)
+        if now == last:
+            return now
+        last = now
+    pytest.fail("the owner's desktop never stopped changing")
+
+
 def test_a_desktop_shared_within_its_experiment(stack, browser, carol, artifacts_dir):
     world = stack["world"]
     owner_context = browser.new_context(viewport={"width": 1280, "height": 860})
@@ -195,8 +207,10 @@ def test_a_desktop_shared_within_its_experiment(stack, browser, carol, artifacts
         guest.screenshot(path=str(artifacts_dir / "guest-view-only.png"))
 
         # view-only: even a viewer made to send input (as a tampered browser would) changes nothing
+        assert fills_the_window(owner) == owner_canvas  # the share panel opened over the desktop, not resizing it
+        assert owner.locator("#vnc-status").bounding_box()["y"] >= 0  # and the toolbar stayed in view
         x, y = owner_canvas["width"] // 2, owner_canvas["height"] // 2
-        before = region_hash(owner, x - 120, y - 120)
+        before = steady_region(owner, x - 120, y - 120)
         guest.evaluate("window.asciViewer.rfb.viewOnly = false")
         box = guest.locator("#screen canvas").bounding_box()
         scale = box["width"] / guest_canvas["width"]
