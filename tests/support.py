@@ -19,6 +19,7 @@ import re
 import shutil
 import socket
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -669,3 +670,14 @@ class PrivateRegistry:
 
     def storage_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.files.storage.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def wait_until(condition, timeout: float, what: str, pause: float = 0.5):
+    """``condition()``'s first true value, polled every ``pause`` seconds; the test fails after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(pause)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")

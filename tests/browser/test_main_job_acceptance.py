@@ -25,7 +25,7 @@ import pytest
 import requests
 
 from asci.config import PROJECT_ROOT
-from tests.support import free_port, need
+from tests.support import free_port, need, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
 PROVISION = PROJECT_ROOT / ".ci" / "provision"
@@ -40,14 +40,7 @@ CANVAS_COLOURS = """() => {
 }"""
 
 
-def _wait(condition, timeout: float, what: str, pause: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(pause)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+_wait = wait_until
 
 
 @pytest.fixture(scope="module")

@@ -4,18 +4,18 @@ a desktop is launched through the API, and the stack is torn down."""
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import shutil
 import subprocess
-import time
 import uuid
 
 import pytest
 import requests
 
 from asci.config import PROJECT_ROOT
-from tests.support import GIT_ENV, csrf_of, free_port, need, remove_sessions
+from tests.support import GIT_ENV, csrf_of, free_port, need, remove_sessions, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
 COMPOSE_FILE = PROJECT_ROOT / "deploy" / "docker-compose.yml"
@@ -34,14 +34,7 @@ def _compose(stack: dict, *args: str, check: bool = True, timeout: int = 600) ->
     return result
 
 
-def _wait(condition, timeout: float, what: str, pause: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(pause)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+_wait = functools.partial(wait_until, pause=1.0)
 
 
 @pytest.fixture(scope="module")
