@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from asci.cli import AsciContext, pass_ctx
+from asci.cli_context import AsciContext, pass_ctx
 from asci.db import session_scope
 from rpmrepo.errors import NotFound
 from rpmrepo.grants import create_repo, grant, list_grants, revoke

@@ -8,7 +8,7 @@ import threading
 
 import click
 
-from asci.cli import AsciContext, pass_ctx
+from asci.cli_context import AsciContext, pass_ctx
 from asci.db import upgrade
 
 
