@@ -9,7 +9,7 @@ import pytest
 
 from asci.cli import main as asci_main
 from asci.db import session_scope
-from rpmrepo import api as rpmrepo
+import rpmrepo
 from rpmrepo.errors import MetadataError, NotFound
 from rpmrepo.metadata import read_revision
 from rpmrepo.models import RpmPackage
