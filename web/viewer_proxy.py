@@ -231,7 +231,11 @@ async def _close_soon(websocket: ServerConnection, code: int, reason: str, timeo
 
 def run(settings: Settings, host: str = "127.0.0.1", port: int | None = None) -> None:
     """Run the viewer proxy in the foreground until SIGTERM or SIGINT (``asci part websockify``)."""
+    import resource
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # two descriptors a viewer: take what we may
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     async def main() -> None:
         stop = asyncio.Event()
