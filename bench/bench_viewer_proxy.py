@@ -50,8 +50,7 @@ from asci.config import PROJECT_ROOT, Settings  # noqa: E402
 from broker import register_node, service  # noqa: E402
 from broker.backends.docker import DockerBackend  # noqa: E402
 from builder.base_images import build_base_image, load_definition  # noqa: E402
-from builder.docker_engine import push_image  # noqa: E402
-from tests.support import free_port, make_world  # noqa: E402
+from tests.support import free_port, make_world, shared_push  # noqa: E402
 from tests.support import user_of as user  # noqa: E402
 from web import vnc_proxy, vnc_tokens  # noqa: E402
 
@@ -199,6 +198,27 @@ def start_proxy(settings: Settings, kind: str, before: Path | None, log: Path) -
     raise RuntimeError("websockify did not listen")
 
 
+def stop_proxy(proxy: subprocess.Popen) -> None:
+    try:
+        os.killpg(proxy.pid, signal.SIGTERM)
+        proxy.wait(10)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(proxy.pid, signal.SIGKILL)
+        proxy.wait()
+
+
+def ended_desktops(client, settings) -> list[dict]:
+    """Desktops that are no longer running (and whether the kernel killed them for memory)."""
+    ended = []
+    for container in client.containers.list(all=True, filters={"label": f"asci.broker={settings.broker_instance}"}):
+        state = container.attrs["State"]
+        if not state.get("Running"):
+            ended.append({"name": container.name, "exit": state.get("ExitCode"), "oom_killed": state.get("OOMKilled")})
+    return ended
+
+
 # ------------------------------------------------------------------ one phase
 async def open_viewer(settings, world, session, url_base: str) -> tuple[Viewer, asyncio.Task, object]:
     token = vnc_tokens.make_token(settings, world["ids"]["alice"], session["id"])
@@ -226,7 +246,7 @@ async def phase(settings, world, sessions, count: int, spread: bool, hold: float
     url_base = f"ws://127.0.0.1:{settings.websockify_port}/websockify?token="
     pss_before, _ = proxy_tree_pss_and_cpu(pid)
     targets = [sessions[i % len(sessions)] if spread else sessions[0] for i in range(count)]
-    opened, failed = [], 0
+    opened, failed, reasons = [], 0, {}
     began = time.monotonic()
     for batch in range(0, count, 50):
         results = await asyncio.gather(*(open_viewer(settings, world, s, url_base) for s in targets[batch:batch + 50]),
@@ -234,6 +254,7 @@ async def phase(settings, world, sessions, count: int, spread: bool, hold: float
         for result in results:
             if isinstance(result, BaseException):
                 failed += 1
+                reasons[f"{type(result).__name__}: {result}"[:120]] = reasons.get(f"{type(result).__name__}: {result}"[:120], 0) + 1
             else:
                 opened.append(result)
     connect_s = time.monotonic() - began
@@ -278,7 +299,7 @@ async def phase(settings, world, sessions, count: int, spread: bool, hold: float
     ms = lambda values, q: round(statistics.quantiles(values, n=100)[q - 1] * 1000, 2) if len(values) > 1 else (
         round(values[0] * 1000, 2) if values else None)
     return {"viewers": count, "desktops": len(set(id(t) for t in targets)), "opened": len(opened),
-            "failed_to_open": failed, "dropped_while_held": dropped, "connect_s": round(connect_s, 2),
+            "failed_to_open": failed, "failures": reasons, "dropped_while_held": dropped, "connect_s": round(connect_s, 2),
             "pss_before_mib": round(pss_before / 2**20, 1), "pss_held_mib": round(pss_with / 2**20, 1),
             "mib_per_viewer": round((pss_with - pss_before) / 2**20 / max(1, len(opened)), 3),
             "round_trip_ms_p50": ms(via_proxy, 50), "round_trip_ms_p95": ms(via_proxy, 95),
@@ -302,7 +323,7 @@ def main() -> None:
     repository = f"127.0.0.1:5000/asci-bench-{uuid.uuid4().hex[:8]}"
     base = build_base_image(load_definition(PROJECT_ROOT / "recipes", "debian12-mate"), client, log=lambda line: None)
     client.images.get(base).tag(repository, "v1")
-    digest = push_image(client, repository, "v1", log=lambda line: None)
+    digest = shared_push(client, repository, "v1")  # the builder's credentials, as the tests push
     tmp = Path(tempfile.mkdtemp(prefix="asci-bench-viewers-"))
     settings = Settings(data_dir=tmp / "data", broker_instance=f"view{uuid.uuid4().hex[:6]}", log_format="text",
                         websockify_port=free_port(21000, 29000), session_start_timeout_s=180,
@@ -318,26 +339,32 @@ def main() -> None:
     result: dict = {"proxy": args.proxy, "machine": f"{os.cpu_count()} cores", "load_average_before": os.getloadavg()}
     proxy = None
     try:
-        for _ in range(args.desktops):
-            with db.session_scope(settings) as session_db:
-                row = broker.launch(session_db, session_db.merge(user(settings, world, "alice")), world["env"],
-                                    "current", world["e1"])
-                sessions.append({"id": row.id, "socket": row.vnc_socket, "password": row.vnc_password})
-        proxy = start_proxy(settings, args.proxy, args.before, tmp / "proxy.log")
-        time.sleep(2)
+        while len(sessions) < args.desktops:
+            try:
+                with db.session_scope(settings) as session_db:
+                    row = broker.launch(session_db, session_db.merge(user(settings, world, "alice")), world["env"],
+                                        "current", world["e1"])
+                    sessions.append({"id": row.id, "socket": row.vnc_socket, "password": row.vnc_password})
+            except service.BackendError as exc:  # a loaded machine: a desktop slow to greet is tried again
+                result.setdefault("launch_retries", []).append(str(exc)[:200])
+                if len(result["launch_retries"]) > 5:
+                    raise
         result["phases"] = []
-        for count in counts:
-            for spread in (False, True):
+        plan = [(count, True) for count in counts] + [(count, False) for count in counts]  # one desktop last
+        for count, spread in plan:
+            proxy = start_proxy(settings, args.proxy, args.before, tmp / "proxy.log")  # a fresh one each phase
+            time.sleep(2)
+            try:
                 outcome = asyncio.run(phase(settings, world, sessions, count, spread, args.hold, proxy.pid))
-                print(json.dumps(outcome), file=sys.stderr)
-                result["phases"].append(outcome)
+            finally:
+                stop_proxy(proxy)
+                proxy = None
+            outcome["desktops_ended"] = ended_desktops(client, settings)
+            print(json.dumps(outcome), file=sys.stderr)
+            result["phases"].append(outcome)
     finally:
         if proxy is not None:
-            try:
-                os.killpg(proxy.pid, signal.SIGTERM)
-                proxy.wait(10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(proxy.pid, signal.SIGKILL)
+            stop_proxy(proxy)
         for container in client.containers.list(all=True, filters={"label": f"asci.broker={settings.broker_instance}"}):
             container.remove(force=True)
         for name in world["names"].values():

@@ -22,6 +22,7 @@ import concurrent.futures
 import functools
 import http
 import logging
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -117,7 +118,7 @@ class ViewerProxy:
     async def _handle(self, websocket: ServerConnection) -> None:
         admission = self._admitted.pop(id(websocket))
         try:
-            reader, writer = await asyncio.open_unix_connection(admission.socket, limit=CHUNK)
+            reader, writer = await _connect_unix(admission.socket)
         except OSError as exc:
             log.warning("session %s: VNC socket unreachable: %s", admission.claim.session_id, exc)
             await websocket.close(1011, "the desktop's VNC server is not answering")
@@ -214,6 +215,19 @@ class ViewerProxy:
         await asyncio.gather(*(_close_soon(v.websocket, 1001, "the platform is stopping") for v in list(self.viewers)),
                              return_exceptions=True)
         await server.wait_closed()
+
+
+async def _connect_unix(path: str, tries: int = 6) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to a VNC server's socket; a full listen backlog (many viewers arriving at once) is waited
+    out for a moment, as a blocking connect would, instead of refusing the viewer."""
+    for attempt in range(tries):
+        try:
+            return await asyncio.open_unix_connection(path, limit=CHUNK)
+        except (BlockingIOError, ConnectionRefusedError):
+            if attempt == tries - 1 or not os.path.exists(path):
+                raise
+            await asyncio.sleep(0.05 * 2 ** attempt)
+    raise AssertionError("unreachable")
 
 
 def _binary_if_offered(connection: ServerConnection, offered) -> str | None:
