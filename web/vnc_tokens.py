@@ -129,21 +129,24 @@ def still_admitted(settings: Settings, admissions: Iterable[Admission]) -> list[
     """For each admission, whether its viewer may stay connected: the owner's while the owner is active and
     the session runs; a guest's while the share is live in the mode it was admitted with (one database
     session for all of them)."""
-    answers = []
+    admissions = list(admissions)
+    answers: dict[Admission, bool] = {}  # many viewers share one admission: each is asked once
     with session_scope(settings) as db:
         for admission in admissions:
+            if admission in answers:
+                continue
             claim = admission.claim
             if claim.share_id:
-                answers.append(broker.shares.live_mode(db, claim.share_id, claim.user_id) == admission.mode)
+                answers[admission] = broker.shares.live_mode(db, claim.share_id, claim.user_id) == admission.mode
                 continue
             user = db.get(accounts.User, claim.user_id)
             try:
                 desktop = broker.get_session(db, claim.session_id, user) if user is not None else None
             except broker.NotFound:
                 desktop = None
-            answers.append(bool(user is not None and user.is_active and desktop is not None
-                                and desktop.state == broker.SessionState.RUNNING))
-    return answers
+            answers[admission] = bool(user is not None and user.is_active and desktop is not None
+                                      and desktop.state == broker.SessionState.RUNNING)
+    return [answers[admission] for admission in admissions]
 
 
 def touch_sessions(settings: Settings, session_ids: Iterable[int]) -> set[int]:
@@ -167,8 +170,7 @@ def record_opened(settings: Settings, claim: TokenClaim) -> int:
 def record_seen(settings: Settings, connection_ids: Iterable[int]) -> None:
     """These connections are still open."""
     with session_scope(settings) as db:
-        for connection_id in connection_ids:
-            broker.shares.connection_seen(db, connection_id)
+        broker.shares.connections_seen(db, connection_ids)
 
 
 def record_closed(settings: Settings, connection_ids: Iterable[int]) -> None:
