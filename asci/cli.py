@@ -50,10 +50,11 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register_groups() -> None:
-    from asci.cli_core import db_group, user_group
+    from asci.cli_core import db_group, settings_command, user_group
 
     cli.add_command(db_group)
     cli.add_command(user_group)
+    cli.add_command(settings_command)
     for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         cli.add_command(entry.load(), entry.name)
 
