@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
@@ -92,11 +93,29 @@ def engine_for(url: str) -> Engine:
     return make_engine(url)
 
 
+_FACTORIES: dict[Settings, sessionmaker[Session]] = {}
+_FACTORIES_LOCK = threading.Lock()
+MAX_FACTORIES = 64  # distinct settings objects of one process (tests make many; a server has one)
+
+
 def session_factory(settings: Settings) -> sessionmaker[Session]:
-    """A session factory bound to the configured database (every package's models mapped)."""
-    import_all_models()  # relationships name classes of other packages by string
-    settings.private_data_dir()
-    return sessionmaker(engine_for(settings.effective_database_url), expire_on_commit=False)
+    """The session factory of ``settings``: made once per settings object and process (its data
+    directory prepared and every package's models mapped then), bound to the URL's shared engine.
+    A request pays a dictionary look-up here, no file system call."""
+    engine = engine_for(settings.effective_database_url)
+    factory = _FACTORIES.get(settings)
+    if factory is not None and factory.kw["bind"] is engine:
+        return factory
+    with _FACTORIES_LOCK:
+        factory = _FACTORIES.get(settings)
+        if factory is None or factory.kw["bind"] is not engine:  # new, or its engine was dropped (tests)
+            import_all_models()  # relationships name classes of other packages by string
+            settings.private_data_dir()
+            factory = sessionmaker(engine, expire_on_commit=False)
+            if len(_FACTORIES) >= MAX_FACTORIES:
+                _FACTORIES.pop(next(iter(_FACTORIES)))
+            _FACTORIES[settings] = factory
+    return factory
 
 
 @contextlib.contextmanager
