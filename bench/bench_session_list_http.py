@@ -1,16 +1,18 @@
 """HTTP throughput of ``GET /api/sessions`` served by ``asci serve --only web``, beside a static file.
 
     ASCI_TEST_POSTGRES_URL=postgresql://... .venv/bin/python bench/bench_session_list_http.py \\
-        [--rows 40] [--requests 2000] [--concurrency 32] [--rounds 2] [--checkout before=/path/to/old/checkout]
+        [--rows 40] [--requests 2000] [--concurrency 32] [--rounds 2] \\
+        [--checkout before=/old/checkout] [--checkout after=.] [--checkout after-2=.,ASCI_WEB_PROCESSES=2]
 
 Resets the schema of the database named by ``ASCI_TEST_POSTGRES_URL`` (use a database of your own),
 writes ``--rows`` session rows of one user (and as many of another), and starts, on this machine:
 
 - Python's ``http.server`` serving a file holding exactly the bytes of the API's reply (the baseline:
   what a Python HTTP server does with no application behind it);
-- ``asci serve --only web`` of each checkout named by ``--checkout LABEL=DIR`` (this one is always
-  ``after``; give the base commit's files, e.g. ``git archive BASE | tar -x -C DIR``, as ``before``),
-  one at a time, on the same database and data directory.
+- ``asci serve --only web`` of each checkout named by ``--checkout LABEL=DIR[,ASCI_X=VALUE...]``
+  (default: this one, as ``after``; give the base commit's files, e.g. ``git archive BASE | tar -x -C
+  DIR``, as ``before``; ``ASCI_WEB_PROCESSES=2`` and the like try other settings), one at a time, on
+  the same database and data directory.
 
 ApacheBench (``ab``, one new connection per request for both servers, no keep-alive) sends
 ``--requests`` requests with ``--concurrency`` clients to each, alternating baseline and API
@@ -125,8 +127,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--checkout", action="append", default=[], metavar="LABEL=DIR",
-                        help="another checkout to serve the API from (this one is 'after')")
+    parser.add_argument("--checkout", action="append", default=[], metavar="LABEL=DIR[,ASCI_X=VALUE...]",
+                        help="a checkout to serve the API from, with extra settings (default: after=this one)")
     args = parser.parse_args()
     url = os.environ.get("ASCI_TEST_POSTGRES_URL")
     if not url:
@@ -135,7 +137,10 @@ def main() -> None:
     settings = Settings(data_dir=work / "data", database_url=url, log_format="text")
     token = seed(settings, args.rows)
     headers = {"Authorization": f"Bearer {token}"}
-    checkouts = [tuple(item.split("=", 1)) for item in args.checkout] + [("after", str(ROOT))]
+    checkouts = [("after", str(ROOT))] if not args.checkout else []
+    for item in args.checkout:
+        label, spec = item.split("=", 1)
+        checkouts.append((label, spec))
 
     static_dir = work / "static"
     static_dir.mkdir()
@@ -145,10 +150,12 @@ def main() -> None:
     result: dict = {"rows_of_the_user": args.rows, "requests": args.requests, "concurrency": args.concurrency,
                     "cpus": os.cpu_count(), "load_average_before": os.getloadavg()[0], "servers": {}}
     try:
-        for label, checkout in checkouts:
+        for label, spec in checkouts:
+            checkout, *variables = spec.split(",")
             port = free_port()
             environ = {**os.environ, **settings.to_environ(), "PYTHONPATH": checkout, "ASCI_WEB_PORT": str(port),
-                       "ASCI_SERVE_PARTS": "web", "ASCI_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+                       "ASCI_SERVE_PARTS": "web", "ASCI_PUBLIC_URL": f"http://127.0.0.1:{port}",
+                       **dict(variable.split("=", 1) for variable in variables)}
             serve = start([sys.executable, "-m", "asci", "serve", "--only", "web"], environ,
                           work / f"serve-{label}.log")
             try:
@@ -166,7 +173,8 @@ def main() -> None:
                     api = ab(api_url, args.requests, args.concurrency, headers)
                     rounds.append({"static_http_server": baseline, "api_sessions": api,
                                    "ratio": round(api["requests_per_s"] / baseline["requests_per_s"], 3)})
-                result["servers"][label] = {"checkout": checkout, "reply_bytes": len(body), "rounds": rounds}
+                result["servers"][label] = {"checkout": checkout, "variables": variables, "reply_bytes": len(body),
+                                            "rounds": rounds}
             finally:
                 stop(serve)
     finally:
