@@ -18,7 +18,8 @@ ApacheBench (``ab``, one new connection per request for both servers, no keep-al
 ``--requests`` requests with ``--concurrency`` clients to each, alternating baseline and API
 ``--rounds`` times so that the shared machine's load falls on both alike. Every API reply must be
 200 with the same length (``ab`` counts others as failures). Prints a JSON summary: requests per
-second, p50/p99 in ms, failures, and the API's share of the baseline's requests per second.
+second, p50/p99 in ms, failures, the API's share of the baseline's requests per second, and the CPU
+time the web part's processes spent per API request (less sensitive to the machine's load than rates).
 """
 
 from __future__ import annotations
@@ -85,6 +86,26 @@ def ab(url: str, requests: int, concurrency: int, headers: dict | None = None) -
             "max_ms": number(r"^\s+100%\s+(\d+)"),
             "failed": int(number(r"^Failed requests:\s+(\d+)")) + (int(non_2xx.group(1)) if non_2xx else 0),
             "complete": int(number(r"^Complete requests:\s+(\d+)"))}
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) used so far by ``root`` and its live descendants (the web part's
+    processes under ``asci serve``)."""
+    parents, used = {}, {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+            used[int(entry.name)] = int(fields[11]) + int(fields[12])
+    tree, grown = {root}, True
+    while grown:
+        more = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grown = bool(more)
+    return sum(used.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
 
 
 def seed(settings: Settings, rows: int) -> str:
@@ -170,7 +191,10 @@ def main() -> None:
                 rounds = []
                 for _ in range(args.rounds):
                     baseline = ab(static_url, args.requests, args.concurrency)
+                    cpu_before = tree_cpu_s(serve.pid)
                     api = ab(api_url, args.requests, args.concurrency, headers)
+                    used_s = tree_cpu_s(serve.pid) - cpu_before
+                    api["web_cpu_ms_per_request"] = round(used_s / args.requests * 1000, 2)
                     rounds.append({"static_http_server": baseline, "api_sessions": api,
                                    "ratio": round(api["requests_per_s"] / baseline["requests_per_s"], 3)})
                 result["servers"][label] = {"checkout": checkout, "variables": variables, "reply_bytes": len(body),
