@@ -60,8 +60,10 @@ def serve_web(settings: Settings, host: str | None = None, port: int | None = No
     host, port = host or settings.web_host, port or settings.web_port
     replica = os.environ.get(REPLICA_ENV) == "1"
     several = settings.web_processes > 1
-    sock = listening_socket(host, port, reuse_port=several)  # bound before the replicas: a busy port fails here
     app = create_app(settings)
+    # bound once the application is built (a client knocking earlier is refused, not kept waiting), and
+    # before the replicas start: a port in use fails here
+    sock = listening_socket(host, port, reuse_port=several)
     stop = threading.Event()
     replicas: list[subprocess.Popen] = []
 
