@@ -18,7 +18,7 @@ import secrets
 from typing import Iterable
 
 from sqlalchemy import Boolean, ForeignKey, Integer, String, select
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from asci.db import Base, UTCDateTime, utcnow
@@ -317,7 +317,8 @@ def token_for(db: Session, token: str) -> ApiToken | None:
     """The valid (not revoked, not expired) token row of an active user, or None; marks it used."""
     if not token or len(token) > 200 or not token.isascii():
         return None
-    row = db.scalar(select(ApiToken).where(ApiToken.token_sha256 == _digest(token)))
+    row = db.scalar(select(ApiToken).where(ApiToken.token_sha256 == _digest(token))
+                    .options(joinedload(ApiToken.user, innerjoin=True)))  # one query per API call, not two
     if row is None or row.state() != "active" or not row.user.is_active:
         return None
     now = utcnow()

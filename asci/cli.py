@@ -35,10 +35,11 @@ class _PackageGroups(click.Group):
         if self._loaded:
             return
         self._loaded = True
-        from asci.cli_core import db_group, user_group
+        from asci.cli_core import db_group, settings_command, user_group
 
         self.add_command(db_group)
         self.add_command(user_group)
+        self.add_command(settings_command)
         for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             self.add_command(entry.load(), entry.name)
 

@@ -1,4 +1,5 @@
-"""Core sub-commands: ``asci db`` and ``asci user`` (accounts, their lifecycle and API tokens)."""
+"""Core sub-commands: ``asci db``, ``asci user`` (accounts, their lifecycle and API tokens) and
+``asci settings`` (the effective settings and where each came from)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,25 @@ import click
 from asci import accounts
 from asci.db import current_revision, session_scope, upgrade
 from asci.cli_context import AsciContext, pass_ctx
+from asci.config import describe, load_settings_with_sources
 from asci.errors import AccountError
+
+
+@click.command("settings")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: setting -> {value, source}.")
+def settings_command(as_json: bool) -> None:
+    """Print the effective settings and where each came from (default, a file, the environment);
+    secrets are masked."""
+    settings, sources = load_settings_with_sources()
+    rows = describe(settings, sources)
+    if as_json:
+        click.echo(json.dumps({key: {"value": value, "source": source} for key, value, source in rows}, indent=2))
+        return
+    width = max(len(key) for key, _, _ in rows)
+    shown = [(key, value or "(empty)", source) for key, value, source in rows]
+    value_width = min(48, max(len(value) for _, value, _ in shown))
+    for key, value, source in shown:
+        click.echo(f"{key:<{width}}  {value:<{value_width}}  {source}")
 
 
 @click.group("db")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
@@ -86,17 +87,59 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-@lru_cache(maxsize=16)
-def engine_for(url: str) -> Engine:
-    """One shared engine per URL within a process."""
-    return make_engine(url)
+class _Engines:
+    """One shared engine per URL within a process, made once even when threads ask at the same time
+    (the most recent 16 URLs; ``cache_clear`` forgets them, as tests do after recreating a schema)."""
+
+    def __init__(self, size: int = 16) -> None:
+        self._engines: dict[str, Engine] = {}
+        self._lock = threading.Lock()
+        self._size = size
+
+    def __call__(self, url: str) -> Engine:
+        engine = self._engines.get(url)
+        if engine is None:
+            with self._lock:
+                engine = self._engines.get(url)
+                if engine is None:
+                    engine = make_engine(url)
+                    if len(self._engines) >= self._size:
+                        self._engines.pop(next(iter(self._engines)))
+                    self._engines[url] = engine
+        return engine
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._engines.clear()
+
+
+engine_for = _Engines()
+
+
+_FACTORIES: dict[Settings, sessionmaker[Session]] = {}
+_FACTORIES_LOCK = threading.Lock()
+MAX_FACTORIES = 64  # distinct settings objects of one process (tests make many; a server has one)
 
 
 def session_factory(settings: Settings) -> sessionmaker[Session]:
-    """A session factory bound to the configured database (every package's models mapped)."""
-    import_all_models()  # relationships name classes of other packages by string
-    settings.private_data_dir()
-    return sessionmaker(engine_for(settings.effective_database_url), expire_on_commit=False)
+    """The session factory of ``settings``: made once per settings object and process (its data
+    directory prepared and every package's models mapped then), bound to the URL's shared engine.
+    A request pays a dictionary look-up here, no file system call."""
+    engine = engine_for(settings.effective_database_url)
+    factory = _FACTORIES.get(settings)
+    if factory is not None and factory.kw["bind"] is engine:
+        return factory
+    with _FACTORIES_LOCK:
+        engine = engine_for(settings.effective_database_url)
+        factory = _FACTORIES.get(settings)
+        if factory is None or factory.kw["bind"] is not engine:  # new, or its engine was dropped (tests)
+            import_all_models()  # relationships name classes of other packages by string
+            settings.private_data_dir()
+            factory = sessionmaker(engine, expire_on_commit=False)
+            if len(_FACTORIES) >= MAX_FACTORIES:
+                _FACTORIES.pop(next(iter(_FACTORIES)))
+            _FACTORIES[settings] = factory
+    return factory
 
 
 @contextlib.contextmanager
