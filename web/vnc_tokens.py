@@ -75,7 +75,7 @@ def read_token(settings: Settings, token: str) -> TokenClaim | None:
         return None
 
 
-def _socket_of(db, claim: TokenClaim, user: accounts.User, settings: Settings) -> str | None:
+def _socket_of(db, claim: TokenClaim, user: accounts.User, desktops: broker.Broker) -> str | None:
     """The socket path the claim opens: the owner's own running session, or a guest's live share."""
     if claim.share_id:
         try:
@@ -90,13 +90,14 @@ def _socket_of(db, claim: TokenClaim, user: accounts.User, settings: Settings) -
     if desktop.user_id != user.id:  # only the owner's viewer, never an administrator's
         return None
     try:
-        return broker.vnc_target(settings, claim.session_id, user).socket
+        return desktops.vnc_target(claim.session_id, user).socket
     except broker.BrokerError:  # not running
         return None
 
 
-def resolve(settings: Settings, token: str) -> tuple[str, str] | None:
-    """``("unix_socket", path)`` of the VNC server the token opens, or None when it opens nothing."""
+def resolve(settings: Settings, desktops: broker.Broker, token: str) -> tuple[str, str] | None:
+    """``("unix_socket", path)`` of the VNC server the token opens (``desktops``: the broker asked), or None
+    when it opens nothing."""
     claim = read_token(settings, token)
     if claim is None:
         return None
@@ -104,7 +105,7 @@ def resolve(settings: Settings, token: str) -> tuple[str, str] | None:
         user = db.get(accounts.User, claim.user_id)
         if user is None or not user.is_active:
             return None
-        socket_path = _socket_of(db, claim, user, settings)
+        socket_path = _socket_of(db, claim, user, desktops)
     if socket_path is None:
         return None
     path = broker.checked_socket(socket_path)
@@ -112,18 +113,18 @@ def resolve(settings: Settings, token: str) -> tuple[str, str] | None:
         log.warning("session %s: socket %s is not a locked session socket; refused", claim.session_id, socket_path)
         return None
     try:
-        broker.touch(settings, claim.session_id)
+        desktops.touch(claim.session_id)
     except broker.BrokerError as exc:
         log.warning("touch of session %s failed: %s", claim.session_id, exc)
     return "unix_socket", path
 
 
-def keep_touching(settings: Settings, session_id: int, interval: float) -> None:
+def keep_touching(desktops: broker.Broker, session_id: int, interval: float) -> None:
     """Touch the session every ``interval`` seconds until it is no longer running (runs in a thread)."""
     while True:
         time.sleep(interval)
         try:
-            if not broker.touch(settings, session_id):
+            if not desktops.touch(session_id):
                 return
         except Exception as exc:  # noqa: BLE001 - a database hiccup must not end the viewer's connection
             log.warning("touch of session %s failed: %s", session_id, exc)
@@ -179,6 +180,7 @@ class SessionTokens(BasePlugin):
         if src:
             settings = settings.replace(data_dir=Path(src))
         self.settings = settings
+        self.broker = broker.Broker(settings)  # lookups only: it never imports the engine's client
         # websockify forks a process per connection from this one: map the models here, once, rather
         # than in every connection's process (~150 ms each, on the way from click to desktop)
         import_all_models()
@@ -186,7 +188,7 @@ class SessionTokens(BasePlugin):
 
     def lookup(self, token):
         try:
-            target = resolve(self.settings, token)
+            target = resolve(self.settings, self.broker, token)
         except Exception:  # never let a lookup error open anything
             log.exception("VNC token lookup failed")
             return None
@@ -195,7 +197,7 @@ class SessionTokens(BasePlugin):
             return None
         if multiprocessing.parent_process() is not None:  # websockify's child process for this connection
             claim = read_token(self.settings, token)
-            threading.Thread(target=keep_touching, args=(self.settings, claim.session_id,
+            threading.Thread(target=keep_touching, args=(self.broker, claim.session_id,
                                                          self.settings.vnc_touch_interval_s),
                              name=f"touch-{claim.session_id}", daemon=True).start()
             threading.Thread(target=watch_connection, args=(self.settings, claim),

@@ -25,14 +25,14 @@ MAIN = "unix:///var/run/docker.sock"
 
 
 @pytest.fixture
-def cluster(pg_settings, pushed_image, second_daemon, node2_image, tmp_path, swap_broker):
+def cluster(pg_settings, pushed_image, second_daemon, node2_image, tmp_path, make_broker):
     reference, digest = pushed_image
     settings = pg_settings.replace(broker_instance=f"t{tmp_path.name[-20:].lower().replace('_', '-')}"[:40],
                                    session_start_timeout_s=90)
     nodes = [dict(name="node1", docker_url=MAIN, cpus=4, memory_bytes=8 << 30),
              dict(name="node2", docker_url=second_daemon["url"], cpus=4, memory_bytes=16 << 30)]
     world = make_world(settings, nodes, image=reference, digest=digest)
-    broker = swap_broker(settings, DockerBackend())
+    broker = make_broker(settings, DockerBackend())
     app = create_app(settings)
     yield settings, world, broker, app.test_client()
     for url in (MAIN, second_daemon["url"]):

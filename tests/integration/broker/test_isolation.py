@@ -50,7 +50,7 @@ print(json.dumps(out))
 
 
 @pytest.fixture
-def platform(pg_settings, pushed_image, tmp_path, swap_broker):
+def platform(pg_settings, pushed_image, tmp_path, make_broker):
     """Web app, websockify and the broker on the local daemon; alice (uid 4242) and bob."""
     from broker.backends.docker import DockerBackend
 
@@ -59,7 +59,7 @@ def platform(pg_settings, pushed_image, tmp_path, swap_broker):
                                    websockify_port=free_port(21000, 29000), log_format="text")
     world = make_world(settings, [dict(name="node1", docker_url=MAIN, cpus=4, memory_bytes=8 << 30)],
                        image=reference, digest=digest)  # data under the settings' experiment data root
-    broker = swap_broker(settings, DockerBackend())
+    broker = make_broker(settings, DockerBackend())
     proxy = vnc_proxy.start(settings, log_path=tmp_path / "websockify.log")
     try:
         with serving(create_app(settings)) as url:

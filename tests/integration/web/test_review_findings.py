@@ -30,10 +30,10 @@ VIEWER = "asci-demo-viewer-1.0-1.noarch.rpm"
 
 
 @pytest.fixture
-def site(settings, swap_broker):
+def site(settings, make_broker):
     """``(settings, world, app)``: alice, bob (sessions tokens), root (admin token), a fake backend."""
     world = make_world(settings, NODES)
-    world["backend"] = swap_broker(settings).backend
+    world["backend"] = make_broker(settings).backend
     return settings, world, create_app(settings, {"TESTING": True})
 
 
@@ -285,9 +285,9 @@ def test_malformed_input_is_a_4xx_never_a_500(site, method, path, body):
 
 
 @pytest.mark.postgres
-def test_nul_characters_never_reach_postgresql(pg_settings, swap_broker):
+def test_nul_characters_never_reach_postgresql(pg_settings, make_broker):
     world = make_world(pg_settings, NODES)
-    swap_broker(pg_settings)
+    make_broker(pg_settings)
     client = create_app(pg_settings, {"TESTING": True}).test_client()
     auth = bearer(world, "root")
     assert client.post("/api/sessions", json={"environment": "a\x00b", "experiment": "x"},

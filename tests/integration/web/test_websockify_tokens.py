@@ -23,10 +23,10 @@ GREETING = b"RFB 003.008\n"
 
 
 @pytest.fixture
-def proxied(settings, tmp_path, swap_broker):
+def proxied(settings, tmp_path, make_broker):
     settings = settings.replace(websockify_port=free_port(30000, 40000), vnc_touch_interval_s=1)
     world = make_world(settings, [dict(name="n1", docker_url="unix:///fake.sock")])
-    swap_broker(settings)
+    make_broker(settings)
     with session_scope(settings) as db:
         row = service.launch(settings, db, db.merge(user(settings, world, "alice")), world["env"], "current",
                              world["e1"])
