@@ -36,10 +36,11 @@ from sqlalchemy.orm import Session
 
 import builder
 from asci.accounts import User
+from asci.config import Settings
 from asci.db import utcnow
-from broker import gpus, logs, metrics, placement, rundir
+from broker import containers, gpus, logs, metrics, placement, rundir
 from broker.access import resolve
-from broker.backends.base import NodeRef
+from broker.backends.base import LaunchSpec, NodeRef
 from broker.errors import BackendError, BadRequest, BrokerError, ForeignServer, NoCapacity, NodeUnreachable, \
     QuotaExceeded, Unsatisfiable
 from broker.models import ACTIVE_STATES, DesktopSession, Experiment, Node, NodeState, SessionState
@@ -123,7 +124,7 @@ def new_password() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(8))
 
 
-def recipe_defaults(settings, environment: str) -> builder.ResourceDefaults | None:
+def recipe_defaults(settings: Settings, environment: str) -> builder.ResourceDefaults | None:
     """The session defaults in ``environment``'s recipe (None when it has no readable recipe here)."""
     try:
         return builder.load_recipe(settings.recipes_dir, environment).resources
@@ -131,6 +132,47 @@ def recipe_defaults(settings, environment: str) -> builder.ResourceDefaults | No
         if "unknown environment" not in str(exc):
             logs.event("recipe.unreadable", environment=environment, error=str(exc))
         return None
+
+
+def desktop_spec(settings: Settings, *, session_id: int, name: str, image: str, folder: rundir.SessionDir,
+                 uid: int, gid: int, user_name: str, home_volume: str, home_path: str, cpus: float,
+                 memory_bytes: int, cpu_guarantee: float, memory_guarantee_bytes: int, data_path: str = "",
+                 gpu_uuid: str = "", labels: dict[str, str] | None = None) -> LaunchSpec:
+    """The launch parameters of a desktop: the one place sessions and probes get their isolation from."""
+    return LaunchSpec(session_id=session_id, name=name, image=image, run_dir=str(folder.path), uid=uid, gid=gid,
+                      user_name=user_name, home_volume=home_volume, home_path=home_path, data_path=data_path,
+                      data_read_only=settings.session_data_read_only, cpus=cpus, memory_bytes=memory_bytes,
+                      cpu_guarantee=cpu_guarantee, memory_guarantee_bytes=memory_guarantee_bytes,
+                      pids_limit=settings.session_pids_limit, gpu_uuid=gpu_uuid, network=settings.session_network,
+                      labels=dict(labels or {}))
+
+
+def session_ids(settings: Settings, user: User) -> tuple[int, int]:
+    """The uid and gid a user's desktops run as."""
+    base = settings.session_uid_base
+    uid = user.uid if user.uid is not None else base + user.id
+    gid = user.gid if user.gid is not None else (user.uid if user.uid is not None else base + user.id)
+    return uid, gid
+
+
+def container_name(settings: Settings, desktop: DesktopSession) -> str:
+    """The container (or service) name of a session."""
+    return f"asci-{settings.broker_instance}-s{desktop.id}"
+
+
+def session_spec(settings: Settings, launch: Launch) -> LaunchSpec:
+    """The launch parameters of the session's desktop (``desktop_spec`` with the session's labels)."""
+    desktop, user, exp = launch.desktop, launch.user, launch.experiment
+    labels = {containers.MANAGED: "1", containers.LABEL_INSTANCE: settings.broker_instance,
+              containers.LABEL_SESSION: str(desktop.id), "asci.user": user.username,
+              "asci.experiment": exp.code, "asci.environment": desktop.environment,
+              "asci.version": desktop.version}
+    return desktop_spec(settings, session_id=desktop.id, name=container_name(settings, desktop),
+                        image=desktop.image, folder=launch.folder, uid=launch.uid, gid=launch.gid,
+                        user_name=user.username, home_volume=f"asci-home-{user.username}",
+                        home_path=f"/home/{user.username}", cpus=desktop.cpus, memory_bytes=desktop.memory_bytes,
+                        cpu_guarantee=desktop.cpu_guarantee, memory_guarantee_bytes=desktop.memory_guarantee_bytes,
+                        data_path=exp.data_path, gpu_uuid=desktop.gpu_uuid, labels=labels)
 
 
 # ------------------------------------------------------------------ the steps
@@ -178,7 +220,7 @@ def reserve(broker: Broker, db: Session, user: User, request: LaunchRequest) -> 
     logs.event("session.requested", session=desktop.id, user=user.username, environment=request.environment,
                version=launchable.version, experiment=exp.code, gpu=request.gpu, cpu_guarantee=wanted.cpu_guarantee,
                memory_guarantee=wanted.memory_guarantee_bytes)
-    uid, gid = broker.ids(user)
+    uid, gid = session_ids(broker.settings, user)
     return Launch(desktop, user, exp, uid, gid, began)
 
 
@@ -221,7 +263,7 @@ def prepare(broker: Broker, db: Session, launch: Launch) -> None:
     desktop, settings = launch.desktop, broker.settings
     launch.folder = broker.node_side(launch.ref).prepare(
         launch.ref, rundir.session_key(settings.broker_instance, desktop.id), launch.uid, launch.gid,
-        desktop.vnc_password, desktop.vnc_view_password, rundir.hostname_for(broker.container_name(desktop)))
+        desktop.vnc_password, desktop.vnc_view_password, rundir.hostname_for(container_name(settings, desktop)))
     desktop.vnc_socket = str(launch.folder.socket)
     db.commit()
 
@@ -230,8 +272,7 @@ def start(broker: Broker, db: Session, launch: Launch) -> None:
     """Have the node's engine start the desktop (pulling its image if needed); commit its backend state."""
     desktop = launch.desktop
     broker.backend.ensure_image(launch.ref, desktop.image)
-    state = broker.backend.start(launch.ref, broker.spec(desktop, launch.user, launch.experiment, launch.folder,
-                                                         launch.uid, launch.gid))
+    state = broker.backend.start(launch.ref, session_spec(broker.settings, launch))
     desktop.backend_state = broker.backend.get_state(state)
     db.commit()
 
@@ -331,5 +372,5 @@ def resume(broker: Broker, db: Session, session_id: int, began: float) -> Launch
     if desktop is None or desktop.state != SessionState.PENDING:
         raise BackendError(f"session {session_id} is no longer pending")
     user = db.get(User, desktop.user_id)
-    uid, gid = broker.ids(user)
+    uid, gid = session_ids(broker.settings, user)
     return Launch(desktop, user, db.get(Experiment, desktop.experiment_id), uid, gid, began)

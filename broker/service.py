@@ -28,11 +28,11 @@ from sqlalchemy.orm import Session
 from asci.accounts import User
 from asci.config import Settings
 from asci.db import session_scope, utcnow
-from broker import containers, gpus, launch as launching, logs, rundir
-from broker.backends.base import Backend, LaunchSpec, NodeRef
+from broker import gpus, launch as launching, logs, rundir
+from broker.backends.base import Backend, NodeRef
 from broker.errors import BackendError, NodeUnreachable, NotFound
-from broker.launch import LaunchRequest, new_password, recipe_defaults
-from broker.models import FINAL_STATES, DesktopSession, Experiment, Node, NodeState, SessionState
+from broker.launch import LaunchRequest, desktop_spec, new_password, recipe_defaults
+from broker.models import FINAL_STATES, DesktopSession, Node, NodeState, SessionState
 from broker.node_side import LocalNodeSide, NodeSide, ReadyCheck
 from broker.views import get_session
 
@@ -59,19 +59,6 @@ class VncTarget(NamedTuple):
     socket: str
     password: str
     view_password: str
-
-
-def desktop_spec(settings: Settings, *, session_id: int, name: str, image: str, folder: rundir.SessionDir,
-                 uid: int, gid: int, user_name: str, home_volume: str, home_path: str, cpus: float,
-                 memory_bytes: int, cpu_guarantee: float, memory_guarantee_bytes: int, data_path: str = "",
-                 gpu_uuid: str = "", labels: dict[str, str] | None = None) -> LaunchSpec:
-    """The launch parameters of a desktop: the one place sessions and probes get their isolation from."""
-    return LaunchSpec(session_id=session_id, name=name, image=image, run_dir=str(folder.path), uid=uid, gid=gid,
-                      user_name=user_name, home_volume=home_volume, home_path=home_path, data_path=data_path,
-                      data_read_only=settings.session_data_read_only, cpus=cpus, memory_bytes=memory_bytes,
-                      cpu_guarantee=cpu_guarantee, memory_guarantee_bytes=memory_guarantee_bytes,
-                      pids_limit=settings.session_pids_limit, gpu_uuid=gpu_uuid, network=settings.session_network,
-                      labels=dict(labels or {}))
 
 
 class Broker:
@@ -144,31 +131,6 @@ class Broker:
         except BaseException as exc:  # the session's row says how it ended; nobody waits for this
             log.warning("launch of %s %s (session %s) failed: %s", request.environment, request.version,
                         session_id, exc)
-
-    def container_name(self, desktop: DesktopSession) -> str:
-        """The container (or service) name of a session."""
-        return f"asci-{self.settings.broker_instance}-s{desktop.id}"
-
-    def ids(self, user: User) -> tuple[int, int]:
-        """The uid and gid a user's desktops run as."""
-        base = self.settings.session_uid_base
-        uid = user.uid if user.uid is not None else base + user.id
-        gid = user.gid if user.gid is not None else (user.uid if user.uid is not None else base + user.id)
-        return uid, gid
-
-    def spec(self, desktop: DesktopSession, user: User, exp: Experiment, folder: rundir.SessionDir, uid: int,
-             gid: int) -> LaunchSpec:
-        """The launch parameters of session ``desktop`` of ``user`` in ``exp``."""
-        labels = {containers.MANAGED: "1", containers.LABEL_INSTANCE: self.settings.broker_instance,
-                  containers.LABEL_SESSION: str(desktop.id), "asci.user": user.username,
-                  "asci.experiment": exp.code, "asci.environment": desktop.environment,
-                  "asci.version": desktop.version}
-        return desktop_spec(self.settings, session_id=desktop.id, name=self.container_name(desktop),
-                            image=desktop.image, folder=folder, uid=uid, gid=gid, user_name=user.username,
-                            home_volume=f"asci-home-{user.username}", home_path=f"/home/{user.username}",
-                            cpus=desktop.cpus, memory_bytes=desktop.memory_bytes,
-                            cpu_guarantee=desktop.cpu_guarantee, memory_guarantee_bytes=desktop.memory_guarantee_bytes,
-                            data_path=exp.data_path, gpu_uuid=desktop.gpu_uuid, labels=labels)
 
     def await_desktop(self, ref: NodeRef, state: dict, folder: rundir.SessionDir, uid: int, timeout: float) -> None:
         """Return once the desktop's own VNC server serves its socket (locked and proved: ``NodeSide.ready``).

@@ -56,7 +56,7 @@ def stack(tmp_path, pushed_image, make_broker):
                        image=reference, digest=digest)
     broker = make_broker(settings, DockerBackend())
     proxy = vnc_proxy.start(settings, log_path=tmp_path / "websockify.log")
-    with serving(create_app(settings)) as url:
+    with serving(create_app(settings, broker=broker)) as url:
         yield {"settings": settings, "world": world, "url": url, "proxy": proxy,
                "ws": f"ws://127.0.0.1:{settings.websockify_port}", "log": tmp_path / "websockify.log"}
     vnc_proxy.stop(proxy)

@@ -21,8 +21,9 @@ def test_thirty_concurrent_launches_never_collide(pg_settings, make_broker):
     nodes = [dict(name=f"n{i}", docker_url=f"unix:///fake{i}.sock", cpus=64, memory_bytes=256 << 30, max_sessions=10,
                   nvidia_smi="a100x2.csv") for i in range(3)]
     world = make_world(settings, nodes)
-    backend = make_broker(settings).backend
-    app = create_app(settings)
+    broker = make_broker(settings)
+    backend = broker.backend
+    app = create_app(settings, broker=broker)
     headers = {"Authorization": f"Bearer {world['tokens']['alice']}"}
 
     def request(number: int):

@@ -47,9 +47,9 @@ def swarm(pg_settings, swarm_node, swarm_image, tmp_path, make_broker):
     add_members(settings, world, 5)
     broker = make_broker(settings, service.make_backend(settings))
     with session_scope(settings) as db:
-        register_node(settings, db, "swarm1", swarm_node.url)
+        register_node(settings, db, "swarm1", swarm_node.url, backend=broker.backend)
     client = docker.DockerClient(base_url=swarm_node.url, version="1.41", timeout=60)
-    yield settings, world, broker, create_app(settings).test_client(), client
+    yield settings, world, broker, create_app(settings, broker=broker).test_client(), client
     for svc in client.services.list(filters={"label": f"asci.broker={settings.broker_instance}"}):
         svc.remove()
     time.sleep(1)

@@ -44,10 +44,10 @@ def tls_cluster(pg_settings, node2, node2_image, pki, tmp_path, make_broker):
     broker = make_broker(settings, DockerBackend())
     good = pki["good"]
     with session_scope(settings) as db:
-        register_node(settings, db, "node1", MAIN)
-        register_node(settings, db, "node2", node2.tcp_url, tls_ca=str(good.ca), tls_cert=str(good.client_cert),
+        register_node(settings, db, "node1", MAIN, backend=broker.backend)
+        register_node(settings, db, "node2", node2.tcp_url, backend=broker.backend, tls_ca=str(good.ca), tls_cert=str(good.client_cert),
                       tls_key=str(good.client_key))
-    yield settings, world, broker, create_app(settings).test_client()
+    yield settings, world, broker, create_app(settings, broker=broker).test_client()
     remove_sessions(MAIN, settings.broker_instance, world["names"].values())
     if node2.answers():
         remove_sessions(node2.url, settings.broker_instance, world["names"].values())
@@ -125,11 +125,11 @@ def test_clients_without_the_certificate_are_refused(node2, pki, monkeypatch):
 
 
 def test_register_refuses_a_node_whose_engine_refuses_us(pg_settings, node2, pki, make_broker):
-    make_broker(pg_settings, DockerBackend(timeout=10))
+    backend = make_broker(pg_settings, DockerBackend(timeout=10)).backend
     rogue = pki["rogue"]
     with pytest.raises(NodeUnreachable):
         with session_scope(pg_settings) as db:
-            register_node(pg_settings, db, "rogue", node2.tcp_url, tls_ca=str(pki["good"].ca),
+            register_node(pg_settings, db, "rogue", node2.tcp_url, backend=backend, tls_ca=str(pki["good"].ca),
                           tls_cert=str(rogue.client_cert), tls_key=str(rogue.client_key))
     with session_scope(pg_settings) as db:
         assert db.scalar(select(Node).where(Node.name == "rogue")) is None

@@ -8,7 +8,6 @@ import pytest
 
 from asci import accounts
 from asci.db import session_scope
-from broker import service
 from broker.models import DesktopSession, ExperimentMember, Experiment
 from sqlalchemy import select
 from tests.support import PASSWORD, csrf_of, login, stand_in_vnc

@@ -6,7 +6,6 @@ import pytest
 from itsdangerous import TimestampSigner
 
 from asci.db import session_scope
-from broker import service
 from broker.models import DesktopSession
 from tests.support import stand_in_vnc
 from tests.support import user_of as user
