@@ -102,7 +102,6 @@ def main() -> None:
     world = make_world(settings, [], image=f"{repository}:v1", digest=digest)
     members = add_members(settings, world, max(args.launches, args.idle))
     broker = service.Broker(settings, DockerBackend(timeout=120))
-    service.install(settings, broker)
     with db.session_scope(settings) as session_db:
         node = register_node(settings, session_db, "local", MAIN)
         cpus, memory = schedulable(node)

@@ -121,14 +121,13 @@ def main() -> None:
     world = make_world(settings, [], image=f"{repository}:v1", digest=digest)
     add_members(settings, world, 1)
     broker = service.Broker(settings, DockerBackend(timeout=120))
-    service.install(settings, broker)
     with db.session_scope(settings) as session_db:
         register_node(settings, session_db, "local", MAIN)
     proxy = vnc_proxy.start(settings, log_path=tmp / "websockify.log")
     result: dict = {"launches": args.launches, "load_average_before": os.getloadavg()}
     browser_s, broker_s, marks = [], [], []
     try:
-        with serving(create_app(settings)) as base, sync_playwright() as playwright:
+        with serving(create_app(settings, broker=broker)) as base, sync_playwright() as playwright:
             chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
                 "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--no-first-run"])

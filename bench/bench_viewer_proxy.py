@@ -332,7 +332,6 @@ def main() -> None:
     db.upgrade(settings)
     world = make_world(settings, [], image=f"{repository}:v1", digest=digest)
     broker = service.Broker(settings, DockerBackend(timeout=180))
-    service.install(settings, broker)
     with db.session_scope(settings) as session_db:
         register_node(settings, session_db, "local", MAIN)
     sessions = []

@@ -2,9 +2,14 @@
 
 The public face, for ``ci`` and ``web`` (nothing else of this package is theirs to import)::
 
-    launch(settings, db, user, environment, version="current", experiment=..., **options) -> DesktopSession
-    stop(settings, db, session_id, user);  touch(settings, session_id) -> bool
-    vnc_target(settings, session_id, user) -> VncTarget(socket, password, view_password)
+    Broker(settings, backend=None, ready=None, node_sides=None)   # no process-wide one: it is passed
+      .launch(db, user, LaunchRequest(environment, version, experiment, gpu=..., cpus=...)) -> DesktopSession
+      .launch_in_background(db, user, request) -> session id   # reserved now, the rest on its runner
+      .stop(db, session_id, user);  .touch(session_id) -> bool;  .close()
+      .vnc_target(session_id, user) -> VncTarget(socket, password, view_password)
+    attach(app, broker);  current_broker()  # a Flask app's broker (app.extensions)
+    cli_broker(settings)                    # a command line's broker (the click context)
+    NodeSide, LocalNodeSide                 # the node's part of a launch: prepare / ready / release
     checked_socket(path)                  # a locked session socket, or None (what websockify may open)
     get_session(db, session_id, user);  list_sessions(db, user, everyone=False, include_ended=True, limit, after)
     session_page(db, user, ..., limit=100, after=None) -> SessionPage(sessions, next)   # keyset pages
@@ -17,7 +22,7 @@ The public face, for ``ci`` and ``web`` (nothing else of this package is theirs 
     reconcile(broker, db);  cull(broker, db)
     reconcile_loop(broker, interval, stop);  cull_loop(broker, interval, stop)   # beat as parts
     probe_desktop(settings, image, label)  # a version launched like a session (ci's smoke gate)
-    Broker, broker_for(settings), install(settings, broker), make_backend(settings)
+    make_backend(settings)
     blueprint, openapi_fragment()
     shares: share, revoke, shares_of, shared_with, members_to_invite, guest_share, guest_target, live_mode,
             viewers, connection_opened / _seen / _closed        # desktops shared within an experiment
@@ -37,17 +42,21 @@ from broker.probe import Probe, probe_desktop
 from broker.loops import cull_loop, reconcile_loop
 from broker.reconcile import reconcile
 from broker.rundir import checked_socket
-from broker.service import Broker, VncTarget, broker_for, install, launch, make_backend, stop, touch, vnc_target
+from broker.handle import attach, cli_broker, current_broker
+from broker.launch import LaunchRequest
+from broker.node_side import LocalNodeSide, NodeSide
+from broker.service import Broker, VncTarget, make_backend
 from broker.views import (ExperimentView, SessionPage, all_experiments, experiments_of, get_session,
                           list_sessions, node_views, session_dict, session_page, versions_in_use)
 
 __all__ = [
-    "launch", "stop", "vnc_target", "VncTarget", "checked_socket", "touch", "get_session", "list_sessions",
+    "Broker", "LaunchRequest", "VncTarget", "attach", "current_broker", "cli_broker", "NodeSide", "LocalNodeSide",
+    "checked_socket", "get_session", "list_sessions",
     "session_page", "SessionPage", "session_dict", "versions_in_use",
     "node_views", "experiments_of", "all_experiments", "ExperimentView", "register_node", "has_nodes",
     "import_rows", "import_file", "data_path_problem", "root_problem", "claim_memberships", "reconcile",
     "reconcile_loop", "cull", "cull_loop",
-    "probe_desktop", "Probe", "Broker", "broker_for", "install", "make_backend",
+    "probe_desktop", "Probe", "make_backend",
     "shares", "ShareMode", "SessionState", "NodeState", "ACTIVE_STATES", "FINAL_STATES", "blueprint",
     "openapi_fragment",
     "BrokerError", "BadRequest", "NotFound", "Forbidden", "Conflict", "QuotaExceeded", "NoCapacity", "Unsatisfiable",

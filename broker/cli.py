@@ -133,9 +133,9 @@ def node_prepull(ctx: AsciContext) -> None:
     from broker.backends.base import NodeRef
     from broker.errors import BrokerError
     from broker.nodes import up_nodes
-    from broker.service import broker_for
+    from broker.handle import cli_broker
 
-    broker = broker_for(ctx.settings)
+    broker = cli_broker(ctx.settings)
     with session_scope(ctx.settings) as db:
         images = builder.current_images(db)
         nodes = [NodeRef.of(node) for node in up_nodes(db)]
@@ -180,13 +180,13 @@ def session_stop(ctx: AsciContext, session_id: int) -> None:
     """Stop session SESSION_ID (any user's)."""
     from broker.errors import NotFound
     from broker.models import DesktopSession
-    from broker.service import broker_for
+    from broker.handle import cli_broker
 
     with session_scope(ctx.settings) as db:
         row = db.get(DesktopSession, session_id)
         if row is None:
             raise NotFound(f"no session {session_id}")
-        broker_for(ctx.settings).stop_session(db, row, "stopped by an administrator")
+        cli_broker(ctx.settings).stop_session(db, row, "stopped by an administrator")
         click.echo(f"session {session_id}: {row.state}")
 
 
@@ -198,9 +198,9 @@ def session_reconcile(ctx: AsciContext, run_loop: bool, interval: float | None) 
     """Re-adopt running containers, mark vanished sessions lost, mark silent nodes down."""
     from broker.loops import reconcile_loop
     from broker.reconcile import reconcile
-    from broker.service import broker_for
+    from broker.handle import cli_broker
 
-    broker = broker_for(ctx.settings)
+    broker = cli_broker(ctx.settings)
     if run_loop:
         reconcile_loop(broker, interval or ctx.settings.reconcile_interval_s)
         return
@@ -216,9 +216,9 @@ def session_cull(ctx: AsciContext, run_loop: bool, interval: float | None) -> No
     """Warn idle sessions, stop those idle too long or past their maximum lifetime."""
     from broker.cull import cull
     from broker.loops import cull_loop
-    from broker.service import broker_for
+    from broker.handle import cli_broker
 
-    broker = broker_for(ctx.settings)
+    broker = cli_broker(ctx.settings)
     if run_loop:
         cull_loop(broker, interval or ctx.settings.cull_interval_s)
         return

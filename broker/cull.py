@@ -2,7 +2,7 @@
 
 A session is active while a VNC client is connected. Every viewer reaches a
 desktop through websockify (its VNC socket is open to the platform alone), so
-activity comes from there: ``broker.touch(settings, session_id)`` when the
+activity comes from there: ``Broker.touch(session_id)`` when the
 token plugin opens a connection, and again every ``vnc_touch_interval_s``
 while that connection lasts (``web.vnc_tokens``). After
 ``session_idle_timeout_s - session_idle_warning_s`` without activity the

@@ -33,6 +33,8 @@ from asci.db import session_scope
 from asci.http import CSRF_API, blueprint, current_settings, flag_arg, json_object, known_args
 from asci.webauth import require_admin_or, require_caller, require_user
 from broker import metrics, service, shares
+from broker.handle import current_broker
+from broker.launch import LaunchRequest
 from broker.backends.base import NodeRef
 from broker.errors import BadRequest, BrokerError, Forbidden, NotFound
 from broker.models import Node
@@ -49,7 +51,7 @@ MAX_ID = 2**63 - 1
 
 
 def _broker() -> service.Broker:
-    return service.broker_for(current_settings())
+    return current_broker()
 
 
 def _number(name: str, raw: str) -> int:
@@ -85,10 +87,10 @@ def create_session():
             raise BadRequest(f"{', '.join(empty)}: null is not a value; leave the field out for the default")
         check_api_resources(current_settings(), body.get("cpus"), body.get("memory"), body.get("cpu_guarantee"),
                             body.get("memory_guarantee"))
-        desktop = _broker().launch(db, user, body.get("environment"), body.get("version", "current"),
-                                   body.get("experiment"), gpu=body.get("gpu", False), cpus=body.get("cpus"),
-                                   memory=body.get("memory"), cpu_guarantee=body.get("cpu_guarantee"),
-                                   memory_guarantee=body.get("memory_guarantee"))
+        desktop = _broker().launch(db, user, LaunchRequest(
+            body.get("environment"), body.get("version", "current"), body.get("experiment"),
+            gpu=body.get("gpu", False), cpus=body.get("cpus"), memory=body.get("memory"),
+            cpu_guarantee=body.get("cpu_guarantee"), memory_guarantee=body.get("memory_guarantee")))
         return jsonify(session_dict(desktop)), 201
 
 

@@ -15,7 +15,8 @@ from broker.backends.base import NodeRef
 from broker.models import CapacitySource, Node, NodeState
 
 
-def register_node(settings: Settings, db: Session, name: str, docker_url: str, *, cpus: float | None = None,
+def register_node(settings: Settings, db: Session, name: str, docker_url: str, *, backend=None,
+                  cpus: float | None = None,
                   memory_bytes: int | None = None, max_sessions: int | None = None, tls_ca: str = "",
                   tls_cert: str = "", tls_key: str = "", gpus: list[dict] | None = None,
                   reserve_cpus: float | None = None, reserve_memory_bytes: int | None = None,
@@ -26,9 +27,10 @@ def register_node(settings: Settings, db: Session, name: str, docker_url: str, *
     does not answer) and kept current by reconciliation; given ones are kept as they are. Other
     values left out keep what the node had (the settings' defaults for a new node); its GPUs are
     kept unless ``gpus`` is given. The node's engine must share this machine's filesystem (the
-    sessions' VNC sockets under ``session_run_dir``; see ``broker.rundir``).
+    sessions' VNC sockets under ``session_run_dir``; see ``broker.rundir``). ``backend`` reads the
+    engine (default: the one ``settings.broker_backend`` names).
     """
-    from broker.service import broker_for
+    from broker.service import make_backend
 
     node = db.scalar(select(Node).where(Node.name == name))
     if node is None:
@@ -40,7 +42,7 @@ def register_node(settings: Settings, db: Session, name: str, docker_url: str, *
     node.docker_url = docker_url
     node.tls_ca, node.tls_cert, node.tls_key, node.state = tls_ca, tls_cert, tls_key, NodeState.UP
     if cpus is None or memory_bytes is None:
-        engine = broker_for(settings).backend.capacity(NodeRef.of(node))
+        engine = (backend or make_backend(settings)).capacity(NodeRef.of(node))
         node.capacity_source = CapacitySource.ENGINE if cpus is None and memory_bytes is None else CapacitySource.MANUAL
         cpus = engine.cpus if cpus is None else cpus
         memory_bytes = engine.memory_bytes if memory_bytes is None else memory_bytes

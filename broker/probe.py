@@ -2,7 +2,7 @@
 
 A probe goes through the configured backend with the same launch parameters (``desktop_spec``:
 the same isolation, network and hardening) and the same start-up (a session folder with its
-password file, ``start``, then ``Broker.await_desktop``, which proves that the probe's own VNC
+password file (the node side's ``prepare``), ``start``, then ``Broker.await_desktop``, which proves that the probe's own VNC
 server serves its socket) as a session, on the first node that is up (the first Docker host when
 none is registered yet), under an unprivileged uid of its own and a throw-away home volume. It
 holds no port, so nothing can pre-empt it. It carries no session labels, so reconciliation never
@@ -24,7 +24,7 @@ from asci.db import session_scope
 from broker import rundir
 from broker.backends.base import LaunchSpec, NodeRef
 from broker.models import Node, NodeState
-from broker.service import Broker, broker_for, desktop_spec, new_password
+from broker.service import Broker, desktop_spec, new_password
 
 PROBE_UID = 65000
 DISPLAY = ":1"  # every desktop is display :1 of its own namespaces
@@ -61,14 +61,16 @@ def _node(settings: Settings) -> NodeRef:
 
 
 @contextlib.contextmanager
-def probe_desktop(settings: Settings, image: str, label: str) -> Iterator[Probe]:
-    """Start ``image`` (``repo@sha256:...``) as a desktop; yields the :class:`Probe` once its VNC server is up."""
-    broker = broker_for(settings)
+def probe_desktop(settings: Settings, image: str, label: str, broker: Broker | None = None) -> Iterator[Probe]:
+    """Start ``image`` (``repo@sha256:...``) as a desktop with ``broker`` (one for ``settings`` when None);
+    yields the :class:`Probe` once its VNC server is up."""
+    broker = broker or Broker(settings)
     node = _node(settings)
+    side = broker.node_side(node)
     token = uuid.uuid4().hex[:10]
     password, name = new_password(), f"asci-probe-{label}-{token}"
-    folder = rundir.prepare(settings.run_dir, f"probe-{token}", PROBE_UID, PROBE_UID, password, new_password(),
-                            rundir.hostname_for(name))
+    folder = side.prepare(node, f"probe-{token}", PROBE_UID, PROBE_UID, password, new_password(),
+                          rundir.hostname_for(name))
     spec = desktop_spec(settings, session_id=0, name=name, image=image, folder=folder,
                         uid=PROBE_UID, gid=PROBE_UID, user_name="asci-probe", home_volume=f"asci-probe-home-{token}",
                         home_path="/home/asci-probe", cpus=1.0, memory_bytes=2 << 30,
@@ -85,4 +87,4 @@ def probe_desktop(settings: Settings, image: str, label: str) -> Iterator[Probe]
         if state:
             broker.backend.stop(node, state)
         broker.backend.remove_volume(node, spec.home_volume)
-        rundir.remove(folder)
+        side.release(node, str(folder.socket))

@@ -24,7 +24,6 @@ from broker.backends.base import NodeRef
 from broker.errors import BackendError
 from broker.models import ACTIVE_STATES, DesktopSession, Node, NodeState, SessionState
 from broker.nodes import refresh_capacity
-from broker.service import release
 
 
 def reconcile(broker, db: Session) -> dict:
@@ -67,7 +66,7 @@ def reconcile(broker, db: Session) -> dict:
                 if managed is not None:
                     _remove(broker, ref, managed)
                 desktop.state, desktop.message, desktop.stopped_at = SessionState.LOST, f"session lost: {why}", now
-                release(db, desktop)
+                broker.release(db, desktop)
                 summary["lost"] += 1
                 logs.event("session.lost", session=desktop.id, node=node.name, reason=why)
         for managed in found.values():  # containers whose session ended or is unknown
@@ -79,7 +78,7 @@ def reconcile(broker, db: Session) -> dict:
                                                     DesktopSession.created_at < now - grace)).all()
     for desktop in stale:
         desktop.state, desktop.message, desktop.stopped_at = SessionState.FAILED, "the launch never got a node", now
-        release(db, desktop)
+        broker.release(db, desktop)
     db.commit()
     active = db.scalars(select(DesktopSession.id).where(DesktopSession.state.in_(ACTIVE_STATES))).all()
     instance = broker.settings.broker_instance

@@ -148,24 +148,24 @@ def recipes_repo(tmp_path) -> RecipesRepo:
 # ------------------------------------------------------------ the broker
 
 @pytest.fixture
-def swap_broker():
-    """``swap_broker(settings, backend=None, ready=None)`` puts a Broker in place for ``settings``
-    (a ``FakeBackend`` and a desktop that answers at once by default) and removes it afterwards."""
-    from broker import Broker, install
+def make_broker():
+    """``make_broker(settings, backend=None, ready=None)``: a Broker for ``settings`` (a ``FakeBackend`` and a
+    desktop that answers at once by default), passed to whatever needs it (``create_app(..., broker=)``);
+    its launch runner is shut down afterwards."""
+    from broker import Broker
 
-    installed = []
+    made = []
 
-    def swap(settings, backend=None, ready=None):
+    def make(settings, backend=None, ready=None):
         if backend is None:
             backend, ready = FakeBackend(), ready or always_ready
         broker = Broker(settings, backend, ready=ready)
-        install(settings, broker)
-        installed.append(settings)
+        made.append(broker)
         return broker
 
-    yield swap
-    for settings in installed:
-        install(settings, None)
+    yield make
+    for broker in made:
+        broker.close()
 
 
 @pytest.fixture

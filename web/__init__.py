@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Flask, render_template
 
-import broker
+import broker as _broker
 import ci
 import rpmrepo
 from asci.config import Settings, load_settings
@@ -25,8 +25,10 @@ def _html_error(status: int, message: str):
     return render_template("error.html", code=status, message=PAGE_MESSAGES.get(status, message)), status
 
 
-def create_app(settings: Settings | None = None, test_config: dict | None = None) -> Flask:
-    """Build the Flask application for ``settings`` (read from the environment when omitted)."""
+def create_app(settings: Settings | None = None, test_config: dict | None = None,
+               broker: _broker.Broker | None = None) -> Flask:
+    """Build the Flask application for ``settings`` (read from the environment when omitted), whose
+    requests use ``broker`` (a new one for ``settings`` when omitted; ``broker.current_broker()``)."""
     from web import admin, assets, auth, formatting, health, oidc, openapi, pages, security, viewer
 
     settings = settings or load_settings()
@@ -41,7 +43,8 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
     if test_config:
         app.config.update(test_config)
     install_settings(app, settings)
-    for bp in (health.bp, rpmrepo.blueprint, broker.blueprint, ci.blueprint, openapi.bp, pages.bp, assets.bp,
+    _broker.attach(app, broker or _broker.Broker(settings))
+    for bp in (health.bp, rpmrepo.blueprint, _broker.blueprint, ci.blueprint, openapi.bp, pages.bp, assets.bp,
                auth.bp, oidc.bp, viewer.bp, admin.bp):
         app.register_blueprint(bp)
     register_error_handlers(app, html=_html_error, json_paths=("/healthz", "/metrics"))

@@ -82,7 +82,7 @@ def part(ctx: AsciContext, name: str, port: int | None) -> None:
 
         loop = broker.reconcile_loop if name == "reconcile" else broker.cull_loop
         interval = settings.reconcile_interval_s if name == "reconcile" else settings.cull_interval_s
-        loop(broker.broker_for(settings), interval, stop)
+        loop(broker.cli_broker(settings), interval, stop)
 
 
 @click.group("deploy")

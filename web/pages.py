@@ -65,7 +65,8 @@ def launch():
     version = request.form.get("version") or "current"
     experiment = request.form.get("experiment", "")
     try:
-        session_id = broker_link.launch(current_settings(), g.user.id, environment, version, experiment)
+        session_id = broker_link.launch(current_settings(), broker.current_broker(), g.user.id,
+                                        broker.LaunchRequest(environment, version, experiment))
     except AsciError as exc:
         flash(f"Could not start {environment} {version}: {exc}", "danger")
         return redirect(url_for("pages.home"))
@@ -99,7 +100,7 @@ def stop(session_id: int):
     settings = current_settings()
     try:
         with session_scope(settings) as db:
-            broker.stop(settings, db, session_id, user_row(db))
+            broker.current_broker().stop(db, session_id, user_row(db))
         flash(f"Session {session_id} is stopping.", "info")
     except broker.NotFound:
         raise

@@ -11,7 +11,7 @@ Only the session's owner gets the desktop page, the VNC password and tokens; eve
 404 (administrators may see progress and stop, not the desktop). A guest the owner shared the
 desktop with (``broker.shares``) gets its own page under ``/shared/<share id>``: tokens bound to
 the guest and the share, and the view-only VNC password unless the share gives control. What a session is comes from
-the broker (``broker.session_dict``); the password only from ``broker.vnc_target``.
+the broker (``broker.session_dict``); the password only from the app's broker (``Broker.vnc_target``).
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def token(session_id: int):
     settings = current_settings()
     try:
         with session_scope(settings) as db:
-            password = broker.vnc_target(settings, session_id, user_row(db)).password
+            password = broker.current_broker().vnc_target(session_id, user_row(db)).password
     except broker.NotFound:  # ended between the two reads
         return jsonify(error="session is not running", **_state(_session(session_id))), 409
     response = jsonify(token=vnc_tokens.make_token(settings, g.user.id, session_id), password=password,

@@ -32,6 +32,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+import broker
 from asci.config import Settings
 from web import vnc_tokens
 
@@ -67,9 +68,10 @@ class ProxyStats:
 class ViewerProxy:
     """The platform's noVNC WebSocket endpoint (``asci serve``'s ``websockify`` part)."""
 
-    def __init__(self, settings: Settings, *, send_timeout_s: float = 15.0, write_limit: int = 256 * 1024,
+    def __init__(self, settings: Settings, desktops: broker.Broker | None = None, *, send_timeout_s: float = 15.0, write_limit: int = 256 * 1024,
                  max_size: int = 1 << 20, max_queue: int = 16, db_threads: int = 4) -> None:
         self.settings = settings
+        self.broker = desktops or broker.Broker(settings)  # lookups only: it never starts a desktop here
         self.send_timeout_s = send_timeout_s
         self.write_limit = write_limit
         self.max_size = max_size
@@ -104,7 +106,7 @@ class ViewerProxy:
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         token = parse_qs(urlsplit(request.path).query).get("token", [""])[0]
         try:
-            admission = await self._db(vnc_tokens.admit, self.settings, token)
+            admission = await self._db(vnc_tokens.admit, self.settings, self.broker, token)
         except Exception:  # never let a lookup error open anything
             log.exception("VNC token lookup failed")
             admission = None
@@ -178,7 +180,7 @@ class ViewerProxy:
             sessions = {viewer.admission.claim.session_id for viewer in self.viewers}
             if sessions:
                 try:
-                    await self._db(vnc_tokens.touch_sessions, self.settings, sessions)
+                    await self._db(vnc_tokens.touch_sessions, self.broker, sessions)
                 except Exception:  # noqa: BLE001 - the next round tries again
                     log.exception("touching sessions failed")
 

@@ -76,7 +76,7 @@ class Admission:
     mode: str | None = None
 
 
-def _target_of(db, claim: TokenClaim, user: accounts.User, settings: Settings) -> tuple[str, str | None] | None:
+def _target_of(db, claim: TokenClaim, user: accounts.User, desktops: broker.Broker) -> tuple[str, str | None] | None:
     """The socket (and a guest's mode) the claim opens: the owner's own running session, or a live share."""
     if claim.share_id:
         try:
@@ -91,13 +91,14 @@ def _target_of(db, claim: TokenClaim, user: accounts.User, settings: Settings) -
     if desktop.user_id != user.id:  # only the owner's viewer, never an administrator's
         return None
     try:
-        return broker.vnc_target(settings, claim.session_id, user).socket, None
+        return desktops.vnc_target(claim.session_id, user).socket, None
     except broker.BrokerError:  # not running
         return None
 
 
-def admit(settings: Settings, token: str) -> Admission | None:
-    """What ``token`` opens now (restarting the session's idle clock), or None when it opens nothing."""
+def admit(settings: Settings, desktops: broker.Broker, token: str) -> Admission | None:
+    """What ``token`` opens now (restarting the session's idle clock; ``desktops``: the broker asked), or
+    None when it opens nothing."""
     claim = read_token(settings, token)
     if claim is None:
         return None
@@ -105,7 +106,7 @@ def admit(settings: Settings, token: str) -> Admission | None:
         user = db.get(accounts.User, claim.user_id)
         if user is None or not user.is_active:
             return None
-        target = _target_of(db, claim, user, settings)
+        target = _target_of(db, claim, user, desktops)
     if target is None:
         return None
     path = broker.checked_socket(target[0])
@@ -113,15 +114,15 @@ def admit(settings: Settings, token: str) -> Admission | None:
         log.warning("session %s: socket %s is not a locked session socket; refused", claim.session_id, target[0])
         return None
     try:
-        broker.touch(settings, claim.session_id)
+        desktops.touch(claim.session_id)
     except broker.BrokerError as exc:
         log.warning("touch of session %s failed: %s", claim.session_id, exc)
     return Admission(claim, path, target[1])
 
 
-def resolve(settings: Settings, token: str) -> tuple[str, str] | None:
+def resolve(settings: Settings, desktops: broker.Broker, token: str) -> tuple[str, str] | None:
     """``("unix_socket", path)`` of the VNC server the token opens, or None when it opens nothing."""
-    admission = admit(settings, token)
+    admission = admit(settings, desktops, token)
     return ("unix_socket", admission.socket) if admission else None
 
 
@@ -149,12 +150,12 @@ def still_admitted(settings: Settings, admissions: Iterable[Admission]) -> list[
     return [answers[admission] for admission in admissions]
 
 
-def touch_sessions(settings: Settings, session_ids: Iterable[int]) -> set[int]:
+def touch_sessions(desktops: broker.Broker, session_ids: Iterable[int]) -> set[int]:
     """Restart the idle clock of every session with a viewer connected; the ids of those no longer running."""
     ended = set()
     for session_id in session_ids:
         try:
-            if not broker.touch(settings, session_id):
+            if not desktops.touch(session_id):
                 ended.add(session_id)
         except Exception as exc:  # noqa: BLE001 - a database hiccup must not end a viewer's connection
             log.warning("touch of session %s failed: %s", session_id, exc)

@@ -40,7 +40,7 @@ def devices(playwright) -> dict:
 
 
 @pytest.fixture
-def stack(tmp_path, pushed_image, swap_broker):
+def stack(tmp_path, pushed_image, make_broker):
     """Settings, world (alice, bob, root with PASSWORD), base URL of the web app, the websockify process."""
     from asci import db
     from asci.config import Settings
@@ -54,9 +54,9 @@ def stack(tmp_path, pushed_image, swap_broker):
     db.upgrade(settings)
     world = make_world(settings, [dict(name="node1", docker_url=MAIN, cpus=4, memory_bytes=8 << 30)],
                        image=reference, digest=digest)
-    broker = swap_broker(settings, DockerBackend())
+    broker = make_broker(settings, DockerBackend())
     proxy = vnc_proxy.start(settings, log_path=tmp_path / "websockify.log")
-    with serving(create_app(settings)) as url:
+    with serving(create_app(settings, broker=broker)) as url:
         yield {"settings": settings, "world": world, "url": url, "proxy": proxy,
                "ws": f"ws://127.0.0.1:{settings.websockify_port}", "log": tmp_path / "websockify.log"}
     vnc_proxy.stop(proxy)

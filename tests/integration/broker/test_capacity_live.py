@@ -22,7 +22,7 @@ MAIN = "unix:///var/run/docker.sock"
 USERS = 20
 
 
-def test_twenty_users_get_twenty_desktops_on_this_machine(pg_settings, desktop_image, tmp_path, swap_broker):
+def test_twenty_users_get_twenty_desktops_on_this_machine(pg_settings, desktop_image, tmp_path, make_broker):
     defaults = Settings()
     settings = pg_settings.replace(broker_instance=f"cap{tmp_path.name[-12:].lower().replace('_', '-')}"[:40],
                                    session_start_timeout_s=120)
@@ -32,16 +32,16 @@ def test_twenty_users_get_twenty_desktops_on_this_machine(pg_settings, desktop_i
         assert getattr(settings, name) == getattr(defaults, name), name  # the embedded defaults, untouched
     world = make_world(settings, [], image=desktop_image.split("@")[0] + ":v1", digest=desktop_image.split("@")[1])
     members = add_members(settings, world, USERS)
-    swap_broker(settings, DockerBackend())
+    broker = make_broker(settings, DockerBackend())
     with session_scope(settings) as db:
-        node = register_node(settings, db, "local", MAIN)
+        node = register_node(settings, db, "local", MAIN, backend=broker.backend)
         cpus, memory = schedulable(node)
         room = min(int(cpus / settings.session_cpu_guarantee + 1e-9),
                    memory // (settings.session_memory_guarantee_mb << 20), node.max_sessions)
         print(f"local: {node.cpus:g} CPUs, {node.memory_bytes / 2**30:.1f} GiB from the engine; "
               f"schedulable {cpus:g} CPUs, {memory / 2**30:.1f} GiB: room for {room} default desktops")
     assert room >= USERS
-    app = create_app(settings)
+    app = create_app(settings, broker=broker)
 
     def launch(who: str):
         with app.test_client() as client:

@@ -16,13 +16,14 @@ from web import create_app
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 
-def test_thirty_concurrent_launches_never_collide(pg_settings, swap_broker):
+def test_thirty_concurrent_launches_never_collide(pg_settings, make_broker):
     settings = pg_settings.replace(session_max_per_user=100, gpu_share_count=2)
     nodes = [dict(name=f"n{i}", docker_url=f"unix:///fake{i}.sock", cpus=64, memory_bytes=256 << 30, max_sessions=10,
                   nvidia_smi="a100x2.csv") for i in range(3)]
     world = make_world(settings, nodes)
-    backend = swap_broker(settings).backend
-    app = create_app(settings)
+    broker = make_broker(settings)
+    backend = broker.backend
+    app = create_app(settings, broker=broker)
     headers = {"Authorization": f"Bearer {world['tokens']['alice']}"}
 
     def request(number: int):

@@ -25,15 +25,15 @@ MAIN = "unix:///var/run/docker.sock"
 
 
 @pytest.fixture
-def cluster(pg_settings, pushed_image, second_daemon, node2_image, tmp_path, swap_broker):
+def cluster(pg_settings, pushed_image, second_daemon, node2_image, tmp_path, make_broker):
     reference, digest = pushed_image
     settings = pg_settings.replace(broker_instance=f"t{tmp_path.name[-20:].lower().replace('_', '-')}"[:40],
                                    session_start_timeout_s=90)
     nodes = [dict(name="node1", docker_url=MAIN, cpus=4, memory_bytes=8 << 30),
              dict(name="node2", docker_url=second_daemon["url"], cpus=4, memory_bytes=16 << 30)]
     world = make_world(settings, nodes, image=reference, digest=digest)
-    broker = swap_broker(settings, DockerBackend())
-    app = create_app(settings)
+    broker = make_broker(settings, DockerBackend())
+    app = create_app(settings, broker=broker)
     yield settings, world, broker, app.test_client()
     for url in (MAIN, second_daemon["url"]):
         remove_sessions(url, settings.broker_instance, world["names"].values())
@@ -55,7 +55,7 @@ def test_launch_shows_a_drawn_desktop_isolated_and_stops(cluster, artifacts_dir)
     settings, world, broker, client = cluster
     body = _launch(client, world)
     assert body["node"] == "node2"  # most free memory
-    target = service.vnc_target(settings, body["id"], user(settings, world, "alice"))
+    target = broker.vnc_target(body["id"], user(settings, world, "alice"))
     frame = rfb.wait_for_desktop(target.socket, target.password, timeout=60)
     (artifacts_dir / "session.png").write_bytes(frame.to_png())
     with session_scope(settings) as db:
@@ -76,7 +76,7 @@ def test_launch_shows_a_drawn_desktop_isolated_and_stops(cluster, artifacts_dir)
     assert client.get(f"/api/sessions/{body['id']}", headers=_auth(world, "bob")).status_code == 404
     assert client.delete(f"/api/sessions/{body['id']}", headers=_auth(world, "bob")).status_code == 404
     with pytest.raises(NotFound):
-        service.vnc_target(settings, body["id"], user(settings, world, "bob"))
+        broker.vnc_target(body["id"], user(settings, world, "bob"))
     listed = client.get("/api/sessions", headers=_auth(world, "alice")).json["sessions"]
     assert [s["id"] for s in listed] == [body["id"]] and listed[0]["state"] == "running"
     stopped = client.delete(f"/api/sessions/{body['id']}", headers=_auth(world, "alice")).json

@@ -50,7 +50,7 @@ print(json.dumps(out))
 
 
 @pytest.fixture
-def platform(pg_settings, pushed_image, tmp_path, swap_broker):
+def platform(pg_settings, pushed_image, tmp_path, make_broker):
     """Web app, websockify and the broker on the local daemon; alice (uid 4242) and bob."""
     from broker.backends.docker import DockerBackend
 
@@ -59,10 +59,10 @@ def platform(pg_settings, pushed_image, tmp_path, swap_broker):
                                    websockify_port=free_port(21000, 29000), log_format="text")
     world = make_world(settings, [dict(name="node1", docker_url=MAIN, cpus=4, memory_bytes=8 << 30)],
                        image=reference, digest=digest)  # data under the settings' experiment data root
-    broker = swap_broker(settings, DockerBackend())
+    broker = make_broker(settings, DockerBackend())
     proxy = vnc_proxy.start(settings, log_path=tmp_path / "websockify.log")
     try:
-        with serving(create_app(settings)) as url:
+        with serving(create_app(settings, broker=broker)) as url:
             yield settings, world, broker, url
     finally:
         vnc_proxy.stop(proxy)
@@ -71,10 +71,11 @@ def platform(pg_settings, pushed_image, tmp_path, swap_broker):
         print((tmp_path / "websockify.log").read_text(errors="replace")[-2000:])
 
 
-def _launch(settings, world, who: str) -> DesktopSession:
+def _launch(broker, world, who: str) -> DesktopSession:
+    settings = broker.settings
     with session_scope(settings) as db:
-        desktop = service.launch(settings, db, db.merge(user(settings, world, who)), world["env"], "current",
-                                 world["e1" if who == "alice" else "e2"])
+        desktop = broker.launch(db, db.merge(user(settings, world, who)), world["env"], "current",
+                                world["e1" if who == "alice" else "e2"])
         db.expunge(desktop)
         return desktop
 
@@ -132,12 +133,12 @@ def test_a_desktop_reaches_neither_another_desktop_nor_the_nodes_services(platfo
     squatter = Squatter(OLD_SESSION_PORTS)  # on the node, before any desktop starts: the old hijack's set-up
     assert len(squatter.listeners) > 50, "the squatter should hold most of the old session ports"
     try:
-        a = _launch(settings, world, "alice")
+        a = _launch(broker, world, "alice")
         # inside A, as A's user: squat A's own loopback ports too (harmless now: its namespace is its own)
         container_a = docker_client.containers.get(a.backend_state["container_id"])
         container_a.exec_run(["python3", "-c", "import socket, time\nl = [socket.create_server(('127.0.0.1', p)) "
                               "for p in range(5901, 6000)]\ntime.sleep(600)"], user="4242:4242", detach=True)
-        b = _launch(settings, world, "bob")
+        b = _launch(broker, world, "bob")
         assert squatter.poll() == 0, "the broker connected to a squatted port"
 
         web_port = int(web_url.rsplit(":", 1)[1])
@@ -179,7 +180,7 @@ def test_a_desktop_reaches_neither_another_desktop_nor_the_nodes_services(platfo
         assert squatter.poll() == 0, "a viewer was sent to the squatter"
         # and A's token never opens B's desktop (nor a forged one)
         forged = vnc_tokens.make_token(settings, world["ids"]["alice"], b.id)
-        assert vnc_tokens.resolve(settings, forged) is None
+        assert vnc_tokens.resolve(settings, broker, forged) is None
     finally:
         squatter.close()
 
@@ -188,7 +189,7 @@ def test_a_socket_swapped_for_another_sessions_is_refused(platform, docker_clien
     """Before the broker locks its folder a desktop could replace its socket with a symlink to another
     session's socket, which root would follow: the lock refuses it, and so would websockify's check."""
     settings, world, broker, _ = platform
-    b = _launch(settings, world, "bob")
+    b = _launch(broker, world, "bob")
     folder = rundir.prepare(settings.run_dir, f"{settings.broker_instance}-s999999", 4343, 4343, "attacker", "")
     mounts = [Mount(target=rundir.CONTAINER_VNC_DIR, source=str(folder.vnc), type="bind"),
               Mount(target=rundir.CONTAINER_SECRET_DIR, source=str(folder.secret), type="bind", read_only=True)]
@@ -226,9 +227,7 @@ def test_a_facility_network_gives_desktops_a_network_but_never_the_nodes(platfor
                                             labels={"asci.test": "1"})
     try:
         settings = settings.replace(session_network=network.name)
-        swap = service.Broker(settings, broker.backend)
-        service.install(settings, swap)
-        a = _launch(settings, world, "alice")
+        a = _launch(service.Broker(settings, broker.backend), world, "alice")
         container = docker_client.containers.get(a.backend_state["container_id"])
         assert list(container.attrs["NetworkSettings"]["Networks"]) == [network.name]
         assert container.attrs["HostConfig"]["NetworkMode"] == network.name

@@ -38,18 +38,18 @@ def swarm_image(swarm_node, desktop_image):
 
 
 @pytest.fixture
-def swarm(pg_settings, swarm_node, swarm_image, tmp_path, swap_broker):
+def swarm(pg_settings, swarm_node, swarm_image, tmp_path, make_broker):
     settings = pg_settings.replace(broker_backend="swarm", docker_hosts=(swarm_node.url,),
                                    broker_instance=f"sw{tmp_path.name[-12:].lower().replace('_', '-')}"[:40],
                                    session_start_timeout_s=90)
     # the experiment's data: <data root>/world-*/run1.h5
     world = make_world(settings, [], image=swarm_image.split("@")[0] + ":v1", digest=swarm_image.split("@")[1])
     add_members(settings, world, 5)
-    broker = swap_broker(settings, service.make_backend(settings))
+    broker = make_broker(settings, service.make_backend(settings))
     with session_scope(settings) as db:
-        register_node(settings, db, "swarm1", swarm_node.url)
+        register_node(settings, db, "swarm1", swarm_node.url, backend=broker.backend)
     client = docker.DockerClient(base_url=swarm_node.url, version="1.41", timeout=60)
-    yield settings, world, broker, create_app(settings).test_client(), client
+    yield settings, world, broker, create_app(settings, broker=broker).test_client(), client
     for svc in client.services.list(filters={"label": f"asci.broker={settings.broker_instance}"}):
         svc.remove()
     time.sleep(1)

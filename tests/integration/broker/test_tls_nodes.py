@@ -32,7 +32,7 @@ INTERVAL = 2.0  # the reconcile interval of the drill
 
 
 @pytest.fixture
-def tls_cluster(pg_settings, node2, node2_image, pki, tmp_path, swap_broker):
+def tls_cluster(pg_settings, node2, node2_image, pki, tmp_path, make_broker):
     """node1 = the main daemon (unix socket), node2 = the second daemon over TLS; both registered from
     their engines' capacity with the embedded defaults, spread placement, and 6 members of E1 (one desktop
     each: two desktops of one user on one node would share the home folder)."""
@@ -41,13 +41,13 @@ def tls_cluster(pg_settings, node2, node2_image, pki, tmp_path, swap_broker):
                                    reconcile_interval_s=INTERVAL)
     world = make_world(settings, [], image=node2_image.split("@")[0] + ":v1", digest=node2_image.split("@")[1])
     add_members(settings, world, 6)
-    broker = swap_broker(settings, DockerBackend())
+    broker = make_broker(settings, DockerBackend())
     good = pki["good"]
     with session_scope(settings) as db:
-        register_node(settings, db, "node1", MAIN)
-        register_node(settings, db, "node2", node2.tcp_url, tls_ca=str(good.ca), tls_cert=str(good.client_cert),
+        register_node(settings, db, "node1", MAIN, backend=broker.backend)
+        register_node(settings, db, "node2", node2.tcp_url, backend=broker.backend, tls_ca=str(good.ca), tls_cert=str(good.client_cert),
                       tls_key=str(good.client_key))
-    yield settings, world, broker, create_app(settings).test_client()
+    yield settings, world, broker, create_app(settings, broker=broker).test_client()
     remove_sessions(MAIN, settings.broker_instance, world["names"].values())
     if node2.answers():
         remove_sessions(node2.url, settings.broker_instance, world["names"].values())
@@ -124,12 +124,12 @@ def test_clients_without_the_certificate_are_refused(node2, pki, monkeypatch):
     backend.close()
 
 
-def test_register_refuses_a_node_whose_engine_refuses_us(pg_settings, node2, pki, swap_broker):
-    swap_broker(pg_settings, DockerBackend(timeout=10))
+def test_register_refuses_a_node_whose_engine_refuses_us(pg_settings, node2, pki, make_broker):
+    backend = make_broker(pg_settings, DockerBackend(timeout=10)).backend
     rogue = pki["rogue"]
     with pytest.raises(NodeUnreachable):
         with session_scope(pg_settings) as db:
-            register_node(pg_settings, db, "rogue", node2.tcp_url, tls_ca=str(pki["good"].ca),
+            register_node(pg_settings, db, "rogue", node2.tcp_url, backend=backend, tls_ca=str(pki["good"].ca),
                           tls_cert=str(rogue.client_cert), tls_key=str(rogue.client_key))
     with session_scope(pg_settings) as db:
         assert db.scalar(select(Node).where(Node.name == "rogue")) is None

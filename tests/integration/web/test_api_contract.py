@@ -68,7 +68,7 @@ def _seed(settings: Settings) -> str:
 @pytest.fixture(scope="module")
 def contract_app(tmp_path_factory):
     """``(settings, base URL, token, backend)`` of a live application with the seeded world."""
-    from broker import Broker, install
+    from broker import Broker
     from web import create_app
 
     port = free_port(21000, 29000)
@@ -78,15 +78,14 @@ def contract_app(tmp_path_factory):
     token = _seed(settings)
     backend = FakeBackend()
     broker = Broker(settings, backend, ready=always_ready)
-    install(settings, broker)
     with session_scope(settings) as db:
         root = accounts.get_user(db, "root")
         broker.launch(db, root, "demo", "current", "DEMO-001")  # session 1, running
     try:
-        with serving(create_app(settings), port=port) as url:
+        with serving(create_app(settings, broker=broker), port=port) as url:
             yield settings, url, token, backend
     finally:
-        install(settings, None)
+        broker.close()
 
 
 @pytest.fixture(scope="module")

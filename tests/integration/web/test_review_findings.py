@@ -30,11 +30,12 @@ VIEWER = "asci-demo-viewer-1.0-1.noarch.rpm"
 
 
 @pytest.fixture
-def site(settings, swap_broker):
+def site(settings, make_broker):
     """``(settings, world, app)``: alice, bob (sessions tokens), root (admin token), a fake backend."""
     world = make_world(settings, NODES)
-    world["backend"] = swap_broker(settings).backend
-    return settings, world, create_app(settings, {"TESTING": True})
+    world["broker"] = make_broker(settings)
+    world["backend"] = world["broker"].backend
+    return settings, world, create_app(settings, {"TESTING": True}, broker=world["broker"])
 
 
 def bearer(world, who):
@@ -118,9 +119,7 @@ def test_a_disabled_user_loses_login_cookie_tokens_and_finally_desktops(site):
     assert browser.get("/").status_code == 302
     assert app.test_client().get("/api/sessions", headers=bearer(world, "alice")).status_code == 401
     assert login(app.test_client(), world["names"]["alice"]).status_code == 401
-    from broker import broker_for
-
-    broker = broker_for(settings)
+    broker = world["broker"]
     with session_scope(settings) as db:
         assert cull(broker, db)["disabled"] == 0  # within the grace period
         later = utcnow() + dt.timedelta(seconds=settings.disabled_user_grace_s + 1)
@@ -285,10 +284,9 @@ def test_malformed_input_is_a_4xx_never_a_500(site, method, path, body):
 
 
 @pytest.mark.postgres
-def test_nul_characters_never_reach_postgresql(pg_settings, swap_broker):
+def test_nul_characters_never_reach_postgresql(pg_settings, make_broker):
     world = make_world(pg_settings, NODES)
-    swap_broker(pg_settings)
-    client = create_app(pg_settings, {"TESTING": True}).test_client()
+    client = create_app(pg_settings, {"TESTING": True}, broker=make_broker(pg_settings)).test_client()
     auth = bearer(world, "root")
     assert client.post("/api/sessions", json={"environment": "a\x00b", "experiment": "x"},
                        headers=auth).status_code == 400

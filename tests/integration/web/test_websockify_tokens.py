@@ -12,7 +12,6 @@ import pytest
 
 from asci import accounts
 from asci.db import session_scope, utcnow
-from broker import service
 from broker.models import DesktopSession
 from tests.support import free_port, make_world, stand_in_vnc
 from tests.support import user_of as user
@@ -23,13 +22,12 @@ GREETING = b"RFB 003.008\n"
 
 
 @pytest.fixture
-def proxied(settings, tmp_path, swap_broker):
+def proxied(settings, tmp_path, make_broker):
     settings = settings.replace(websockify_port=free_port(30000, 40000), vnc_touch_interval_s=1)
     world = make_world(settings, [dict(name="n1", docker_url="unix:///fake.sock")])
-    swap_broker(settings)
+    broker = world["broker"] = make_broker(settings)
     with session_scope(settings) as db:
-        row = service.launch(settings, db, db.merge(user(settings, world, "alice")), world["env"], "current",
-                             world["e1"])
+        row = broker.launch(db, db.merge(user(settings, world, "alice")), world["env"], "current", world["e1"])
         session_id, socket_path = row.id, row.vnc_socket
     with stand_in_vnc(socket_path, 4242, GREETING) as accepted:
         process = vnc_proxy.start(settings, log_path=tmp_path / "websockify.log")
@@ -122,7 +120,7 @@ def test_a_stopped_session_cannot_be_reached(proxied):
     settings, world, session_id, accepted = proxied
     token = vnc_tokens.make_token(settings, world["ids"]["alice"], session_id)
     with session_scope(settings) as db:
-        service.stop(settings, db, session_id, db.get(accounts.User, world["ids"]["alice"]))
+        world["broker"].stop(db, session_id, db.get(accounts.User, world["ids"]["alice"]))
     with pytest.raises(Refused):
         _open(settings, token)
     assert accepted == []

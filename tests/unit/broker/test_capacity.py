@@ -14,7 +14,7 @@ from broker.errors import NoCapacity, NodeUnreachable
 from broker.models import CapacitySource, DesktopSession, ExperimentMember, Node
 from broker.placement import schedulable
 from broker.reconcile import reconcile
-from tests.support import PASSWORD, make_world
+from tests.support import PASSWORD, always_ready, make_world
 from tests.support import user_of as user
 from web import create_app
 
@@ -23,17 +23,17 @@ THIS_MACHINE = Capacity(2.0, 25_276_510_208)  # docker info here: NCPU 2, MemTot
 
 
 @pytest.fixture
-def fake(settings, swap_broker):
+def fake(settings, make_broker):
     """The world without nodes; nodes are registered through ``register_node`` from the fake engine."""
     world = make_world(settings, [])
-    broker = swap_broker(settings)
+    broker = make_broker(settings)
     return settings, world, broker, broker.backend
 
 
 def _register(settings, name, capacity, backend, **options):
     backend.capacities[name] = capacity
     with session_scope(settings) as db:
-        node = register_node(settings, db, name, f"unix:///{name}.sock", **options)
+        node = register_node(settings, db, name, f"unix:///{name}.sock", backend=backend, **options)
         db.commit()
         return node.id
 
@@ -106,7 +106,7 @@ def test_too_large_is_422_at_once_and_full_is_503_with_retry_after(fake):
     settings, world, broker, backend = fake
     _register(settings, "small", Capacity(4, 8 * GIB), backend, reserve_cpus=0, reserve_memory_bytes=0,
               cpu_overcommit=1.0)
-    client = create_app(settings).test_client()
+    client = create_app(settings, broker=broker).test_client()
     headers = {"Authorization": f"Bearer {world['tokens']['alice']}"}
     body = {"environment": world["env"], "experiment": world["e1"]}
     reply = client.post("/api/sessions", json={**body, "memory": "16g", "memory_guarantee": "9g"}, headers=headers)
@@ -140,7 +140,7 @@ def test_spread_shares_out_and_pack_fills_one_node_first(fake):
         _register(settings, name, Capacity(8, 16 * GIB), backend, reserve_cpus=0, reserve_memory_bytes=0)
     placed = [_launch(broker, settings, world, cpus=1)[1] for _ in range(3)]
     assert placed == ["a", "b", "a"]
-    packing = broker.__class__(settings.replace(placement_policy="pack"), backend, ready=broker.ready)
+    packing = broker.__class__(settings.replace(placement_policy="pack"), backend, ready=always_ready)
     # pack: the fullest node that fits (a holds two), until it is full
     placed = [_launch(packing, settings.replace(placement_policy="pack"), world, "root", memory_guarantee="4g",
                       memory="4g")[1] for _ in range(2)]
@@ -166,7 +166,7 @@ def test_registering_an_unreachable_engine_fails_and_records_nothing(fake):
     backend.down.add("gone")
     with pytest.raises(NodeUnreachable):
         with session_scope(settings) as db:
-            register_node(settings, db, "gone", "unix:///gone.sock")
+            register_node(settings, db, "gone", "unix:///gone.sock", backend=backend)
     with session_scope(settings) as db:
         assert db.scalars(select(Node)).all() == []
 
@@ -175,7 +175,7 @@ def test_the_node_view_shows_capacity_reserve_overcommit_and_guarantees_used(fak
     settings, world, broker, backend = fake
     _register(settings, "local", THIS_MACHINE, backend)
     _launch(broker, settings, world, cpus=1, memory="2g", cpu_guarantee=0.5, memory_guarantee="1g")
-    client = create_app(settings).test_client()
+    client = create_app(settings, broker=broker).test_client()
     [node] = client.get("/api/nodes", headers={"Authorization": f"Bearer {world['tokens']['root']}"}).json["nodes"]
     assert node["capacity_source"] == "engine" and node["cpus"] == 2.0
     assert node["reserve"] == {"cpus": 0.5, "memory_bytes": GIB} and node["overcommit"] == {"cpus": 4.0, "memory": 1.0}
@@ -189,7 +189,7 @@ def test_the_admin_nodes_page_shows_guarantees_used_of_schedulable(fake):
     settings, world, broker, backend = fake
     _register(settings, "local", THIS_MACHINE, backend)
     _launch(broker, settings, world, cpu_guarantee=0.5, memory_guarantee="1g")
-    client = create_app(settings).test_client()
+    client = create_app(settings, broker=broker).test_client()
     login(client, world["names"]["root"])
     page = client.get("/admin/nodes").get_data(as_text=True)
     assert "0.5 / 6" in page and "1.0 / 22.5 GiB" in page and "(engine)" in page

@@ -172,19 +172,19 @@ def test_remove_for_socket_removes_only_a_session_folder(tmp_path):
 
 
 @pytest.fixture
-def env(settings, swap_broker):
+def env(settings, make_broker):
     world = make_world(settings, NODES)
-    return settings, world, swap_broker
+    return settings, world, make_broker
 
 
 def test_a_launch_whose_socket_another_server_answers_fails_and_leaves_nothing(env):
-    settings, world, swap_broker = env
+    settings, world, make_broker = env
 
     def hijacked(folder, uid, container_id):
         container_id()
         raise ForeignServer(f"{folder.socket} is served by pid 1 (uid 0, container none), not by the session's desktop")
 
-    broker = swap_broker(settings, ready=hijacked)
+    broker = make_broker(settings, ready=hijacked)
     with session_scope(settings) as db:
         with pytest.raises(BackendError, match="not by the session's desktop"):
             broker.launch(db, db.merge(user(settings, world, "alice")), world["env"], "current", world["e1"])
@@ -195,8 +195,8 @@ def test_a_launch_whose_socket_another_server_answers_fails_and_leaves_nothing(e
 
 
 def test_reconcile_removes_the_folders_of_ended_and_unknown_sessions(env):
-    settings, world, swap_broker = env
-    broker = swap_broker(settings)
+    settings, world, make_broker = env
+    broker = make_broker(settings)
     with session_scope(settings) as db:
         alice = db.merge(user(settings, world, "alice"))
         kept = broker.launch(db, alice, world["env"], "current", world["e1"])

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from asci.db import session_scope, utcnow
 from asci.rfb import vncpasswd_file
-from broker import service
+from broker import LaunchRequest, service
 from broker.cull import cull
 from broker.errors import ImportFailed, NotFound
 from broker.experiments_import import import_file
@@ -24,10 +24,10 @@ NODES = [dict(name="n1", docker_url="unix:///fake1.sock", cpus=16,
 
 
 @pytest.fixture
-def env(settings, swap_broker):
+def env(settings, make_broker):
     world = make_world(settings, NODES)
-    broker = swap_broker(settings)
-    return settings, world, broker.backend, broker, create_app(settings).test_client()
+    broker = make_broker(settings)
+    return settings, world, broker.backend, broker, create_app(settings, broker=broker).test_client()
 
 
 def _auth(world, who):
@@ -47,7 +47,7 @@ def test_launch_list_get_stop_through_the_api(env):
     assert params["network_disabled"] is True and "VNC_PASSWORD" not in params["environment"]
     assert client.get("/api/sessions", headers=_auth(world, "alice")).json["sessions"][0]["id"] == body["id"]
     assert client.get(f"/api/sessions/{body['id']}", headers=_auth(world, "alice")).status_code == 200
-    target = service.vnc_target(settings, body["id"], user(settings, world, "alice"))
+    target = broker.vnc_target(body["id"], user(settings, world, "alice"))
     folder = settings.run_dir / f"{settings.broker_instance}-s{body['id']}"
     assert target.socket == str(folder / "vnc" / "vnc.sock") and len(target.password) == 8
     assert len(target.view_password) == 8 and target.view_password != target.password
@@ -58,7 +58,7 @@ def test_launch_list_get_stop_through_the_api(env):
     assert client.get("/api/sessions", headers=_auth(world, "bob")).json["sessions"] == []
     assert client.get("/api/sessions?all=1", headers=_auth(world, "bob")).status_code == 403
     with pytest.raises(NotFound):
-        service.vnc_target(settings, body["id"], user(settings, world, "bob"))
+        broker.vnc_target(body["id"], user(settings, world, "bob"))
     assert len(client.get("/api/sessions?all=1", headers=_auth(world, "root")).json["sessions"]) == 1
     assert client.get("/api/nodes", headers=_auth(world, "alice")).status_code == 403
     assert client.get("/api/nodes", headers=_auth(world, "root")).json["nodes"][0]["used"]["sessions"] == 1
@@ -138,14 +138,14 @@ def test_idle_sessions_are_warned_then_stopped(env):
         warn_time = started + dt.timedelta(seconds=settings.session_idle_timeout_s - 60)
         assert cull(broker, db, now=warn_time) == {"warned": 1, "culled": 0, "expired": 0, "disabled": 0}
         assert session.message.startswith("idle:")
-        assert service.touch(settings, session.id) is True  # a VNC client connected (websockify)
+        assert broker.touch(session.id) is True  # a VNC client connected (websockify)
         db.refresh(session)
         assert session.warned_at is None and session.message == ""
         late = session.last_activity + dt.timedelta(seconds=settings.session_idle_timeout_s + 1)
         assert cull(broker, db, now=late)["culled"] == 1
         assert session.state == "stopped" and "no VNC client" in session.message
         assert backend.running == {}
-        assert service.touch(settings, session.id) is False  # websockify's keep-alive stops here
+        assert broker.touch(session.id) is False  # websockify's keep-alive stops here
 
 
 def test_reconcile_readopts_after_restart_and_marks_vanished_lost(env):
@@ -188,20 +188,16 @@ def test_experiment_import_is_idempotent_and_all_or_nothing(settings, tmp_path):
         assert mx.members[0].user.password_hash is None
 
 
-def test_on_created_names_the_new_session_before_its_container_starts(env):
+def test_a_background_launch_names_the_new_session_before_its_container_starts(env):
     settings, world, backend, broker, client = env
-    seen = []
-
-    def on_created(session_id):
-        with session_scope(settings) as db:
-            row = db.get(DesktopSession, session_id)
-            seen.append((session_id, row.state, len(backend.created)))
-
     with session_scope(settings) as db:
-        session = broker.launch(db, db.merge(user(settings, world, "alice")), world["env"], "current", world["e1"],
-                                on_created=on_created)
-        launched = session.id
-    assert seen == [(launched, "pending", 0)]
+        launched = broker.launch_in_background(db, db.merge(user(settings, world, "alice")),
+                                               LaunchRequest(world["env"], "current", world["e1"]))
+        row = db.get(DesktopSession, launched)
+        assert row.state in ("pending", "starting", "running") and row.user_id == world["ids"]["alice"]
+    broker.close()
+    with session_scope(settings) as db:
+        assert db.get(DesktopSession, launched).state == "running" and len(backend.created) == 1
 
 
 @pytest.mark.parametrize("data_path", ["data/mx", "/data/../var/run", "/", "/var", "/var/run/docker.sock",

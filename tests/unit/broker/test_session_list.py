@@ -30,12 +30,12 @@ def add_sessions(settings, world, who: str, count: int, state: str = "stopped") 
 
 
 @pytest.fixture
-def listing(db_settings, swap_broker):
+def listing(db_settings, make_broker):
     world = make_world(db_settings, NODES)
-    swap_broker(db_settings)
+    broker = make_broker(db_settings)
     add_sessions(db_settings, world, "alice", 250)
     add_sessions(db_settings, world, "bob", 20)
-    return db_settings, world, create_app(db_settings).test_client()
+    return db_settings, world, create_app(db_settings, broker=broker).test_client()
 
 
 def _auth(world, who):

@@ -127,10 +127,10 @@ class FakeManager:
 
 
 @pytest.fixture
-def swarm(settings, swap_broker):
+def swarm(settings, make_broker):
     manager = FakeManager()
     world = make_world(settings, NODES)
-    broker = swap_broker(settings, SwarmBackend(client=manager.client, engines=FakeEngines()), ready=always_ready)
+    broker = make_broker(settings, SwarmBackend(client=manager.client, engines=FakeEngines()), ready=always_ready)
     return settings, world, broker, manager
 
 

@@ -12,15 +12,16 @@ NODES = [dict(name="n1", docker_url="unix:///fake1.sock", cpus=16,
 
 
 @pytest.fixture
-def world(settings, swap_broker):
+def world(settings, make_broker):
     world = make_world(settings, NODES)
-    world["backend"] = swap_broker(settings).backend
+    world["broker"] = make_broker(settings)
+    world["backend"] = world["broker"].backend
     return world
 
 
 @pytest.fixture
 def app(settings, world):
-    return create_app(settings, {"TESTING": True})
+    return create_app(settings, {"TESTING": True}, broker=world["broker"])
 
 
 @pytest.fixture

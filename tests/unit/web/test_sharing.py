@@ -6,7 +6,6 @@ import pytest
 
 from asci import accounts
 from asci.db import session_scope
-from broker import service
 from broker.models import DesktopSession, ExperimentMember, Experiment
 from sqlalchemy import select
 from tests.support import PASSWORD, csrf_of, login, stand_in_vnc
@@ -28,7 +27,7 @@ def carol(settings, world):
 @pytest.fixture
 def alices_desktop(settings, world):
     with session_scope(settings) as db:
-        row = service.launch(settings, db, db.merge(user(settings, world, "alice")), world["env"], "current",
+        row = world["broker"].launch(db, db.merge(user(settings, world, "alice")), world["env"], "current",
                              world["e1"])
         info = {"id": row.id, "socket": row.vnc_socket, "password": row.vnc_password,
                 "view_password": row.vnc_view_password}
@@ -81,7 +80,7 @@ def test_a_guest_opens_the_shared_desktop_with_their_own_login_and_the_view_only
     connect = guest.post(f"/shared/{share_id}/token", headers={"X-CSRFToken": guest_csrf})
     assert connect.status_code == 200 and connect.json["mode"] == "view"
     assert connect.json["password"] == alices_desktop["view_password"] != alices_desktop["password"]
-    assert vnc_tokens.resolve(settings, connect.json["token"]) == ("unix_socket", alices_desktop["socket"])
+    assert vnc_tokens.resolve(settings, world["broker"], connect.json["token"]) == ("unix_socket", alices_desktop["socket"])
     # the guest never gets the owner's own page or token
     assert guest.get(f"/sessions/{alices_desktop['id']}/desktop").status_code == 404
     assert guest.post(f"/sessions/{alices_desktop['id']}/token", headers={"X-CSRFToken": guest_csrf}).status_code == 404
@@ -90,7 +89,7 @@ def test_a_guest_opens_the_shared_desktop_with_their_own_login_and_the_view_only
     assert bob.get(f"/shared/{share_id}").status_code == 404
     assert bob.post(f"/shared/{share_id}/token", headers={"X-CSRFToken": bob_csrf}).json["final"] is True
     forged = vnc_tokens.make_token(settings, world["ids"]["bob"], alices_desktop["id"], share_id)
-    assert vnc_tokens.resolve(settings, forged) is None
+    assert vnc_tokens.resolve(settings, world["broker"], forged) is None
 
     # control: the full password
     alice.post(url, json={"user": carol["name"], "mode": "control"}, headers={"X-CSRFToken": csrf})
@@ -108,7 +107,7 @@ def test_revoking_disconnects_the_guest_and_the_owner_saw_them_connected(
     share_id = alice.post(url, json={"user": carol["name"]}, headers={"X-CSRFToken": csrf}).json["id"]
     guest, guest_csrf = client_of(app, carol["name"])
     token = guest.post(f"/shared/{share_id}/token", headers={"X-CSRFToken": guest_csrf}).json["token"]
-    admission = vnc_tokens.admit(settings, token)
+    admission = vnc_tokens.admit(settings, world["broker"], token)
     assert admission is not None and admission.mode == "view"
     connection = vnc_tokens.record_opened(settings, admission.claim)
     listed = alice.get(url).json
@@ -140,7 +139,7 @@ def test_sharing_ends_with_the_session(app, settings, world, carol, alices_deskt
     assert guest.get("/api/shared").json["shares"] == []
     assert guest.get(f"/shared/{share_id}").status_code == 404
     token = vnc_tokens.make_token(settings, carol["id"], alices_desktop["id"], share_id)
-    assert vnc_tokens.resolve(settings, token) is None
+    assert vnc_tokens.resolve(settings, world["broker"], token) is None
     refused = alice.post(url, json={"user": carol["name"]}, headers={"X-CSRFToken": csrf})
     assert refused.status_code == 409 and "stopped" in refused.json["error"]
     with session_scope(settings) as db:

@@ -14,7 +14,6 @@ from websockets.sync.client import connect
 
 from asci import accounts
 from asci.db import session_scope
-from broker import service
 from tests.support import free_port, stand_in_vnc
 from tests.support import user_of as user
 from web import vnc_tokens
@@ -26,19 +25,19 @@ GREETING = b"RFB 003.008\n"
 @pytest.fixture
 def desktop(settings, world):
     with session_scope(settings) as db:
-        row = service.launch(settings, db, db.merge(user(settings, world, "alice")), world["env"], "current",
-                             world["e1"])
+        row = world["broker"].launch(db, db.merge(user(settings, world, "alice")), world["env"], "current",
+                                     world["e1"])
         session_id, socket_path = row.id, row.vnc_socket
     with stand_in_vnc(socket_path, 4242, GREETING) as accepted:
         yield session_id, accepted
 
 
 @pytest.fixture
-def proxy(settings):
+def proxy(settings, world):
     """A ViewerProxy on a free port, its event loop in a thread of its own (as in ``asci part websockify``)."""
     settings = settings.replace(viewer_check_interval_s=1, vnc_touch_interval_s=1)
     port = free_port(31000, 39000)
-    viewer_proxy = ViewerProxy(settings, send_timeout_s=1.0, write_limit=64 * 1024)
+    viewer_proxy = ViewerProxy(settings, world["broker"], send_timeout_s=1.0, write_limit=64 * 1024)
     ready, holder = threading.Event(), {}
 
     def run() -> None:

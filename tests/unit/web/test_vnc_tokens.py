@@ -6,7 +6,6 @@ import pytest
 from itsdangerous import TimestampSigner
 
 from asci.db import session_scope
-from broker import service
 from broker.models import DesktopSession
 from tests.support import stand_in_vnc
 from tests.support import user_of as user
@@ -16,7 +15,7 @@ from web import vnc_proxy, vnc_tokens
 @pytest.fixture
 def running(settings, world):
     with session_scope(settings) as db:
-        row = service.launch(settings, db, db.merge(user(settings, world, "alice")), world["env"], "current",
+        row = world["broker"].launch(db, db.merge(user(settings, world, "alice")), world["env"], "current",
                              world["e1"])
         session_id, socket_path = row.id, row.vnc_socket
     with stand_in_vnc(socket_path, 4242):  # alice's uid: what her desktop's Xvnc would be
@@ -26,8 +25,8 @@ def running(settings, world):
 def test_the_owner_token_resolves_to_the_sessions_locked_socket(settings, world, running):
     session_id, socket_path = running
     token = vnc_tokens.make_token(settings, world["ids"]["alice"], session_id)
-    assert vnc_tokens.resolve(settings, token) == ("unix_socket", socket_path)
-    assert vnc_tokens.admit(settings, token) == vnc_tokens.Admission(vnc_tokens.read_token(settings, token),
+    assert vnc_tokens.resolve(settings, world["broker"], token) == ("unix_socket", socket_path)
+    assert vnc_tokens.admit(settings, world["broker"], token) == vnc_tokens.Admission(vnc_tokens.read_token(settings, token),
                                                                      socket_path, None)
 
 
@@ -51,14 +50,14 @@ def test_a_socket_the_desktop_could_have_swapped_is_never_opened(settings, world
     else:
         os.unlink(socket_path)
         shutil.copy("/etc/hostname", socket_path)
-    assert vnc_tokens.resolve(settings, token) is None
+    assert vnc_tokens.resolve(settings, world["broker"], token) is None
 
 
 def test_refused_tokens(settings, world, running, monkeypatch):
     session_id, _ = running
 
     class plugin:  # what the viewer proxy asks of every handshake
-        lookup = staticmethod(lambda token: vnc_tokens.admit(settings, token))
+        lookup = staticmethod(lambda token: vnc_tokens.admit(settings, world["broker"], token))
 
     assert plugin.lookup("") is None
     assert plugin.lookup("garbage") is None
@@ -79,7 +78,7 @@ def test_refused_tokens(settings, world, running, monkeypatch):
     assert plugin.lookup(old) is None
     # a stopped session opens nothing
     with session_scope(settings) as db:
-        service.stop(settings, db, session_id, db.merge(user(settings, world, "alice")))
+        world["broker"].stop(db, session_id, db.merge(user(settings, world, "alice")))
     assert plugin.lookup(token) is None
 
 
@@ -87,7 +86,7 @@ def test_touch_restarts_the_idle_clock(settings, world, running):
     session_id, _ = running
     with session_scope(settings) as db:
         db.get(DesktopSession, session_id).last_activity = None
-    vnc_tokens.resolve(settings, vnc_tokens.make_token(settings, world["ids"]["alice"], session_id))
+    vnc_tokens.resolve(settings, world["broker"], vnc_tokens.make_token(settings, world["ids"]["alice"], session_id))
     with session_scope(settings) as db:
         assert db.get(DesktopSession, session_id).last_activity is not None
 
