@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import DateTime, MetaData, create_engine, event, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -84,7 +85,33 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_engine(url, pool_size=10, max_overflow=20)
+    event.listen(engine.pool, "checkin", _checked_in)
+    event.listen(engine.pool, "checkout", _ping_if_idle)
+    return engine
+
+
+PING_IDLE_AFTER_S = 10.0  # a pooled connection unused this long is tested before use (a busy server skips it)
+
+
+def _checked_in(_dbapi_connection, record) -> None:
+    record.info["asci_checked_in_at"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection, record, _proxy) -> None:
+    """``pool_pre_ping`` for connections that sat idle: a request on a busy server pays no extra round
+    trip, while one that waited (the database restarted meanwhile) is replaced by a fresh connection."""
+    last = record.info.get("asci_checked_in_at")
+    if last is not None and time.monotonic() - last < PING_IDLE_AFTER_S:
+        return
+    try:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT 1")
+        finally:
+            cursor.close()
+    except Exception as exc:  # noqa: BLE001 - any failure: the pool discards it and connects again
+        raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
 
 
 class _Engines:

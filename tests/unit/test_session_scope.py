@@ -6,6 +6,8 @@ import os
 import threading
 from pathlib import Path
 
+import pytest
+
 from sqlalchemy import select
 
 from asci import db
@@ -92,3 +94,32 @@ def test_the_factory_cache_is_bounded(tmp_path):
     for index in range(db.MAX_FACTORIES + 5):
         db.session_factory(Settings(data_dir=tmp_path / f"d{index}"))
     assert len(db._FACTORIES) <= db.MAX_FACTORIES
+
+
+@pytest.mark.postgres
+def test_a_busy_pool_pays_no_ping_and_an_idle_connection_that_died_is_replaced(pg_settings, monkeypatch):
+    """No ``SELECT 1`` before each request while connections are in use; one that sat idle is tested first,
+    and a connection the server ended meanwhile is replaced rather than failing the request."""
+    from sqlalchemy import event, text
+
+    from asci import db as asci_db
+
+    engine = asci_db.engine_for(pg_settings.effective_database_url)
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    with asci_db.session_scope(pg_settings) as db:
+        backend_pid = db.execute(text("SELECT pg_backend_pid()")).scalar()
+    for _ in range(3):
+        with asci_db.session_scope(pg_settings) as db:
+            db.execute(text("SELECT 2"))
+    assert "SELECT 1" not in statements  # checkout of a connection just checked in: no ping
+    monkeypatch.setattr(asci_db, "PING_IDLE_AFTER_S", 0.0)  # every pooled connection now counts as idle
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    other = create_engine(pg_settings.effective_database_url, poolclass=NullPool)  # not the pool under test
+    with other.connect() as connection:
+        assert connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend_pid}).scalar()
+    other.dispose()
+    with asci_db.session_scope(pg_settings) as db:  # the terminated connection is found out and replaced
+        assert db.execute(text("SELECT 3")).scalar() == 3
