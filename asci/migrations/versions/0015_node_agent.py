@@ -1,0 +1,24 @@
+"""node agent: a node's agent address (sessions' folders and VNC relays through it) and its drained flag
+
+Revision ID: 0015_node_agent
+Revises: 0014_sharing
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0015_node_agent"
+down_revision = "0014_sharing"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("nodes") as batch:
+        batch.add_column(sa.Column("agent", sa.String(255), nullable=False, server_default=""))
+        batch.add_column(sa.Column("drained", sa.Boolean(), nullable=False, server_default=sa.false()))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("nodes") as batch:
+        batch.drop_column("drained")
+        batch.drop_column("agent")
