@@ -6,6 +6,7 @@ The public face, for ``ci`` and ``web`` (nothing else of this package is theirs 
     stop(settings, db, session_id, user);  touch(settings, session_id) -> bool
     vnc_target(settings, session_id, user) -> VncTarget(socket, password, view_password)
     checked_socket(path)                  # a locked session socket, or None (what websockify may open)
+    open_viewer(settings, vnc_socket, viewer="owner")   # a path reaching it: the socket, or a bridge to a node's agent
     get_session(db, session_id, user);  list_sessions(db, user, everyone=False, include_ended=True, limit, after)
     session_page(db, user, ..., limit=100, after=None) -> SessionPage(sessions, next)   # keyset pages
     versions_in_use(db)                   # (environment, version) of every session on record (registry gc)
@@ -36,13 +37,14 @@ from broker.openapi import fragment as openapi_fragment
 from broker.probe import Probe, probe_desktop
 from broker.loops import cull_loop, reconcile_loop
 from broker.reconcile import reconcile
+from broker.node_paths import open_viewer
 from broker.rundir import checked_socket
 from broker.service import Broker, VncTarget, broker_for, install, launch, make_backend, stop, touch, vnc_target
 from broker.views import (ExperimentView, SessionPage, all_experiments, experiments_of, get_session,
                           list_sessions, node_views, session_dict, session_page, versions_in_use)
 
 __all__ = [
-    "launch", "stop", "vnc_target", "VncTarget", "checked_socket", "touch", "get_session", "list_sessions",
+    "launch", "stop", "vnc_target", "VncTarget", "checked_socket", "open_viewer", "touch", "get_session", "list_sessions",
     "session_page", "SessionPage", "session_dict", "versions_in_use",
     "node_views", "experiments_of", "all_experiments", "ExperimentView", "register_node", "has_nodes",
     "import_rows", "import_file", "data_path_problem", "root_problem", "claim_memberships", "reconcile",

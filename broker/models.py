@@ -150,6 +150,7 @@ class Node(Base):
     # --- nodes ---
     agent: Mapped[str] = mapped_column(String(255), default="")  # HOST:PORT of its agent ("": a local node)
     drained: Mapped[bool] = mapped_column(Boolean, default=False)  # no new sessions; running ones stay
+    agent_state: Mapped[str] = mapped_column(String(16), default="")  # up / down at the last reconcile ("": unknown)
 
 
 class DesktopSession(Base):

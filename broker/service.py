@@ -30,7 +30,8 @@ import builder
 from asci.accounts import User
 from asci.config import Settings
 from asci.db import session_scope, utcnow
-from broker import containers, gpus, logs, metrics, placement, rundir
+from broker import containers, gpus, logs, metrics, node_paths, placement, rundir
+from broker.agent_client import AgentNode, socket_uri
 from broker.access import resolve
 from broker.backends.base import Backend, LaunchSpec, NodeRef
 from broker.errors import (BackendError, BadRequest, ForeignServer, NoCapacity, NodeUnreachable, NotFound,
@@ -142,15 +143,23 @@ class Broker:
         while True:
             node = self._place(db, desktop, excluded)
             ref = NodeRef.of(node)
+            agent = AgentNode.of(ref)  # a node on another machine: its agent keeps the session's folder
             try:
-                folder = rundir.prepare(self.settings.run_dir,
-                                        rundir.session_key(self.settings.broker_instance, desktop.id), uid, gid,
-                                        desktop.vnc_password, desktop.vnc_view_password,
-                                        rundir.hostname_for(self._name(desktop)))
-                desktop.vnc_socket = str(folder.socket)
+                key = rundir.session_key(self.settings.broker_instance, desktop.id)
+                if agent is None:
+                    folder = rundir.prepare(self.settings.run_dir, key, uid, gid, desktop.vnc_password,
+                                            desktop.vnc_view_password, rundir.hostname_for(self._name(desktop)))
+                    desktop.vnc_socket = str(folder.socket)
+                else:
+                    node_paths.check_data(agent, exp.data_path)
+                    folder = agent.prepare(key, uid, gid, desktop.vnc_password, desktop.vnc_view_password,
+                                           rundir.hostname_for(self._name(desktop)))
+                    desktop.vnc_socket = socket_uri(node.name, key)
                 db.commit()
+                spec = self._spec(desktop, user, exp, folder, uid, gid)
+                spec = node_paths.with_home(self.settings, agent, spec)
                 self.backend.ensure_image(ref, desktop.image)
-                state = self.backend.start(ref, self._spec(desktop, user, exp, folder, uid, gid))
+                state = self.backend.start(ref, spec)
             except NodeUnreachable as exc:
                 gpus.release(db, desktop.id)
                 desktop.state, desktop.node_id, desktop.gpu_uuid = SessionState.PENDING, None, ""
@@ -274,8 +283,10 @@ class Broker:
         reason and the desktop's last log lines when it exits or does not answer within ``timeout``.
         """
         deadline = time.monotonic() + timeout
+        agent = AgentNode.of(ref)
+        ready = agent.ready if agent is not None else self.ready
         while True:
-            if self.ready(folder, uid, lambda: self.backend.container_id(ref, state)):
+            if ready(folder, uid, lambda: self.backend.container_id(ref, state)):
                 return
             try:
                 gone = self.backend.poll(ref, state)
@@ -364,7 +375,7 @@ def release(db: Session, desktop: DesktopSession) -> None:
     """What an ended session held: its GPU slot and its folder (socket and password file) on the node."""
     gpus.release(db, desktop.id)
     if desktop.vnc_socket:
-        rundir.remove_for_socket(desktop.vnc_socket)
+        node_paths.remove_folder(desktop.node, desktop.vnc_socket)
 
 
 # ------------------------------------------------------------ module facade

@@ -10,7 +10,10 @@ the connection is refused. The VNC password is never part of the token.
 
 What a token opens is ``("unix_socket", path)``: the session's VNC socket, and only once the
 broker has locked it (``broker.checked_socket``: a root-owned socket in a root-only folder, never
-a symlink), so nothing a desktop does can redirect a viewer. websockify handles each WebSocket in
+a symlink), so nothing a desktop does can redirect a viewer. For a desktop on a node with an agent
+it is a private one-connection bridge here (``broker.open_viewer``) whose connection goes to the
+agent's relay over mutual TLS, the agent's certificate verified, with a fresh single-use ticket
+naming the session, the node and the viewer (websockify's own ``--ssl-target`` verifies nothing). websockify handles each WebSocket in
 a child process of its own, and ``lookup`` runs in that child: there it also starts a thread that
 tells the broker every ``vnc_touch_interval_s`` that the viewer is still connected (the idle
 clock of ``broker.cull``); the thread ends with the child, that is with the connection. A second
@@ -107,7 +110,8 @@ def resolve(settings: Settings, token: str) -> tuple[str, str] | None:
         socket_path = _socket_of(db, claim, user, settings)
     if socket_path is None:
         return None
-    path = broker.checked_socket(socket_path)
+    viewer = f"share:{claim.share_id}" if claim.share_id else "owner"
+    path = broker.open_viewer(settings, socket_path, viewer)  # a node with an agent: a bridge to its relay
     if path is None:
         log.warning("session %s: socket %s is not a locked session socket; refused", claim.session_id, socket_path)
         return None

@@ -1,4 +1,4 @@
-"""node agent: a node's agent address (sessions' folders and VNC relays through it) and its drained flag
+"""node agent: a node's agent address (sessions' folders and VNC relays through it) its state at the last reconcile, and its drained flag
 
 Revision ID: 0015_node_agent
 Revises: 0014_sharing
@@ -16,9 +16,11 @@ def upgrade() -> None:
     with op.batch_alter_table("nodes") as batch:
         batch.add_column(sa.Column("agent", sa.String(255), nullable=False, server_default=""))
         batch.add_column(sa.Column("drained", sa.Boolean(), nullable=False, server_default=sa.false()))
+        batch.add_column(sa.Column("agent_state", sa.String(16), nullable=False, server_default=""))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("nodes") as batch:
+        batch.drop_column("agent_state")
         batch.drop_column("drained")
         batch.drop_column("agent")
