@@ -14,9 +14,9 @@ import time
 import pytest
 from sqlalchemy import select
 
-from asci import rfb
+from asci import accounts, rfb
 from asci.db import session_scope
-from broker import certs, probe_desktop, register_node, tickets
+from broker import certs, probe_desktop, register_node, shares, tickets
 from broker.agent_client import AgentNode, parse_socket_uri
 from broker.backends.base import NodeRef
 from broker.backends.docker import DockerBackend
@@ -24,7 +24,7 @@ from broker.errors import BackendError, NodeUnreachable
 from broker.loops import reconcile_loop
 from broker.models import DesktopSession, Experiment, Node
 from broker.node_paths import open_viewer
-from tests.support import make_world
+from tests.support import add_members, make_world
 from web import create_app
 from web.vnc_tokens import make_token, resolve
 
@@ -116,6 +116,15 @@ def test_a_desktop_on_a_far_node_is_drawn_through_its_agent(far, far_cluster, ar
     assert frame.is_drawn() and frame.width >= 640
     (artifacts_dir / "desktop-on-a-far-node.png").write_bytes(frame.to_png())
     assert not os.path.exists(path)  # the bridge served its one connection
+    # a share guest views it through the same relay, as viewer share:<id>, with the view-only password
+    [guest] = add_members(settings, world, 1)
+    with session_scope(settings) as db:
+        owner = db.get(accounts.User, world["ids"]["alice"])
+        share_id = shares.share(db, session["id"], owner, world["names"][guest], "view").id
+    kind, path = resolve(settings, make_token(settings, world["ids"][guest], session["id"], share_id))
+    assert rfb.wait_for_desktop(path, row.vnc_view_password, timeout=60).is_drawn()
+    assert "relay opened" in (far1.root / "agent.log").read_text() and f"share:{share_id}" in (
+        far1.root / "agent.log").read_text()
     # stopping removes the folder on the node
     assert client.delete(f"/api/sessions/{session['id']}", headers=_auth(world)).json["state"] == "stopped"
     assert key not in far1.agent_node().held()
@@ -231,3 +240,46 @@ def test_a_far_node_without_the_experiments_data_fails_the_launch_at_once(far, f
     assert reply.status_code >= 400
     message = reply.json["error"] if "error" in reply.json else str(reply.json)
     assert "node far1" in message and str(hidden) in message, message
+
+
+def test_asci_node_commands_register_rotate_drain_and_remove_a_far_node(far_cluster, pg_settings, tmp_path):
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    far2 = far_cluster.nodes["far2"]
+    tls = far2.tls()
+    environment = dict(os.environ, **pg_settings.to_environ())
+
+    def asci(*argv):
+        return subprocess.run([sys.executable, "-m", "asci", *argv], env=environment, capture_output=True, text=True)
+
+    added = asci("node", "add", "far2", "--url", far2.docker_url, "--agent", far2.agent, "--tls-ca", tls["tls_ca"],
+                 "--tls-cert", tls["tls_cert"], "--tls-key", tls["tls_key"])
+    assert added.returncode == 0, added.stderr
+    assert f"(agent {far2.agent})" in added.stdout
+    # an agent address where nothing answers is refused, and nothing is registered
+    wrong = asci("node", "add", "far9", "--url", far2.docker_url, "--agent", f"{far2.address}:1", "--tls-ca",
+                 tls["tls_ca"], "--tls-cert", tls["tls_cert"], "--tls-key", tls["tls_key"])
+    assert wrong.returncode != 0 and "agent" in wrong.stderr and "Traceback" not in wrong.stderr
+    # rotation: the platform's files move (a new copy); engine and agent answer with them
+    rotated = tmp_path / "rotated"
+    rotated.mkdir()
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        shutil.copy2(far_cluster.pki / name, rotated / name)
+    updated = asci("node", "update", "far2", "--tls-cert", str(rotated / "cert.pem"), "--tls-key",
+                   str(rotated / "key.pem"))
+    assert updated.returncode == 0, updated.stderr
+    rogue = tmp_path / "rogue"
+    certs.init(rogue, name="rogue")
+    refused = asci("node", "update", "far2", "--tls-cert", str(rogue / "cert.pem"), "--tls-key", str(rogue / "key.pem"))
+    assert refused.returncode != 0 and "TLS" in refused.stderr
+    assert asci("node", "drain", "far2").returncode == 0
+    [row] = [r for r in json.loads(asci("node", "list", "--json").stdout) if r["name"] == "far2"]
+    assert row["drained"] is True and row["agent"] == far2.agent
+    with session_scope(pg_settings) as db:
+        assert db.scalar(select(Node).where(Node.name == "far2")).tls_cert == str(rotated / "cert.pem")  # kept
+    assert asci("node", "resume", "far2").returncode == 0
+    assert asci("node", "remove", "far2").returncode == 0
+    assert [r for r in json.loads(asci("node", "list", "--json").stdout) if r["name"] == "far2"] == []
