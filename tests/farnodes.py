@@ -11,7 +11,8 @@ folder outside those (experiment data and the home root).
 The agent runs in a loop inside the namespace, so a test can stop it (:meth:`FarNode.stop_agent`:
 killed by its PID, seen from here) and start it again (:meth:`start_agent`). Stopping the node sends
 TERM to the namespace's first process (its trap ends every process of the node); nothing is
-unmounted by hand outside: the node's mounts live and die with its namespace.
+unmounted by hand outside: the node's mounts live and die with its namespace. The engine's data root
+is a tmpfs of the namespace (removing a pulled desktop image's layers from disk took 150 s here).
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ class FarNode:
 trap 'touch {root}/stop; kill $(jobs -p) 2>/dev/null; wait; exit 0' TERM
 mount --make-rprivate /
 {hide}
+mkdir -p {root}/docker-root
+mount -t tmpfs -o size=6g,mode=0710 tmpfs {root}/docker-root   # the node's disk: gone with the namespace
 {DOCKERD} --data-root {root}/docker-root --exec-root {root}/x --pidfile {root}/dockerd.pid \\
   --bridge=none --iptables=false --ip6tables=false -H unix://{root}/docker.sock \\
   -H tcp://{self.docker_url[6:]} --tlsverify --tlscacert {self.tls_dir}/ca.pem \\
