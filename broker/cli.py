@@ -121,7 +121,9 @@ def node_list(ctx: AsciContext, as_json: bool) -> None:
         return
     for row in rows:
         used = row["used"]
-        click.echo(f"{row['name']}\t{row['state']}\t{row['docker_url']}\tsessions {used['sessions']}/"
+        state = row["state"] + (" drained" if row["drained"] else "")
+        agent = f" agent {row['agent']} ({row['agent_state'] or 'not checked'})" if row["agent"] else ""
+        click.echo(f"{row['name']}\t{state}\t{row['docker_url']}{agent}\tsessions {used['sessions']}/"
                    f"{row['max_sessions']}\tcpus {used['cpus']:g}/{row['schedulable']['cpus']:g}\t"
                    f"memory {used['memory_bytes'] / 2**30:.1f}/{row['schedulable']['memory_bytes'] / 2**30:.1f} GiB"
                    f"\tgpus {len(row['gpus'])}")

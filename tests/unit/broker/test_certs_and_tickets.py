@@ -230,3 +230,22 @@ def test_mint_refuses_long_lives_and_odd_claims(keys):
     for key, viewer in (("../x", "owner"), ("i1-s7", "admin"), ("i1-s7", "share:x")):
         with pytest.raises(ValueError):
             tickets.mint(platform, key, "far1", viewer)
+
+
+def test_the_certs_commands_print_what_they_wrote_and_when_it_expires(tmp_path, capsys):
+    from asci.cli import main
+
+    assert main(["node", "certs", "init", str(tmp_path / "pki"), "--days", "30"]) == 0
+    assert main(["node", "certs", "issue", str(tmp_path / "pki"), "node07", "--host", "10.1.2.7", "--host",
+                 "node07.example.org", "--days", "10"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 3 and all("(expires 20" in line and line.endswith("UTC)") for line in out)
+    assert out[0].startswith("CN=asci facility CA") and "ca-key.pem" in out[0]
+    assert out[2].startswith("CN=node07:") and "server-key.pem" in out[2]
+    ca_days = certs.not_after(tmp_path / "pki" / "ca.pem") - dt.datetime.now(dt.timezone.utc)
+    node_days = certs.not_after(tmp_path / "pki" / "node07" / "server-cert.pem") - dt.datetime.now(dt.timezone.utc)
+    assert dt.timedelta(days=29) < ca_days <= dt.timedelta(days=30) and node_days <= dt.timedelta(days=10)
+    assert main(["node", "certs", "init", str(tmp_path / "pki")]) == 1  # kept without --force
+    assert "already holds a facility CA" in capsys.readouterr().err
+    assert main(["node", "certs", "issue", str(tmp_path / "pki"), "node08", "--host", "not a host"]) == 1
+    assert not (tmp_path / "pki" / "node08").exists()
