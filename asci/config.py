@@ -387,6 +387,10 @@ class Settings:
     session_run_dir: str = setting("", special(_absolute_dir, "absolute folder, or empty"),
                                    "per-session VNC socket and password folders, seen at the same path by the session "
                                    "broker, the rebuild worker, the viewer proxy and the nodes; empty: <data_dir>/run")
+    home_root: str = setting("", special(_absolute_dir, "absolute folder, or empty"),
+                             "users' homes as <home_root>/<user> on the facility's shared storage (the same path "
+                             "on every node, made with the user's uid, 0700), bind-mounted into desktops; empty: "
+                             "a Docker volume per user on each node")
     vnc_touch_interval_s: int = setting(60, integer(1, 3600),
                                         "while a viewer is connected, the viewer proxy touches the session this often "
                                         "(the idle clock)")

@@ -78,14 +78,16 @@ def node() -> None:
 @click.option("--tls-ca", default="")
 @click.option("--tls-cert", default="")
 @click.option("--tls-key", default="")
+@click.option("--agent", default=None, help="HOST:PORT of the node's agent (asci node agent): a node on another machine")
 @click.option("--nvidia-smi", "nvidia_smi", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="recorded output of nvidia-smi --query-gpu=index,uuid,name,memory.total --format=csv,noheader")
 @pass_ctx
 def node_add(ctx: AsciContext, name, docker_url, cpus, memory, reserve_cpus, reserve_memory, cpu_overcommit,
-             memory_overcommit, max_sessions, tls_ca, tls_cert, tls_key, nvidia_smi) -> None:
+             memory_overcommit, max_sessions, tls_ca, tls_cert, tls_key, agent, nvidia_smi) -> None:
     """Register (or update) node NAME; its CPUs and memory are read from its engine unless given.
 
-    Its engine must share this machine's filesystem (the sessions' VNC sockets; see the README)."""
+    Without --agent its engine must share this machine's filesystem (the sessions' VNC sockets; see
+    the README); with --agent the node's agent keeps them, on that machine."""
     from broker.gpus import parse_nvidia_smi
     from broker.nodes import register_node
     from broker.placement import schedulable
@@ -98,9 +100,9 @@ def node_add(ctx: AsciContext, name, docker_url, cpus, memory, reserve_cpus, res
             max_sessions=max_sessions, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
             gpus=gpus if nvidia_smi else None, reserve_cpus=reserve_cpus,
             reserve_memory_bytes=parse_memory(reserve_memory) if reserve_memory else None,
-            cpu_overcommit=cpu_overcommit, memory_overcommit=memory_overcommit)
+            cpu_overcommit=cpu_overcommit, memory_overcommit=memory_overcommit, agent=agent)
         cpus_free, memory_free = schedulable(row)
-        click.echo(f"node {name}: {docker_url}, {row.cpus:g} CPUs and {row.memory_bytes / 2**30:.1f} GiB "
+        click.echo(f"node {name}: {docker_url}{f' (agent {row.agent})' if row.agent else ''}, {row.cpus:g} CPUs and {row.memory_bytes / 2**30:.1f} GiB "
                    f"({row.capacity_source}), schedulable {cpus_free:g} CPUs and {memory_free / 2**30:.1f} GiB, "
                    f"{len(row.gpus)} GPUs, at most {row.max_sessions} sessions")
 
@@ -119,7 +121,9 @@ def node_list(ctx: AsciContext, as_json: bool) -> None:
         return
     for row in rows:
         used = row["used"]
-        click.echo(f"{row['name']}\t{row['state']}\t{row['docker_url']}\tsessions {used['sessions']}/"
+        state = row["state"] + (" drained" if row["drained"] else "")
+        agent = f" agent {row['agent']} ({row['agent_state'] or 'not checked'})" if row["agent"] else ""
+        click.echo(f"{row['name']}\t{state}\t{row['docker_url']}{agent}\tsessions {used['sessions']}/"
                    f"{row['max_sessions']}\tcpus {used['cpus']:g}/{row['schedulable']['cpus']:g}\t"
                    f"memory {used['memory_bytes'] / 2**30:.1f}/{row['schedulable']['memory_bytes'] / 2**30:.1f} GiB"
                    f"\tgpus {len(row['gpus'])}")
@@ -224,3 +228,13 @@ def session_cull(ctx: AsciContext, run_loop: bool, interval: float | None) -> No
         return
     with session_scope(ctx.settings) as db:
         click.echo(json.dumps(cull(broker, db)))
+
+
+def _add_node_commands() -> None:
+    from broker.node_cli import COMMANDS
+
+    for command in COMMANDS:
+        node.add_command(command)
+
+
+_add_node_commands()

@@ -54,7 +54,9 @@ def mounts(spec: LaunchSpec) -> list[Mount]:
     """Home volume, the experiment's data at /data, the VNC socket folder and the password folder
     (and the hosts file of a desktop without a network)."""
     session = rundir.SessionDir(Path(spec.run_dir))
-    result = [Mount(target=spec.home_path, source=spec.home_volume, type="volume"),
+    home = (Mount(target=spec.home_path, source=spec.home_bind, type="bind") if spec.home_bind
+            else Mount(target=spec.home_path, source=spec.home_volume, type="volume"))
+    result = [home,
               Mount(target=rundir.CONTAINER_VNC_DIR, source=str(session.vnc), type="bind"),
               Mount(target=rundir.CONTAINER_SECRET_DIR, source=str(session.secret), type="bind", read_only=True)]
     if isolated(spec):

@@ -261,10 +261,11 @@ def place(broker: Broker, db: Session, launch: Launch) -> None:
 def prepare(broker: Broker, db: Session, launch: Launch) -> None:
     """Make the session's folder on its node (the node side) and commit where its VNC socket will be."""
     desktop, settings = launch.desktop, broker.settings
-    launch.folder = broker.node_side(launch.ref).prepare(
-        launch.ref, rundir.session_key(settings.broker_instance, desktop.id), launch.uid, launch.gid,
-        desktop.vnc_password, desktop.vnc_view_password, rundir.hostname_for(container_name(settings, desktop)))
-    desktop.vnc_socket = str(launch.folder.socket)
+    side, key = broker.node_side(launch.ref), rundir.session_key(settings.broker_instance, desktop.id)
+    launch.folder = side.prepare(launch.ref, key, launch.uid, launch.gid, desktop.vnc_password,
+                                 desktop.vnc_view_password, rundir.hostname_for(container_name(settings, desktop)),
+                                 data_path=launch.experiment.data_path)
+    desktop.vnc_socket = side.socket_of(launch.ref, key, launch.folder)
     db.commit()
 
 
@@ -272,7 +273,8 @@ def start(broker: Broker, db: Session, launch: Launch) -> None:
     """Have the node's engine start the desktop (pulling its image if needed); commit its backend state."""
     desktop = launch.desktop
     broker.backend.ensure_image(launch.ref, desktop.image)
-    state = broker.backend.start(launch.ref, session_spec(broker.settings, launch))
+    spec = broker.node_side(launch.ref).with_home(broker.settings.home_root, session_spec(broker.settings, launch))
+    state = broker.backend.start(launch.ref, spec)
     desktop.backend_state = broker.backend.get_state(state)
     db.commit()
 

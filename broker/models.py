@@ -147,6 +147,10 @@ class Node(Base):
     last_seen: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # --- nodes ---
+    agent: Mapped[str] = mapped_column(String(255), default="")  # HOST:PORT of its agent ("": a local node)
+    drained: Mapped[bool] = mapped_column(Boolean, default=False)  # no new sessions; running ones stay
+    agent_state: Mapped[str] = mapped_column(String(16), default="")  # up / down at the last reconcile ("": unknown)
 
 
 class DesktopSession(Base):

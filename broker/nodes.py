@@ -20,14 +20,17 @@ def register_node(settings: Settings, db: Session, name: str, docker_url: str, *
                   memory_bytes: int | None = None, max_sessions: int | None = None, tls_ca: str = "",
                   tls_cert: str = "", tls_key: str = "", gpus: list[dict] | None = None,
                   reserve_cpus: float | None = None, reserve_memory_bytes: int | None = None,
-                  cpu_overcommit: float | None = None, memory_overcommit: float | None = None) -> Node:
+                  cpu_overcommit: float | None = None, memory_overcommit: float | None = None,
+                  agent: str | None = None) -> Node:
     """Add node ``name`` or update it (it is marked up).
 
     ``cpus`` and ``memory_bytes`` left out are read from the node's engine (NodeUnreachable when it
     does not answer) and kept current by reconciliation; given ones are kept as they are. Other
     values left out keep what the node had (the settings' defaults for a new node); its GPUs are
-    kept unless ``gpus`` is given. The node's engine must share this machine's filesystem (the
-    sessions' VNC sockets under ``session_run_dir``; see ``broker.rundir``). ``backend`` reads the
+    kept unless ``gpus`` is given. A node without an ``agent`` (``HOST:PORT``) must share this
+    machine's filesystem (the sessions' VNC sockets under ``session_run_dir``; see ``broker.rundir``);
+    a node with one keeps its sessions' folders itself (``broker.agent``), and its agent must answer
+    as that node over TLS with the node's certificates (NodeUnreachable otherwise). ``backend`` reads the
     engine (default: the one ``settings.broker_backend`` names).
     """
     from broker.service import make_backend
@@ -41,6 +44,9 @@ def register_node(settings: Settings, db: Session, name: str, docker_url: str, *
         db.add(node)
     node.docker_url = docker_url
     node.tls_ca, node.tls_cert, node.tls_key, node.state = tls_ca, tls_cert, tls_key, NodeState.UP
+    if agent is not None:
+        node.agent = agent
+    check_agent(node)
     if cpus is None or memory_bytes is None:
         engine = (backend or make_backend(settings)).capacity(NodeRef.of(node))
         node.capacity_source = CapacitySource.ENGINE if cpus is None and memory_bytes is None else CapacitySource.MANUAL
@@ -80,3 +86,68 @@ def has_nodes(db: Session) -> bool:
 def up_nodes(db: Session) -> list[Node]:
     """The nodes that answer, by id."""
     return list(db.scalars(select(Node).where(Node.state == NodeState.UP).order_by(Node.id)))
+
+
+def check_agent(node: Node) -> None:
+    """NodeUnreachable unless ``node``'s agent (if it has one) answers as that node; BadRequest for an
+    unusable address."""
+    from broker.agent_client import AgentNode, parse_address
+    from broker.errors import BadRequest
+
+    if not node.agent:
+        return
+    try:
+        parse_address(node.agent)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    AgentNode.of(NodeRef.of(node)).ping()
+
+
+def update_node(settings: Settings, db: Session, name: str, *, tls_ca: str | None = None,
+                tls_cert: str | None = None, tls_key: str | None = None, agent: str | None = None,
+                backend=None) -> Node:
+    """Change node ``name``'s certificates or agent (given values only); the engine (read by ``backend``,
+    default: the one ``settings.broker_backend`` names) and the agent must answer with them
+    (NodeUnreachable, nothing changed). Running desktops are not touched."""
+    from broker.errors import NotFound
+    from broker.service import make_backend
+
+    node = db.scalar(select(Node).where(Node.name == name))
+    if node is None:
+        raise NotFound(f"no node {name!r}")
+    for column, value in (("tls_ca", tls_ca), ("tls_cert", tls_cert), ("tls_key", tls_key), ("agent", agent)):
+        if value is not None:
+            setattr(node, column, value)
+    try:
+        (backend or make_backend(settings)).ping(NodeRef.of(node))
+        check_agent(node)
+    except Exception:
+        db.rollback()
+        raise
+    db.flush()
+    return node
+
+
+def remove_node(settings: Settings, db: Session, name: str, force: bool = False, broker=None) -> int:
+    """Forget node ``name``; Conflict while sessions are active on it, unless ``force`` stops them
+    first (with ``broker``, default: one for ``settings``). The number of sessions stopped."""
+    from broker.errors import Conflict, NotFound
+    from broker.models import ACTIVE_STATES, DesktopSession
+    from broker.service import Broker
+
+    node = db.scalar(select(Node).where(Node.name == name))
+    if node is None:
+        raise NotFound(f"no node {name!r}")
+    active = db.scalars(select(DesktopSession).where(DesktopSession.node_id == node.id,
+                                                     DesktopSession.state.in_(ACTIVE_STATES))).all()
+    if active and not force:
+        raise Conflict(f"node {name} has {len(active)} active sessions; drain it and wait, or --force stops them")
+    broker = broker or Broker(settings)
+    for desktop in active:
+        broker.stop_session(db, desktop, f"node {name} was removed by an administrator")
+    for desktop in db.scalars(select(DesktopSession).where(DesktopSession.node_id == node.id)).all():
+        desktop.node_id = None  # ended sessions keep their history
+    db.flush()
+    db.delete(node)
+    db.flush()
+    return len(active)

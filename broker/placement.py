@@ -83,7 +83,7 @@ def candidates(db: Session, demand: Demand, share_count: int, policy: str = "spr
     nodes = db.scalars(select(Node).where(Node.state == NodeState.UP).order_by(Node.id)).all()
     ranked = []
     for node in nodes:
-        if node.id in exclude or (demand.gpu and not node.gpus):
+        if node.id in exclude or node.drained or (demand.gpu and not node.gpus):
             continue
         used = usage(db, node)
         if fits(db, node, demand, share_count, used):

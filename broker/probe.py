@@ -7,7 +7,8 @@ server serves its socket) as a session, on the first node that is up (the first 
 none is registered yet), under an unprivileged uid of its own and a throw-away home volume. It
 holds no port, so nothing can pre-empt it. It carries no session labels, so reconciliation never
 mistakes it for an orphan; ``probe_desktop`` removes the container, its home and its folder when
-the ``with`` block ends.
+the ``with`` block ends. On a node with an agent the folder is made and the server proved on the
+node, and ``Probe.socket`` is a local bridge to the agent's relay (``broker.agent_client``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy import select
 from asci.config import Settings
 from asci.db import session_scope
 from broker import rundir
+from broker.agent_client import AgentNode, LocalBridge
 from broker.backends.base import LaunchSpec, NodeRef
 from broker.models import Node, NodeState
 from broker.service import Broker, desktop_spec, new_password
@@ -54,7 +56,7 @@ class Probe:
 
 def _node(settings: Settings) -> NodeRef:
     with session_scope(settings) as db:
-        node = db.scalar(select(Node).where(Node.state == NodeState.UP).order_by(Node.id).limit(1))
+        node = db.scalar(select(Node).where(Node.state == NodeState.UP, Node.drained.is_(False)).order_by(Node.id).limit(1))
         if node is not None:
             return NodeRef.of(node)
     return NodeRef("local", settings.docker_hosts[0])
@@ -66,10 +68,10 @@ def probe_desktop(settings: Settings, image: str, label: str, broker: Broker | N
     yields the :class:`Probe` once its VNC server is up."""
     broker = broker or Broker(settings)
     node = _node(settings)
-    side = broker.node_side(node)
+    side, agent = broker.node_side(node), AgentNode.of(node)
     token = uuid.uuid4().hex[:10]
-    password, name = new_password(), f"asci-probe-{label}-{token}"
-    folder = side.prepare(node, f"probe-{token}", PROBE_UID, PROBE_UID, password, new_password(),
+    password, name, key = new_password(), f"asci-probe-{label}-{token}", f"probe-{token}"
+    folder = side.prepare(node, key, PROBE_UID, PROBE_UID, password, new_password(),
                           rundir.hostname_for(name))
     spec = desktop_spec(settings, session_id=0, name=name, image=image, folder=folder,
                         uid=PROBE_UID, gid=PROBE_UID, user_name="asci-probe", home_volume=f"asci-probe-home-{token}",
@@ -78,13 +80,18 @@ def probe_desktop(settings: Settings, image: str, label: str, broker: Broker | N
                         memory_guarantee_bytes=min(2 << 30, settings.session_memory_guarantee_mb << 20),
                         labels={"asci.probe": "1", "asci.environment": label})
     state: dict = {}
+    bridge = None
     try:
         broker.backend.ensure_image(node, image)
         state = broker.backend.start(node, spec)
         broker.await_desktop(node, state, folder, PROBE_UID, settings.session_start_timeout_s)
-        yield Probe(str(folder.socket), password, broker, node, spec, state)
+        if agent is not None:
+            bridge = LocalBridge(agent, key, parent=settings.run_dir / "bridges")
+        yield Probe(bridge.path if bridge else str(folder.socket), password, broker, node, spec, state)
     finally:
+        if bridge is not None:
+            bridge.close()
         if state:
             broker.backend.stop(node, state)
         broker.backend.remove_volume(node, spec.home_volume)
-        side.release(node, str(folder.socket))
+        side.release(node, side.socket_of(node, key, folder))

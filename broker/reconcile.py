@@ -8,7 +8,9 @@ containers carrying this broker's labels (``asci.managed=1``,
 on); mark sessions whose container vanished or exited ``lost``; remove
 containers whose session has ended or is unknown. Sessions still inside
 their start time-out are left to the launch in progress. Session folders
-(``broker.rundir``) of this broker's ended or unknown sessions are removed.
+(``broker.rundir``) of this broker's ended or unknown sessions are removed. A node with an agent
+(``broker.agent``) is up only while both its engine and its agent answer; its session folders are
+swept on the node through the agent.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from asci.db import utcnow
 from broker import logs, rundir
+from broker.agent_client import AgentNode
 from broker.backends.base import NodeRef
 from broker.errors import BackendError
 from broker.models import ACTIVE_STATES, DesktopSession, Node, NodeState, SessionState
@@ -33,8 +36,14 @@ def reconcile(broker, db: Session) -> dict:
     grace = dt.timedelta(seconds=broker.settings.session_start_timeout_s)
     for node in db.scalars(select(Node).order_by(Node.id)).all():
         ref = NodeRef.of(node)
+        agent = AgentNode.of(ref)
+        agent_state = "up"
         try:
             broker.backend.ping(ref)
+            if agent is not None:
+                agent_state = "down"
+                agent.ping()  # a node whose agent is silent serves no desktop: down like a silent engine
+                agent_state = "up"
             found = {m.session_id: m for m in broker.backend.list_managed(ref, broker.settings.broker_instance)}
             if refresh_capacity(broker.backend, db, node):
                 logs.event("node.capacity", node=node.name, cpus=node.cpus, memory_bytes=node.memory_bytes)
@@ -42,10 +51,15 @@ def reconcile(broker, db: Session) -> dict:
             if node.state == NodeState.UP:
                 broker.node_down(db, node.id, str(exc))
                 summary["nodes_down"] += 1
+            if agent is not None and node.agent_state != agent_state:
+                node.agent_state = agent_state
+                db.commit()
             continue
         if node.state != NodeState.UP:
             logs.event("node.up", node=node.name)
         node.state, node.last_seen, node.last_error = NodeState.UP, now, ""
+        if agent is not None:
+            node.agent_state = "up"
         summary["nodes_up"] += 1
         active = db.scalars(select(DesktopSession).where(DesktopSession.node_id == node.id,
                                                          DesktopSession.state.in_(ACTIVE_STATES))).all()
@@ -74,6 +88,8 @@ def reconcile(broker, db: Session) -> dict:
             summary["removed"] += 1
             logs.event("container.orphan_removed", node=node.name, session=managed.session_id)
         db.commit()
+        if agent is not None:
+            summary["folders_removed"] = summary.get("folders_removed", 0) + _sweep_agent(broker, db, node, agent)
     stale = db.scalars(select(DesktopSession).where(DesktopSession.state == SessionState.PENDING,
                                                     DesktopSession.created_at < now - grace)).all()
     for desktop in stale:
@@ -82,7 +98,7 @@ def reconcile(broker, db: Session) -> dict:
     db.commit()
     active = db.scalars(select(DesktopSession.id).where(DesktopSession.state.in_(ACTIVE_STATES))).all()
     instance = broker.settings.broker_instance
-    summary["folders_removed"] = len(rundir.sweep(broker.settings.run_dir, instance,
+    summary["folders_removed"] = summary.get("folders_removed", 0) + len(rundir.sweep(broker.settings.run_dir, instance,
                                                   {rundir.session_key(instance, sid) for sid in active}))
     return summary
 
@@ -92,3 +108,16 @@ def _remove(broker, ref: NodeRef, managed) -> None:
         broker.backend.stop(ref, managed.state)
     except BackendError as exc:
         logs.event("container.remove_failed", session=managed.session_id, error=str(exc))
+
+
+def _sweep_agent(broker, db: Session, node: Node, agent: AgentNode) -> int:
+    """Remove the node's folders of this broker's sessions that are no longer active on it (a sweep that
+    fails is retried next pass)."""
+    instance = broker.settings.broker_instance
+    active = db.scalars(select(DesktopSession.id).where(DesktopSession.node_id == node.id,
+                                                        DesktopSession.state.in_(ACTIVE_STATES))).all()
+    try:
+        return len(agent.sweep(instance, {rundir.session_key(instance, sid) for sid in active}))
+    except BackendError as exc:
+        logs.event("node.sweep_failed", node=node.name, error=str(exc))
+        return 0

@@ -33,7 +33,8 @@ from broker.backends.base import Backend, NodeRef
 from broker.errors import BackendError, NodeUnreachable, NotFound
 from broker.launch import LaunchRequest, desktop_spec, new_password, recipe_defaults
 from broker.models import FINAL_STATES, DesktopSession, Node, NodeState, SessionState
-from broker.node_side import LocalNodeSide, NodeSide, ReadyCheck
+from broker.agent_client import AgentNode
+from broker.node_side import AgentNodeSide, LocalNodeSide, NodeSide, ReadyCheck
 from broker.views import get_session
 
 __all__ = ["Broker", "VncTarget", "LaunchRequest", "desktop_spec", "make_backend", "new_password", "recipe_defaults"]
@@ -86,7 +87,10 @@ class Broker:
 
     def node_side(self, node: NodeRef) -> NodeSide:
         """The node side (session folders, readiness) of ``node``."""
-        return self._node_sides(node) if self._node_sides is not None else self.local_side
+        if self._node_sides is not None:
+            return self._node_sides(node)
+        agent = AgentNode.of(node)
+        return AgentNodeSide(agent) if agent is not None else self.local_side
 
     # ---------------------------------------------------------------- launch
     def launch(self, db: Session, user: User, request: LaunchRequest | str, version: str = "current",

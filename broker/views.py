@@ -129,7 +129,8 @@ def node_view(db: Session, node: Node) -> dict:
             "schedulable": {"cpus": round(cpus, 3), "memory_bytes": memory}, "max_sessions": node.max_sessions,
             "gpus": node.gpus or [],
             "used": {"sessions": used.sessions, "cpus": used.cpus, "memory_bytes": used.memory_bytes},
-            "last_seen": _iso(node.last_seen), "last_error": node.last_error}
+            "last_seen": _iso(node.last_seen), "last_error": node.last_error,
+            "drained": bool(node.drained), "agent": node.agent or "", "agent_state": node.agent_state or ""}
 
 
 def node_views(db: Session) -> list[dict]:

@@ -9,7 +9,10 @@ part of the token.
 
 What a token opens is the session's VNC socket, and only once the broker has locked it
 (``broker.checked_socket``: a root-owned socket in a root-only folder, never a symlink), so nothing a
-desktop does can redirect a viewer. While viewers are connected the proxy asks, for all of them at
+desktop does can redirect a viewer; for a desktop on a node with an agent it is a private
+one-connection bridge here (``broker.open_viewer``) whose connection goes to the agent's relay over
+mutual TLS, the agent's certificate verified, with a fresh single-use ticket naming the session, the
+node and the viewer (websockify's own ``--ssl-target`` verifies nothing). While viewers are connected the proxy asks, for all of them at
 once: :func:`touch_sessions` every ``vnc_touch_interval_s`` (the idle clock of ``broker.cull``) and
 :func:`still_admitted` every ``viewer_check_interval_s`` (a guest's share revoked, ended or changed in
 mode, an owner disabled or a session ended: that viewer is closed and reconnects with a fresh token);
@@ -109,7 +112,8 @@ def admit(settings: Settings, desktops: broker.Broker, token: str) -> Admission 
         target = _target_of(db, claim, user, desktops)
     if target is None:
         return None
-    path = broker.checked_socket(target[0])
+    viewer = f"share:{claim.share_id}" if claim.share_id else "owner"
+    path = broker.open_viewer(settings, target[0], viewer)  # a node with an agent: a bridge to its relay
     if path is None:
         log.warning("session %s: socket %s is not a locked session socket; refused", claim.session_id, target[0])
         return None

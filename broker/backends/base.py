@@ -27,10 +27,12 @@ class NodeRef:
     tls_cert: str = ""
     tls_key: str = ""
     tls_verify: bool = True
+    agent: str = ""  # HOST:PORT of the node's agent (broker.agent_client); "": the node shares this machine
 
     @classmethod
     def of(cls, node) -> "NodeRef":
-        return cls(node.name, node.docker_url, node.tls_ca, node.tls_cert, node.tls_key, node.tls_verify)
+        return cls(node.name, node.docker_url, node.tls_ca, node.tls_cert, node.tls_key, node.tls_verify,
+                   getattr(node, "agent", "") or "")
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class LaunchSpec:
     gpu_uuid: str = ""
     network: str = "none"  # "none" (loopback only) or the Docker network the facility made for desktops
     labels: dict[str, str] = field(default_factory=dict)
+    home_bind: str = ""  # a folder on the node bind-mounted as the home instead of ``home_volume`` (home_root)
 
 
 @dataclass(frozen=True)

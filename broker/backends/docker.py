@@ -126,7 +126,9 @@ class DockerBackend(Backend):
         return True
 
     def _ensure_home(self, node: NodeRef, spec: LaunchSpec) -> None:
-        """Create the user's home volume, owned by the session uid:gid, on first use."""
+        """Create the user's home volume, owned by the session uid:gid, on first use (none for a bound home)."""
+        if spec.home_bind:
+            return
         client = self.client(node)
         try:
             self._call(node, "inspect volume", client.volumes.get, spec.home_volume)

@@ -117,3 +117,32 @@ def swarm_node(tmp_path_factory, docker_client):
         raise
     yield node
     node.cleanup()
+
+
+@pytest.fixture(scope="session")
+def far_cluster(tmp_path_factory, desktop_image):
+    """Two far nodes (``tests/farnodes.py``): own namespaces, own engines and agents on 127.0.0.2 and
+    127.0.0.3, TLS only, the platform's data hidden from them; the desktop image pulled into each."""
+    import os
+
+    from tests.farnodes import FarCluster
+
+    hidden = [tmp_path_factory.getbasetemp()]
+    if os.environ.get("ASCI_DATA_DIR"):
+        hidden.append(os.environ["ASCI_DATA_DIR"])
+    cluster = FarCluster(hidden)
+    try:
+        cluster.start()
+        backend = DockerBackend()
+        for node in cluster.nodes.values():
+            tls = node.tls()
+            backend.ensure_image(NodeRef(node.name, node.docker_url, tls["tls_ca"], tls["tls_cert"], tls["tls_key"]),
+                                 desktop_image)
+        backend.close()
+    except Exception:
+        for node in cluster.nodes.values():
+            print(node.log_tail())
+        cluster.stop()
+        raise
+    yield cluster
+    cluster.stop()

@@ -158,7 +158,7 @@ class Side(LocalNodeSide):
         super().__init__(run_dir, ready)
         self.calls, self.unreachable, self.fail = [], set(unreachable), fail
 
-    def prepare(self, node, key, uid, gid, password, view_password, hostname):
+    def prepare(self, node, key, uid, gid, password, view_password, hostname, data_path=""):
         self.calls.append(("prepare", node.name))
         if node.name in self.unreachable:
             raise NodeUnreachable(f"node {node.name} does not answer")
