@@ -33,6 +33,7 @@ from asci.db import session_scope
 from asci.http import CSRF_API, blueprint, current_settings, flag_arg, json_object, known_args
 from asci.webauth import require_admin_or, require_caller, require_user
 from broker import metrics, service, shares
+from broker.access import member_experiment
 from broker.backends.base import NodeRef
 from broker.errors import BadRequest, BrokerError, Forbidden, NotFound
 from broker.models import Node
@@ -74,7 +75,8 @@ def _visible(db, caller, session_id: int):
 @bp.post("/api/sessions")
 def create_session():
     with session_scope(current_settings()) as db:
-        user = require_user(db, SCOPE_SESSIONS)
+        caller = require_caller(db, SCOPE_SESSIONS)
+        user = caller.user
         known_args()
         body = json_object('{"environment": ..., "version": "current", "experiment": ...}')
         unknown = set(body) - SESSION_FIELDS
@@ -85,6 +87,8 @@ def create_session():
             raise BadRequest(f"{', '.join(empty)}: null is not a value; leave the field out for the default")
         check_api_resources(current_settings(), body.get("cpus"), body.get("memory"), body.get("cpu_guarantee"),
                             body.get("memory_guarantee"))
+        if isinstance(body.get("experiment"), str) and body["experiment"].strip():  # the caller's rights, not the user's
+            member_experiment(db, user, body["experiment"], acting_as_admin=caller.is_admin)
         desktop = _broker().launch(db, user, body.get("environment"), body.get("version", "current"),
                                    body.get("experiment"), gpu=body.get("gpu", False), cpus=body.get("cpus"),
                                    memory=body.get("memory"), cpu_guarantee=body.get("cpu_guarantee"),

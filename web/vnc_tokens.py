@@ -1,12 +1,14 @@
 """Short-lived signed tokens that open one session's VNC WebSocket, and websockify's plugin for them.
 
-A token is ``itsdangerous.TimestampSigner`` over ``"<user id>.<session id>.<share id>"`` with the
+A token is ``itsdangerous.TimestampSigner`` over ``"<user id>.<session id>.<share id>.<nonce>"`` with the
 application's secret key (share 0: the session's owner; otherwise a guest's live share,
 ``broker.shares``). websockify (started with ``--token-plugin
 web.vnc_tokens.SessionTokens --token-source <data_dir>``) calls ``lookup(token)``
 for every new connection: a missing, forged or expired token, or one whose user
 does not own the session (or the session is not running), resolves to nothing and
-the connection is refused. The VNC password is never part of the token.
+the connection is refused. A token opens one WebSocket, once: its random nonce is recorded when it
+is used (``broker.shares.use_viewer_token``), and a second connection with it is refused (the viewer
+asks for a fresh token for every connection). The VNC password is never part of the token.
 
 What a token opens is ``("unix_socket", path)``: the session's VNC socket, and only once the
 broker has locked it (``broker.checked_socket``: a root-owned socket in a root-only folder, never
@@ -14,15 +16,18 @@ a symlink), so nothing a desktop does can redirect a viewer. websockify handles 
 a child process of its own, and ``lookup`` runs in that child: there it also starts a thread that
 tells the broker every ``vnc_touch_interval_s`` that the viewer is still connected (the idle
 clock of ``broker.cull``); the thread ends with the child, that is with the connection. A second
-thread records the connection (the owner sees who is connected) and, for a guest, ends the child
-(and so the connection) within ``viewer_check_interval_s`` of the share's revocation.
+thread records the connection (the owner sees who is connected) and ends the child (and so the
+connection) within ``viewer_check_interval_s`` of the share's revocation or change of mode (a guest),
+or of the account's disabling (the owner, or the owner of the desktop a guest watches).
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import datetime as dt
 import os
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -55,12 +60,14 @@ class TokenClaim:
     user_id: int
     session_id: int
     share_id: int = 0
+    nonce: str = ""
 
 
 def make_token(settings: Settings, user_id: int, session_id: int, share_id: int = 0) -> str:
     """A token for ``user_id`` to open session ``session_id`` (the owner), or to open it through the share
     ``share_id`` (a guest); valid ``vnc_token_ttl_s`` seconds."""
-    return _signer(settings).sign(f"{int(user_id)}.{int(session_id)}.{int(share_id)}".encode()).decode()
+    nonce = secrets.token_urlsafe(12)
+    return _signer(settings).sign(f"{int(user_id)}.{int(session_id)}.{int(share_id)}.{nonce}".encode()).decode()
 
 
 def read_token(settings: Settings, token: str) -> TokenClaim | None:
@@ -69,8 +76,8 @@ def read_token(settings: Settings, token: str) -> TokenClaim | None:
         return None
     try:
         payload = _signer(settings).unsign(token.encode(), max_age=settings.vnc_token_ttl_s).decode()
-        user_part, session_part, share_part = payload.split(".")
-        return TokenClaim(int(user_part), int(session_part), int(share_part))
+        user_part, session_part, share_part, nonce = payload.split(".")
+        return TokenClaim(int(user_part), int(session_part), int(share_part), nonce)
     except (BadSignature, SignatureExpired, ValueError, UnicodeDecodeError):
         return None
 
@@ -105,12 +112,16 @@ def resolve(settings: Settings, token: str) -> tuple[str, str] | None:
         if user is None or not user.is_active:
             return None
         socket_path = _socket_of(db, claim, user, settings)
-    if socket_path is None:
-        return None
-    path = broker.checked_socket(socket_path)
-    if path is None:
-        log.warning("session %s: socket %s is not a locked session socket; refused", claim.session_id, socket_path)
-        return None
+        if socket_path is None:
+            return None
+        path = broker.checked_socket(socket_path)
+        if path is None:
+            log.warning("session %s: socket %s is not a locked session socket; refused", claim.session_id,
+                        socket_path)
+            return None
+        if not broker.shares.use_viewer_token(db, claim.nonce, dt.timedelta(seconds=settings.vnc_token_ttl_s + 5)):
+            log.warning("session %s: a viewer token was used a second time; refused", claim.session_id)
+            return None
     try:
         broker.touch(settings, claim.session_id)
     except broker.BrokerError as exc:
@@ -130,9 +141,10 @@ def keep_touching(settings: Settings, session_id: int, interval: float) -> None:
 
 
 def watch_connection(settings: Settings, claim: TokenClaim, end_connection=None) -> None:
-    """Record this viewer's connection (who is connected, for the owner) and, for a guest, end it once
-    the share is revoked, its session ends or its mode changes (the viewer then reconnects with the new
-    mode's password): checked every ``viewer_check_interval_s`` (runs in a
+    """Record this viewer's connection (who is connected, for the owner) and end it once, for a guest,
+    the share is revoked or no longer live, or its mode changes (the viewer then reconnects with the new
+    mode's password), or, for the owner, the account is disabled or the session ends: checked every
+    ``viewer_check_interval_s`` (runs in a
     thread of the connection's own websockify process; ``end_connection`` ends that process)."""
     import atexit
 
@@ -154,8 +166,10 @@ def watch_connection(settings: Settings, claim: TokenClaim, end_connection=None)
         time.sleep(settings.viewer_check_interval_s)
         try:
             with session_scope(settings) as db:
-                live = not claim.share_id or (
-                    mode is not None and broker.shares.live_mode(db, claim.share_id, claim.user_id) == mode)
+                if claim.share_id:
+                    live = mode is not None and broker.shares.live_mode(db, claim.share_id, claim.user_id) == mode
+                else:
+                    live = broker.shares.owner_may_view(db, claim.session_id, claim.user_id)
                 if live and time.monotonic() - last_seen >= SEEN_EVERY_S:  # a write every 10 s, a read every 2
                     broker.shares.connection_seen(db, connection_id)
                     last_seen = time.monotonic()
@@ -163,8 +177,12 @@ def watch_connection(settings: Settings, claim: TokenClaim, end_connection=None)
             log.warning("viewer connection %s: check failed: %s", connection_id, exc)
             continue
         if not live:
-            log.warning("share %s of session %s was revoked, ended or changed mode: disconnecting its guest",
-                        claim.share_id, claim.session_id)
+            if claim.share_id:
+                log.warning("share %s of session %s was revoked, ended or changed mode: disconnecting its guest",
+                            claim.share_id, claim.session_id)
+            else:
+                log.warning("session %s ended or its owner was disabled: disconnecting the owner's viewer",
+                            claim.session_id)
             closed()
             end_connection()
             return

@@ -29,7 +29,27 @@ def test_the_owner_token_resolves_to_the_sessions_locked_socket(settings, world,
     assert vnc_tokens.resolve(settings, token) == ("unix_socket", socket_path)
     plugin = vnc_tokens.SessionTokens(str(settings.data_dir))
     plugin.settings = settings  # the test database, not the environment's
-    assert plugin.lookup(token) == ("unix_socket", socket_path)
+    assert plugin.lookup(vnc_tokens.make_token(settings, world["ids"]["alice"], session_id)) == (
+        "unix_socket", socket_path)
+
+
+def test_a_token_opens_one_websocket_once(settings, world, running):
+    """A token seen (in a page, a log, a proxy) cannot be replayed: the second connection with it is refused,
+    whichever process asks, while a fresh token still opens the desktop."""
+    import concurrent.futures
+
+    session_id, socket_path = running
+    token = vnc_tokens.make_token(settings, world["ids"]["alice"], session_id)
+    assert vnc_tokens.resolve(settings, token) == ("unix_socket", socket_path)
+    assert vnc_tokens.resolve(settings, token) is None
+    plugin = vnc_tokens.SessionTokens(str(settings.data_dir))
+    plugin.settings = settings
+    assert plugin.lookup(token) is None
+    # eight connections racing with one fresh token: exactly one gets in
+    racing = vnc_tokens.make_token(settings, world["ids"]["alice"], session_id)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: vnc_tokens.resolve(settings, racing), range(8)))
+    assert answers.count(("unix_socket", socket_path)) == 1 and answers.count(None) == 7
 
 
 @pytest.mark.parametrize("swap", ["symlink", "unlocked folder", "socket of the session's uid", "regular file"])
