@@ -541,6 +541,22 @@ def browser_log_in(page, base_url: str, username: str, password: str = PASSWORD)
     page.wait_for_load_state()
 
 
+def wait_for_js(page, expression: str, timeout: float = 30_000, interval_ms: int = 100):
+    """Poll ``expression`` in ``page`` until it is truthy (its value) or ``timeout`` ms pass (AssertionError).
+
+    Playwright's ``wait_for_function`` evaluates its predicate with ``eval`` inside the page, which the
+    pages' Content-Security-Policy (no ``unsafe-eval``) refuses; ``page.evaluate`` goes through the
+    debugging protocol and is not subject to the policy."""
+    deadline = time.monotonic() + timeout / 1000
+    while True:
+        value = page.evaluate(expression)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout / 1000:.0f} s: {expression[:120]}")
+        page.wait_for_timeout(interval_ms)
+
+
 # ------------------------------------------------------------------ RPM headers
 
 FORGERY_PLACEHOLDER = b"~BUILDTIME^0~REQ^evil-dep~PROV^kernel"
