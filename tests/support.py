@@ -369,9 +369,11 @@ def websocket_open(port: int, token: str, timeout: float = 10) -> tuple[socket.s
 
 
 @contextlib.contextmanager
-def websocket_bridge(port: int, token: str, path) -> Iterator[str]:
+def websocket_bridge(port: int, token, path) -> Iterator[str]:
     """A Unix socket at ``path`` whose every connection is carried through websockify's WebSocket with
-    ``token`` (framing as a browser does), so ``asci.rfb`` can talk VNC through the proxy; yields the path."""
+    ``token`` (framing as a browser does), so ``asci.rfb`` can talk VNC through the proxy; yields the path.
+    ``token`` may be a callable giving a fresh token for each connection (a token opens one WebSocket once,
+    as the viewer asks for a new one every time)."""
     listener = bind_unix(path)
 
     def pump_up(local: socket.socket, remote: socket.socket) -> None:  # local bytes -> masked binary frames
@@ -441,7 +443,7 @@ def websocket_bridge(port: int, token: str, path) -> Iterator[str]:
             except OSError:
                 return
             try:
-                remote, pending = websocket_open(port, token)
+                remote, pending = websocket_open(port, token() if callable(token) else token)
             except (OSError, Refused):
                 local.close()
                 continue

@@ -69,11 +69,6 @@ class LoginLimiter:
         if len(table) > MAX_KEYS:  # bound memory under a spray of names or addresses
             self._prune(table, now)
 
-    def keys(self) -> int:
-        """How many counters are held (both tables)."""
-        with self._lock:
-            return len(self._by_pair) + len(self._by_address)
-
     def delay_after(self, failures: int) -> float:
         """How long the next attempt waits after the last of ``failures`` failures."""
         if failures < self.max_attempts:

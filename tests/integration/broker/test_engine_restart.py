@@ -1,15 +1,17 @@
-"""Drill: the node's Docker engine restarts (an upgrade) while a desktop runs. With ``--live-restore`` (as
-``.ci/provision`` starts dockerd) the desktop keeps running, the viewer connected through it keeps its
-picture and a new viewer connects with a fresh token, and reconciliation neither loses nor duplicates
-the session. The daemon is one of the test's own (``tests/daemons.py``): the shared one is never touched."""
+"""Drill: the node's Docker engine restarts (an upgrade) while a desktop runs. Started with the flags
+``.ci/provision`` gives dockerd (``--live-restore`` among them), the desktop keeps running, the viewer
+connected through it keeps its picture and a new viewer connects with a fresh token, and reconciliation
+neither loses nor duplicates the session. The daemon is one of the test's own (``tests/daemons.py``): the shared one is never touched."""
 
 from __future__ import annotations
 
+import shlex
 
 import pytest
 from sqlalchemy import select
 
 from asci import rfb
+from asci.config import PROJECT_ROOT
 from asci.db import session_scope
 from broker import service
 from broker.backends.base import NodeRef
@@ -25,10 +27,26 @@ from web import vnc_proxy, vnc_tokens
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
 
 
+def provision_dockerd_flags() -> list[str]:
+    """The flags ``.ci/provision`` starts dockerd with (the command and its continuation lines)."""
+    lines = (PROJECT_ROOT / ".ci" / "provision").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if "nohup dockerd" in line)
+    command = []
+    for line in lines[start:]:
+        command += shlex.split(line.rstrip("\\").split(">", 1)[0])
+        if not line.rstrip().endswith("\\"):
+            break
+    return [word for word in command if word.startswith("--")]
+
+
 @pytest.fixture
 def live_restore_node(tmp_path_factory, pushed_image):
-    """A dockerd of the test's own with --live-restore, holding the desktop image."""
-    daemon = Dockerd(tmp_path_factory.mktemp("dockerd-lr"), name="live-restore", live_restore=True)
+    """A dockerd of the test's own started as set-up starts the node's (``--live-restore`` when set-up
+    gives it), holding the desktop image."""
+    flags = provision_dockerd_flags()
+    assert "--bridge=none" in flags, flags  # the parse found set-up's dockerd command
+    daemon = Dockerd(tmp_path_factory.mktemp("dockerd-lr"), name="live-restore",
+                     live_restore="--live-restore" in flags)
     daemon.start()
     try:
         reference, digest = pushed_image
