@@ -87,8 +87,8 @@ def create_session():
             raise BadRequest(f"{', '.join(empty)}: null is not a value; leave the field out for the default")
         check_api_resources(current_settings(), body.get("cpus"), body.get("memory"), body.get("cpu_guarantee"),
                             body.get("memory_guarantee"))
-        if isinstance(body.get("experiment"), str) and body["experiment"].strip():  # the caller's rights, not the user's
-            member_experiment(db, user, body["experiment"], acting_as_admin=caller.is_admin)
+        if user.is_admin and not caller.is_admin:  # an administrator's token without the admin scope: a member's rights
+            member_experiment(db, user, body.get("experiment"), acting_as_admin=False)
         desktop = _broker().launch(db, user, body.get("environment"), body.get("version", "current"),
                                    body.get("experiment"), gpu=body.get("gpu", False), cpus=body.get("cpus"),
                                    memory=body.get("memory"), cpu_guarantee=body.get("cpu_guarantee"),
