@@ -2,6 +2,8 @@
 
 The core's own groups (``db``, ``user``) are added here; every package registers its groups
 under the ``asci.commands`` entry point group (``pyproject.toml``), so the core names none of them.
+The groups are loaded when the command runs (the first lookup), not when this module is imported;
+the context the commands receive lives in :mod:`asci.cli_context`.
 Expected failures (:class:`asci.errors.AsciError`) print one ``error:`` line
 and exit non-zero; anything else is a bug and keeps its traceback.
 """
@@ -13,29 +15,43 @@ from importlib.metadata import entry_points
 
 import click
 
-from asci.config import Settings, load_settings
+from asci.cli_context import AsciContext
 from asci.errors import AsciError
 
 ENTRY_POINT_GROUP = "asci.commands"
 
 
-class AsciContext:
-    """What every sub-command receives: the settings, read once."""
+class _PackageGroups(click.Group):
+    """The top-level group: the core's groups and the packages' entry points, loaded when first asked for.
 
-    def __init__(self) -> None:
-        self._settings: Settings | None = None
+    Nothing is registered at import time, so any command module can be imported on its own.
+    """
 
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            self._settings = load_settings()
-        return self._settings
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._loaded = False
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        from asci.cli_core import db_group, user_group
+
+        self.add_command(db_group)
+        self.add_command(user_group)
+        for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            self.add_command(entry.load(), entry.name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._load()
+        return super().get_command(ctx, cmd_name)
 
 
-pass_ctx = click.make_pass_decorator(AsciContext, ensure=True)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_PackageGroups, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="asci")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
@@ -47,18 +63,6 @@ def cli(ctx: click.Context) -> None:
     ASCI_DOCKER_HOSTS, ...).
     """
     ctx.ensure_object(AsciContext)
-
-
-def _register_groups() -> None:
-    from asci.cli_core import db_group, user_group
-
-    cli.add_command(db_group)
-    cli.add_command(user_group)
-    for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        cli.add_command(entry.load(), entry.name)
-
-
-_register_groups()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ import click
 
 from asci import accounts
 from asci.db import current_revision, session_scope, upgrade
-from asci.cli import AsciContext, pass_ctx
+from asci.cli_context import AsciContext, pass_ctx
 from asci.errors import AccountError
 
 

@@ -1,7 +1,10 @@
-"""The root of every ASCI exception, and the errors of the shared core.
+"""The root of every ASCI exception, the kinds of refusal every package shares, and the core's errors.
 
 Each package (rpmrepo, builder, broker, ci, web) derives its own root from :class:`AsciError`
-in its ``errors.py``. The CLI prints any ``AsciError`` as one line and exits with its
+in its ``errors.py``. The kinds (:class:`BadRequest`, :class:`Unauthorized`, :class:`Forbidden`,
+:class:`NotFound`, :class:`Conflict`) are defined here only; a package's error of that kind mixes
+the kind into its own root (``class NotFound(BrokerError, asci.errors.NotFound)``), so
+``except asci.errors.NotFound`` catches every package's and ``except BrokerError`` still catches the broker's. The CLI prints any ``AsciError`` as one line and exits with its
 ``exit_code``; every HTTP route answers it as JSON with its ``http_status`` (``asci.http``).
 """
 
@@ -28,20 +31,8 @@ class DatabaseError(AsciError):
     """The database cannot be reached or migrated."""
 
 
-class AccountError(AsciError):
-    """A user or token operation was refused."""
-
-    http_status = 400
-
-
-class InvalidNevra(AsciError):
-    """A string that is not ``name-[epoch:]version-release.arch``."""
-
-    http_status = 400
-
-
 class BadRequest(AsciError):
-    """A request is malformed (an HTTP 400)."""
+    """A request is malformed or asks for something that cannot be (an HTTP 400)."""
 
     http_status = 400
 
@@ -56,3 +47,23 @@ class Forbidden(AsciError):
     """The caller is known but may not do this (an HTTP 403)."""
 
     http_status = 403
+
+
+class NotFound(AsciError):
+    """No such thing, or not one the caller may see (an HTTP 404)."""
+
+    http_status = 404
+
+
+class Conflict(AsciError):
+    """The thing acted on is not in a state that allows the request (an HTTP 409)."""
+
+    http_status = 409
+
+
+class AccountError(BadRequest):
+    """A user or token operation was refused."""
+
+
+class InvalidNevra(BadRequest):
+    """A string that is not ``name-[epoch:]version-release.arch``."""

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from asci.config import Settings  # noqa: E402
 from asci.db import upgrade  # noqa: E402
 from rpmrepo import metadata  # noqa: E402
-from rpmrepo.api import publish, reindex, repo_path  # noqa: E402
+from rpmrepo import publish, reindex, repo_path  # noqa: E402
 from rpmrepo.metadata import read_revision  # noqa: E402
 
 BUILD_MANY = ROOT / "tests" / "fixtures" / "rpms" / "build_many.sh"

@@ -25,7 +25,7 @@ The public face, for ``ci`` and ``web`` (nothing else of this package is theirs 
 """
 
 from broker import shares
-from broker.api import bp as blueprint
+from broker.http import bp as blueprint
 from broker.cull import cull
 from broker.errors import (BackendError, BadRequest, BrokerError, Conflict, Forbidden, ForeignServer, ImportFailed,
                            NoCapacity, NodeUnreachable, NotFound, QuotaExceeded, Unsatisfiable)

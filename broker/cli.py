@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from sqlalchemy import select
 
-from asci.cli import AsciContext, pass_ctx
+from asci.cli_context import AsciContext, pass_ctx
 from asci.db import session_scope
 
 

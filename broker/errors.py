@@ -1,5 +1,9 @@
-"""The broker's exceptions: one root, each with the HTTP status the API answers with."""
+"""The broker's exceptions: one root, each with the HTTP status the API answers with.
 
+An error of a kind the packages share (``asci.errors``) mixes that kind into the broker's root.
+"""
+
+from asci import errors
 from asci.errors import AsciError
 
 
@@ -9,17 +13,17 @@ class BrokerError(AsciError):
     http_status = 400
 
 
-class BadRequest(BrokerError):
+class BadRequest(BrokerError, errors.BadRequest):
     """The request is malformed or asks for something absurd."""
 
 
-class NotFound(BrokerError):
+class NotFound(BrokerError, errors.NotFound):
     """No such thing, or not one the caller may see."""
 
     http_status = 404
 
 
-class Forbidden(BrokerError):
+class Forbidden(BrokerError, errors.Forbidden):
     """The caller is known but not allowed to do this."""
 
     http_status = 403
@@ -38,7 +42,7 @@ class NoCapacity(BrokerError):
     retry_after = 30
 
 
-class Conflict(BrokerError):
+class Conflict(BrokerError, errors.Conflict):
     """The request is sound but the thing it acts on is not in a state that allows it (sharing a stopped
     desktop)."""
 
@@ -65,7 +69,7 @@ class NodeUnreachable(BackendError):
     """A node's daemon does not answer."""
 
 
-class ImportFailed(BrokerError):
+class ImportFailed(BrokerError, errors.BadRequest):
     """A row of an experiment import is bad; nothing was imported."""
 
 

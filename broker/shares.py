@@ -265,8 +265,15 @@ def connection_opened(db: Session, session_id: int, user_id: int, share_id: int 
 
 def connection_seen(db: Session, connection_id: int) -> None:
     """The connection is still open."""
-    db.execute(update(ViewerConnection).where(ViewerConnection.id == connection_id, ViewerConnection.ended_at.is_(None))
-               .values(last_seen_at=utcnow()))
+    connections_seen(db, [connection_id])
+
+
+def connections_seen(db: Session, connection_ids) -> None:
+    """These connections are still open (one statement for all of them)."""
+    ids = list(connection_ids)
+    if ids:
+        db.execute(update(ViewerConnection).where(ViewerConnection.id.in_(ids), ViewerConnection.ended_at.is_(None))
+                   .values(last_seen_at=utcnow()))
 
 
 def connection_closed(db: Session, connection_id: int) -> None:

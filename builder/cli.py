@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from asci.cli import AsciContext, pass_ctx
+from asci.cli_context import AsciContext, pass_ctx
 from builder import base_images, docker_engine
 
 

@@ -1,5 +1,6 @@
-"""Exceptions of the builder package."""
+"""Exceptions of the builder package; an error of a shared kind (``asci.errors``) mixes that kind in."""
 
+from asci import errors
 from asci.errors import AsciError
 
 
@@ -33,13 +34,13 @@ class VersionError(BuildError):
     """A version is unknown, not in the expected state, or already pushed."""
 
 
-class UnknownVersion(VersionError):
+class UnknownVersion(VersionError, errors.NotFound):
     """No such environment or version."""
 
     http_status = 404
 
 
-class NotLaunchable(VersionError):
+class NotLaunchable(VersionError, errors.BadRequest):
     """The version exists but did not succeed (or was never pushed)."""
 
     http_status = 400

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from asci.cli import AsciContext, pass_ctx
+from asci.cli_context import AsciContext, pass_ctx
 from asci.db import session_scope
 from ci import queue
 from ci.errors import CiError

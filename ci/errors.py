@@ -1,5 +1,6 @@
-"""Exceptions of the ci package."""
+"""Exceptions of the ci package; an error of a shared kind (``asci.errors``) mixes that kind in."""
 
+from asci import errors
 from asci.errors import AsciError
 
 
@@ -7,7 +8,7 @@ class CiError(AsciError):
     """Root of the ci package's errors."""
 
 
-class JobNotFound(CiError):
+class JobNotFound(CiError, errors.NotFound):
     """No build job with that id."""
 
     http_status = 404

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 import broker
 import builder
-from asci.cli import AsciContext, pass_ctx
+from asci.cli_context import AsciContext, pass_ctx
 from asci.db import session_scope
 from ci.models import BuildJob, JobState
 

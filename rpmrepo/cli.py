@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from asci.cli import AsciContext, pass_ctx
+from asci.cli_context import AsciContext, pass_ctx
 from asci.db import session_scope
 from rpmrepo.errors import NotFound
 from rpmrepo.grants import create_repo, grant, list_grants, revoke
@@ -109,7 +109,7 @@ def reindex_cmd(ctx: AsciContext, repo: str | None, regenerate_metadata: bool) -
 @pass_ctx
 def repos_cmd(ctx: AsciContext) -> None:
     """List the repositories with their package counts."""
-    from rpmrepo.api import repo_url
+    from rpmrepo import repo_url
 
     with session_scope(ctx.settings) as db:
         for name in list_repos(ctx.settings):
@@ -135,7 +135,7 @@ def repo_create(ctx: AsciContext, name: str) -> None:
 @pass_ctx
 def repo_list(ctx: AsciContext) -> None:
     """The repositories with their package counts and publishers."""
-    from rpmrepo.api import repo_url
+    from rpmrepo import repo_url
 
     with session_scope(ctx.settings) as db:
         for name in list_repos(ctx.settings):

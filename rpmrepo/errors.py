@@ -1,8 +1,10 @@
 """Errors of the RPM repository; :class:`RepoError` is this package's root.
 
-``http_status`` is what the HTTP API answers for each kind of refusal.
+``http_status`` is what the HTTP API answers for each kind of refusal; an error of a kind the
+packages share (``asci.errors``: bad request, forbidden, not found, conflict) mixes that kind in.
 """
 
+from asci import errors
 from asci.errors import AsciError
 
 
@@ -12,7 +14,7 @@ class RepoError(AsciError):
     http_status = 500
 
 
-class InvalidPackage(RepoError):
+class InvalidPackage(RepoError, errors.BadRequest):
     """The file is not an acceptable RPM (not an RPM, damaged, wrong arch, unsigned...)."""
 
     http_status = 400
@@ -24,25 +26,25 @@ class PackageTooLarge(InvalidPackage):
     http_status = 413
 
 
-class ConflictError(RepoError):
+class ConflictError(RepoError, errors.Conflict):
     """The NEVRA is already published with different bytes (published RPMs are immutable)."""
 
     http_status = 409
 
 
-class PublishForbidden(RepoError):
+class PublishForbidden(RepoError, errors.Forbidden):
     """The caller may not publish into this repository (no grant, or a token without the scope)."""
 
     http_status = 403
 
 
-class NotFound(RepoError):
+class NotFound(RepoError, errors.NotFound):
     """No such repository or package."""
 
     http_status = 404
 
 
-class InvalidName(RepoError):
+class InvalidName(RepoError, errors.BadRequest):
     """A repository name or NEVRA that cannot be used."""
 
     http_status = 400

@@ -29,7 +29,7 @@ from rpmrepo import metadata
 from rpmrepo.errors import ConflictError, InvalidPackage, NotFound, RepoError
 from rpmrepo.events import record_event
 from rpmrepo.index import find_by_filename, find_package, parse_nevra
-from rpmrepo.models import RpmPackage
+from rpmrepo.models import RepoEvent, RpmPackage
 from rpmrepo.rpmheader import read_header
 from rpmrepo.store import RepoLayout, repo_lock
 from rpmrepo.validate import Candidate, discard, incoming_dir, keyring, sha256_of, stage_file, validate
@@ -167,6 +167,23 @@ def _has_retracted(db: Session, repo: str) -> bool:
     return db.scalar(query) is not None
 
 
+def _commit_with_metadata(db: Session, layout: RepoLayout, kind: str, nevras: list[str], *,
+                          separate_current: bool, full: bool = False) -> tuple[int, RepoEvent]:
+    """Regenerate the metadata, record a ``kind`` event and commit: ``(revision, event)``.
+
+    When recording or committing fails the previous metadata is put back and the error propagates
+    (the caller rolls the database and its files back). Old metadata is the caller's to prune after.
+    """
+    swap = metadata.regenerate(layout, separate_current=separate_current, full=full)
+    try:
+        event = record_event(db, layout.name, kind, nevras, swap.revision)
+        db.commit()
+    except BaseException:
+        swap.undo()
+        raise
+    return swap.revision, event
+
+
 def _publish_locked(db: Session, layout: RepoLayout, candidates: list[Candidate], user_id: int | None) -> PublishResult:
     layout.create()
     new, relink, outcomes = _classify(db, layout, candidates)
@@ -192,20 +209,15 @@ def _publish_locked(db: Session, layout: RepoLayout, candidates: list[Candidate]
             db.flush()
         except IntegrityError:
             raise ConflictError(f"a package of this batch is already indexed in {layout.name!r} with another file") from None
-        swap = metadata.regenerate(layout, separate_current=_has_retracted(db, layout.name))
-        try:
-            event = record_event(db, layout.name, "publish", [c.nevra for c in new + relink], swap.revision)
-            db.commit()
-        except BaseException:
-            swap.undo()
-            raise
+        revision, event = _commit_with_metadata(db, layout, "publish", [c.nevra for c in new + relink],
+                                                separate_current=_has_retracted(db, layout.name))
     except BaseException:
         db.rollback()
         for path in added:
             path.unlink(missing_ok=True)
         raise
     metadata.prune(layout)
-    result.revision, result.event_id = str(swap.revision), event.id
+    result.revision, result.event_id = str(revision), event.id
     return result
 
 
@@ -237,20 +249,14 @@ def retract(settings: Settings, nevra: str, repo: str | None = None, user: Any =
             if removed:
                 link.unlink()
             try:
-                swap = metadata.regenerate(layout, separate_current=True)
-                try:
-                    event = record_event(db, layout.name, "retract", [row.nevra], swap.revision)
-                    db.commit()
-                except BaseException:
-                    swap.undo()
-                    raise
+                revision, event = _commit_with_metadata(db, layout, "retract", [row.nevra], separate_current=True)
             except BaseException:
                 db.rollback()
                 if removed and not link.exists():
                     os.link(layout.all_dir / row.filename, link)
                 raise
             metadata.prune(layout)
-            return RetractResult(layout.name, row.nevra, str(swap.revision), event.id)
+            return RetractResult(layout.name, row.nevra, str(revision), event.id)
 
 
 @dataclass
@@ -318,14 +324,9 @@ def reindex(settings: Settings, repo: str | None = None, regenerate_metadata: bo
             db.flush()
             missing_md = any(metadata.read_revision(layout.view_dir(v)) is None for v in ("all", "current"))
             if regenerate_metadata or missing_md:
-                swap = metadata.regenerate(layout, separate_current=_has_retracted(db, layout.name), full=True)
-                try:
-                    record_event(db, layout.name, "external", result.added, swap.revision)
-                    db.commit()
-                except BaseException:
-                    swap.undo()
-                    raise
-                result.revision = str(swap.revision)
+                revision, _event = _commit_with_metadata(db, layout, "external", result.added,
+                                                         separate_current=_has_retracted(db, layout.name), full=True)
+                result.revision = str(revision)
                 metadata.prune(layout)
     finally:
         discard(folder)

@@ -8,7 +8,7 @@ import threading
 
 import click
 
-from asci.cli import AsciContext, pass_ctx
+from asci.cli_context import AsciContext, pass_ctx
 from asci.db import upgrade
 
 
@@ -54,15 +54,21 @@ def demo(ctx: AsciContext, username: str) -> None:
 
 
 @click.command("part", hidden=True)
-@click.argument("name", type=click.Choice(["web", "worker", "reconcile", "cull"]))
+@click.argument("name", type=click.Choice(["web", "websockify", "worker", "reconcile", "cull"]))
+@click.option("--port", type=click.IntRange(1, 65535), help="websockify: the port (default: websockify_port).")
 @pass_ctx
-def part(ctx: AsciContext, name: str) -> None:
+def part(ctx: AsciContext, name: str, port: int | None) -> None:
     """Run one part of the platform in the foreground (what asci serve starts for each part)."""
     settings = ctx.settings
     if name == "web":
         from web.server import serve_web
 
         serve_web(settings)
+        return
+    if name == "websockify":
+        from web.viewer_proxy import run
+
+        run(settings, port=port)
         return
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -4,7 +4,7 @@
 part        what it does                                             beats
 =========== ======================================================== ====================
 web         the web UI and JSON API (waitress on web_host:web_port)  itself, every 15 s
-websockify  the noVNC WebSocket proxy with the session-token plugin  the supervisor
+websockify  the viewer proxy: every noVNC WebSocket, one event loop     the supervisor
 worker      ci: watch, queue, build, smoke-test, promote             itself, every round
 reconcile   nodes and sessions made to agree with the engines        itself, every pass
 cull        idle and expired sessions warned and stopped             itself, every pass
@@ -56,7 +56,7 @@ def chosen_parts(settings: Settings, only: tuple[str, ...] = (), without: tuple[
 def part_command(settings: Settings, part: str) -> list[str]:
     """The command line of one part's process."""
     if part == "websockify":
-        return vnc_proxy.command(settings)
+        return vnc_proxy.command(settings)  # the viewer proxy on websockify_port
     return [sys.executable, "-m", "asci", "part", part]
 
 

@@ -1,4 +1,4 @@
-"""Run websockify with the session-token plugin, bound to 127.0.0.1, beside the web server."""
+"""Run the viewer proxy (``web.viewer_proxy``, the noVNC WebSocket endpoint) bound to 127.0.0.1, beside the web server."""
 
 from __future__ import annotations
 
@@ -16,25 +16,17 @@ from web.errors import WebError
 
 
 def command(settings: Settings, port: int | None = None) -> list[str]:
-    """The websockify command line for ``settings``."""
-    return [sys.executable, "-m", "websockify", "--token-plugin", "web.vnc_tokens.SessionTokens",
-            "--token-source", str(settings.data_dir), f"127.0.0.1:{port or settings.websockify_port}"]
+    """The viewer proxy's command line for ``settings`` (``asci part websockify``)."""
+    return [sys.executable, "-m", "asci", "part", "websockify", "--port", str(port or settings.websockify_port)]
 
 
 def environment(settings: Settings) -> dict[str, str]:
-    """The process environment: the settings the token plugin needs, explicitly."""
-    env = dict(os.environ)
-    env.update(ASCI_DATA_DIR=str(settings.data_dir), ASCI_DATABASE_URL=settings.database_url,
-               ASCI_VNC_TOKEN_TTL_S=str(settings.vnc_token_ttl_s),
-               ASCI_VNC_TOUCH_INTERVAL_S=str(settings.vnc_touch_interval_s),
-               ASCI_VIEWER_CHECK_INTERVAL_S=str(settings.viewer_check_interval_s))
-    if settings.secret_key:
-        env["ASCI_SECRET_KEY"] = settings.secret_key
-    return env
+    """The process environment: exactly these settings."""
+    return {**os.environ, **settings.to_environ()}
 
 
 def start(settings: Settings, port: int | None = None, log_path=None, timeout: float = 15) -> subprocess.Popen:
-    """Start websockify and wait until it listens; the caller stops it (``stop``)."""
+    """Start the viewer proxy and wait until it listens; the caller stops it (``stop``)."""
     port = port or settings.websockify_port
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -44,17 +36,17 @@ def start(settings: Settings, port: int | None = None, log_path=None, timeout: f
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise WebError(f"websockify exited with status {process.returncode} (port {port} in use?)")
+            raise WebError(f"the viewer proxy exited with status {process.returncode} (port {port} in use?)")
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return process
         time.sleep(0.1)
     stop(process)
-    raise WebError(f"websockify did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
+    raise WebError(f"the viewer proxy did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
 
 
 def stop(process: subprocess.Popen) -> None:
-    """Stop websockify and the children it forked for connections."""
+    """Stop the viewer proxy (its whole process group)."""
     import signal
 
     if process.poll() is None:
@@ -78,7 +70,7 @@ def websocket_url(settings: Settings, host: str, scheme: str) -> str:
 
 @contextlib.contextmanager
 def running(settings: Settings, log_path=None) -> Iterator[subprocess.Popen]:
-    """websockify for the lifetime of a ``with`` block (what ``asci serve`` wraps waitress in)."""
+    """The viewer proxy for the lifetime of a ``with`` block."""
     process = start(settings, log_path=log_path or settings.data_dir / "logs" / "websockify.log")
     try:
         yield process

@@ -1,47 +1,37 @@
-"""Short-lived signed tokens that open one session's VNC WebSocket, and websockify's plugin for them.
+"""Short-lived signed tokens that open one session's VNC WebSocket, and every rule of what they open.
 
 A token is ``itsdangerous.TimestampSigner`` over ``"<user id>.<session id>.<share id>.<nonce>"`` with the
 application's secret key (share 0: the session's owner; otherwise a guest's live share,
-``broker.shares``). websockify (started with ``--token-plugin
-web.vnc_tokens.SessionTokens --token-source <data_dir>``) calls ``lookup(token)``
-for every new connection: a missing, forged or expired token, or one whose user
-does not own the session (or the session is not running), resolves to nothing and
-the connection is refused. A token opens one WebSocket, once: its random nonce is recorded when it
-is used (``broker.shares.use_viewer_token``), and a second connection with it is refused (the viewer
-asks for a fresh token for every connection). The VNC password is never part of the token.
+``broker.shares``). The viewer proxy (``web.viewer_proxy``) calls :func:`admit` for every new
+WebSocket: a missing, forged or expired token, or one whose user does not own the session (or the
+session is not running), admits nothing and the connection is refused. A token admits one WebSocket,
+once: its random nonce is recorded when it is admitted (``broker.shares.use_viewer_token``) and a second
+connection with it is refused (the viewer asks for a fresh token for every connection). The VNC
+password is never part of the token.
 
-What a token opens is ``("unix_socket", path)``: the session's VNC socket, and only once the
-broker has locked it (``broker.checked_socket``: a root-owned socket in a root-only folder, never
-a symlink), so nothing a desktop does can redirect a viewer. websockify handles each WebSocket in
-a child process of its own, and ``lookup`` runs in that child: there it also starts a thread that
-tells the broker every ``vnc_touch_interval_s`` that the viewer is still connected (the idle
-clock of ``broker.cull``); the thread ends with the child, that is with the connection. A second
-thread records the connection (the owner sees who is connected) and ends the child (and so the
-connection) within ``viewer_check_interval_s`` of the share's revocation or change of mode (a guest),
-or of the account's disabling (the owner, or the owner of the desktop a guest watches).
+What a token opens is the session's VNC socket, and only once the broker has locked it
+(``broker.checked_socket``: a root-owned socket in a root-only folder, never a symlink), so nothing a
+desktop does can redirect a viewer. While viewers are connected the proxy asks, for all of them at
+once: :func:`touch_sessions` every ``vnc_touch_interval_s`` (the idle clock of ``broker.cull``) and
+:func:`still_admitted` every ``viewer_check_interval_s`` (a guest's share revoked, ended or changed in
+mode, an owner disabled or a session ended: that viewer is closed and reconnects with a fresh token);
+:func:`record_opened` / :func:`record_seen` / :func:`record_closed` keep "who is connected".
 """
 
 from __future__ import annotations
 
-import logging
-import multiprocessing
 import datetime as dt
-import os
+import logging
 import secrets
-import threading
-import time
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Iterable
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
-from websockify.token_plugins import BasePlugin
 
 import broker
 from asci import accounts
-from asci.config import Settings, load_settings
-from sqlalchemy.orm import configure_mappers
-
-from asci.db import import_all_models, session_scope
+from asci.config import Settings
+from asci.db import session_scope
 from asci.http import secret_key
 
 log = logging.getLogger(__name__)
@@ -60,7 +50,8 @@ class TokenClaim:
     user_id: int
     session_id: int
     share_id: int = 0
-    nonce: str = ""
+    nonce: str = field(default="", compare=False)  # what makes the token single-use; viewers of one desktop
+    # admitted alike are still one admission to check (``still_admitted``)
 
 
 def make_token(settings: Settings, user_id: int, session_id: int, share_id: int = 0) -> str:
@@ -82,14 +73,24 @@ def read_token(settings: Settings, token: str) -> TokenClaim | None:
         return None
 
 
-def _socket_of(db, claim: TokenClaim, user: accounts.User, settings: Settings) -> str | None:
-    """The socket path the claim opens: the owner's own running session, or a guest's live share."""
+
+@dataclass(frozen=True)
+class Admission:
+    """What a valid token admits: its claim, the locked socket it opens and, for a guest, the share's mode."""
+
+    claim: TokenClaim
+    socket: str
+    mode: str | None = None
+
+
+def _target_of(db, claim: TokenClaim, user: accounts.User, settings: Settings) -> tuple[str, str | None] | None:
+    """The socket (and a guest's mode) the claim opens: the owner's own running session, or a live share."""
     if claim.share_id:
         try:
             target = broker.shares.guest_target(db, claim.share_id, user)
         except broker.NotFound:
             return None
-        return target.socket if target.session_id == claim.session_id else None
+        return (target.socket, target.mode) if target.session_id == claim.session_id else None
     try:
         desktop = broker.get_session(db, claim.session_id, user)
     except broker.NotFound:
@@ -97,13 +98,13 @@ def _socket_of(db, claim: TokenClaim, user: accounts.User, settings: Settings) -
     if desktop.user_id != user.id:  # only the owner's viewer, never an administrator's
         return None
     try:
-        return broker.vnc_target(settings, claim.session_id, user).socket
+        return broker.vnc_target(settings, claim.session_id, user).socket, None
     except broker.BrokerError:  # not running
         return None
 
 
-def resolve(settings: Settings, token: str) -> tuple[str, str] | None:
-    """``("unix_socket", path)`` of the VNC server the token opens, or None when it opens nothing."""
+def admit(settings: Settings, token: str) -> Admission | None:
+    """What ``token`` opens now (restarting the session's idle clock), or None when it opens nothing."""
     claim = read_token(settings, token)
     if claim is None:
         return None
@@ -111,13 +112,13 @@ def resolve(settings: Settings, token: str) -> tuple[str, str] | None:
         user = db.get(accounts.User, claim.user_id)
         if user is None or not user.is_active:
             return None
-        socket_path = _socket_of(db, claim, user, settings)
-        if socket_path is None:
+        target = _target_of(db, claim, user, settings)
+        if target is None:
             return None
-        path = broker.checked_socket(socket_path)
+        path = broker.checked_socket(target[0])
         if path is None:
             log.warning("session %s: socket %s is not a locked session socket; refused", claim.session_id,
-                        socket_path)
+                        target[0])
             return None
         if not broker.shares.use_viewer_token(db, claim.nonce, dt.timedelta(seconds=settings.vnc_token_ttl_s + 5)):
             log.warning("session %s: a viewer token was used a second time; refused", claim.session_id)
@@ -126,96 +127,65 @@ def resolve(settings: Settings, token: str) -> tuple[str, str] | None:
         broker.touch(settings, claim.session_id)
     except broker.BrokerError as exc:
         log.warning("touch of session %s failed: %s", claim.session_id, exc)
-    return "unix_socket", path
+    return Admission(claim, path, target[1])
 
 
-def keep_touching(settings: Settings, session_id: int, interval: float) -> None:
-    """Touch the session every ``interval`` seconds until it is no longer running (runs in a thread)."""
-    while True:
-        time.sleep(interval)
+def resolve(settings: Settings, token: str) -> tuple[str, str] | None:
+    """``("unix_socket", path)`` of the VNC server the token opens, or None when it opens nothing."""
+    admission = admit(settings, token)
+    return ("unix_socket", admission.socket) if admission else None
+
+
+def still_admitted(settings: Settings, admissions: Iterable[Admission]) -> list[bool]:
+    """For each admission, whether its viewer may stay connected: the owner's while the owner is active and
+    the session runs; a guest's while the share is live in the mode it was admitted with (one database
+    session for all of them)."""
+    admissions = list(admissions)
+    answers: dict[Admission, bool] = {}  # many viewers share one admission: each is asked once
+    with session_scope(settings) as db:
+        for admission in admissions:
+            if admission in answers:
+                continue
+            claim = admission.claim
+            if claim.share_id:
+                answers[admission] = broker.shares.live_mode(db, claim.share_id, claim.user_id) == admission.mode
+                continue
+            user = db.get(accounts.User, claim.user_id)
+            try:
+                desktop = broker.get_session(db, claim.session_id, user) if user is not None else None
+            except broker.NotFound:
+                desktop = None
+            answers[admission] = bool(user is not None and user.is_active and desktop is not None
+                                      and desktop.state == broker.SessionState.RUNNING)
+    return [answers[admission] for admission in admissions]
+
+
+def touch_sessions(settings: Settings, session_ids: Iterable[int]) -> set[int]:
+    """Restart the idle clock of every session with a viewer connected; the ids of those no longer running."""
+    ended = set()
+    for session_id in session_ids:
         try:
             if not broker.touch(settings, session_id):
-                return
-        except Exception as exc:  # noqa: BLE001 - a database hiccup must not end the viewer's connection
+                ended.add(session_id)
+        except Exception as exc:  # noqa: BLE001 - a database hiccup must not end a viewer's connection
             log.warning("touch of session %s failed: %s", session_id, exc)
+    return ended
 
 
-def watch_connection(settings: Settings, claim: TokenClaim, end_connection=None) -> None:
-    """Record this viewer's connection (who is connected, for the owner) and end it once, for a guest,
-    the share is revoked or no longer live, or its mode changes (the viewer then reconnects with the new
-    mode's password), or, for the owner, the account is disabled or the session ends: checked every
-    ``viewer_check_interval_s`` (runs in a
-    thread of the connection's own websockify process; ``end_connection`` ends that process)."""
-    import atexit
-
+def record_opened(settings: Settings, claim: TokenClaim) -> int:
+    """Record a viewer's new connection (who is connected, for the owner; a guest's is audited); its id."""
     with session_scope(settings) as db:
-        connection_id = broker.shares.connection_opened(db, claim.session_id, claim.user_id, claim.share_id or None)
-        mode = broker.shares.live_mode(db, claim.share_id, claim.user_id) if claim.share_id else None
-
-    def closed() -> None:
-        try:
-            with session_scope(settings) as db:
-                broker.shares.connection_closed(db, connection_id)
-        except Exception:  # noqa: BLE001 - the process is ending either way
-            log.exception("could not record the end of viewer connection %s", connection_id)
-
-    atexit.register(closed)
-    end_connection = end_connection or (lambda: os._exit(0))  # the socket closes with the process
-    last_seen = time.monotonic()
-    while True:
-        time.sleep(settings.viewer_check_interval_s)
-        try:
-            with session_scope(settings) as db:
-                if claim.share_id:
-                    live = mode is not None and broker.shares.live_mode(db, claim.share_id, claim.user_id) == mode
-                else:
-                    live = broker.shares.owner_may_view(db, claim.session_id, claim.user_id)
-                if live and time.monotonic() - last_seen >= SEEN_EVERY_S:  # a write every 10 s, a read every 2
-                    broker.shares.connection_seen(db, connection_id)
-                    last_seen = time.monotonic()
-        except Exception as exc:  # noqa: BLE001 - a database hiccup must not end the viewer's connection
-            log.warning("viewer connection %s: check failed: %s", connection_id, exc)
-            continue
-        if not live:
-            if claim.share_id:
-                log.warning("share %s of session %s was revoked, ended or changed mode: disconnecting its guest",
-                            claim.share_id, claim.session_id)
-            else:
-                log.warning("session %s ended or its owner was disabled: disconnecting the owner's viewer",
-                            claim.session_id)
-            closed()
-            end_connection()
-            return
+        return broker.shares.connection_opened(db, claim.session_id, claim.user_id, claim.share_id or None)
 
 
-class SessionTokens(BasePlugin):
-    """websockify token plugin: ``source`` is the data directory (other settings from ASCI_* variables)."""
+def record_seen(settings: Settings, connection_ids: Iterable[int]) -> None:
+    """These connections are still open."""
+    with session_scope(settings) as db:
+        broker.shares.connections_seen(db, connection_ids)
 
-    def __init__(self, src):
-        super().__init__(src)
-        settings = load_settings()
-        if src:
-            settings = settings.replace(data_dir=Path(src))
-        self.settings = settings
-        # websockify forks a process per connection from this one: map the models here, once, rather
-        # than in every connection's process (~150 ms each, on the way from click to desktop)
-        import_all_models()
-        configure_mappers()
 
-    def lookup(self, token):
-        try:
-            target = resolve(self.settings, token)
-        except Exception:  # never let a lookup error open anything
-            log.exception("VNC token lookup failed")
-            return None
-        if target is None:
-            log.warning("refused VNC token (pid %s)", os.getpid())
-            return None
-        if multiprocessing.parent_process() is not None:  # websockify's child process for this connection
-            claim = read_token(self.settings, token)
-            threading.Thread(target=keep_touching, args=(self.settings, claim.session_id,
-                                                         self.settings.vnc_touch_interval_s),
-                             name=f"touch-{claim.session_id}", daemon=True).start()
-            threading.Thread(target=watch_connection, args=(self.settings, claim),
-                             name=f"watch-{claim.session_id}", daemon=True).start()
-        return target
+def record_closed(settings: Settings, connection_ids: Iterable[int]) -> None:
+    """These connections ended."""
+    with session_scope(settings) as db:
+        for connection_id in connection_ids:
+            broker.shares.connection_closed(db, connection_id)

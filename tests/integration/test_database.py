@@ -69,7 +69,7 @@ def test_models_match_the_migrations(db_settings):
 
 
 def test_tokens_issued_before_scopes_keep_what_they_could_do_and_expire(db_settings):
-    """0009_rights: a token of an administrator keeps the administrators' API, every token may still
+    """0010_rights: a token of an administrator keeps the administrators' API, every token may still
     publish (where its user holds a grant), and all of them expire 90 days after the upgrade. From
     0005 on, so that the rebuilds of ``users`` on SQLite (0006) are crossed too: they must not
     cascade into the tokens."""
@@ -100,7 +100,7 @@ def test_tokens_issued_before_scopes_keep_what_they_could_do_and_expire(db_setti
 
 
 def test_desktop_isolation_applies_after_capacity_and_rights_and_keeps_sessions(db_settings):
-    """0008_desktop_isolation comes last (after 0012, 0010, 0009 and 0013): from a database at 0013_layers
+    """0012_desktop_isolation comes after 0008 to 0011 (heartbeats, capacity, rights, layers): from a database at 0011_layers
     with a node, a running session holding a port and a GPU slot, it drops the port leases and the nodes'
     and sessions' port columns and keeps every other row and column, capacity and guarantees included;
     the table rebuilds on SQLite do not cascade into sessions or GPU leases. Down and up again works."""
@@ -130,8 +130,8 @@ def test_desktop_isolation_applies_after_capacity_and_rights_and_keeps_sessions(
         session.flush()
         session.add(GpuLease(node_id=node.id, gpu_index=0, slot=0, session_id=desktop.id))
         node_id, session_id = node.id, desktop.id
-    command.downgrade(db.alembic_config(url), "0013_layers")
-    assert db.current_revision(db_settings) == "0013_layers"
+    command.downgrade(db.alembic_config(url), "0011_layers")
+    assert db.current_revision(db_settings) == "0011_layers"
     with db.engine_for(url).begin() as connection:
         assert connection.execute(text("SELECT port_min, port_max, vnc_host FROM nodes")).one() == (5901, 5999,
                                                                                                     "127.0.0.1")
@@ -151,3 +151,52 @@ def test_desktop_isolation_applies_after_capacity_and_rights_and_keeps_sessions(
             "running", node_id, 0.5, 1 << 30)
         assert desktop.vnc_view_password == "" and desktop.vnc_password == "pw123456"  # added anew, empty
         assert [lease.session_id for lease in session.scalars(select(GpuLease))] == [session_id]
+
+
+# the revision ids before the files were renumbered in chain order, oldest first, with their new ids
+OLD_REVISIONS = [("0012_heartbeats", "0008_heartbeats"), ("0010_capacity", "0009_capacity"),
+                 ("0009_rights", "0010_rights"), ("0013_layers", "0011_layers"),
+                 ("0008_desktop_isolation", "0012_desktop_isolation"), ("0014_sharing", "0013_sharing")]
+
+
+def _schema(url: str) -> dict:
+    inspector = inspect(db.engine_for(url))
+    return {table: sorted(column["name"] for column in inspector.get_columns(table))
+            for table in inspector.get_table_names()}
+
+
+@pytest.mark.parametrize("old, new", OLD_REVISIONS, ids=[old for old, _ in OLD_REVISIONS])
+def test_a_database_stamped_with_an_old_revision_id_upgrades_to_the_head(db_settings, old, new):
+    """A database migrated before the renumbering carries the old id of the migration it is at (the
+    schema is the same): ``upgrade`` restamps it with the new id and applies only what comes after,
+    its rows kept. ``0014_sharing`` is the head every database had before the renumbering."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import text
+
+    url = db_settings.effective_database_url
+    config = db.alembic_config(url)
+    head = ScriptDirectory.from_config(config).get_current_head()
+    at_head = _schema(url)
+    with db.session_scope(db_settings) as session:
+        accounts.create_user(session, "alice", "correct horse")
+    command.downgrade(config, new)
+    with db.engine_for(url).begin() as connection:  # what the old chain left: the same schema, the old id
+        connection.execute(text("UPDATE alembic_version SET version_num = :old"), {"old": old})
+    assert db.current_revision(db_settings) == old
+    assert db.upgrade(db_settings) == head
+    assert _schema(url) == at_head
+    with db.session_scope(db_settings) as session:
+        assert accounts.get_user(session, "alice") is not None
+
+
+def test_the_renamed_files_follow_the_chain():
+    """Each migration file is named after its revision and revises the file numbered one below it."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(db.alembic_config("sqlite://"))
+    chain = list(reversed(list(scripts.walk_revisions())))
+    for number, script in enumerate(chain, start=1):
+        assert script.revision.startswith(f"{number:04d}_"), script.revision
+        assert script.path.endswith(f"/{script.revision}.py")
+        assert script.down_revision == (chain[number - 2].revision if number > 1 else None)

@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 import rpmrepo
-from asci.cli import AsciContext, cli
+from asci.cli import cli
+from asci.cli_context import AsciContext
 from asci.db import session_scope
 from builder import registry, versions
 from builder.build import build_environment

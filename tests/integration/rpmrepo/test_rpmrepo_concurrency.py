@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from asci.db import session_scope
-from rpmrepo import api as rpmrepo
+import rpmrepo
 from rpmrepo.metadata import read_revision
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from asci.db import session_scope
-from rpmrepo import api as rpmrepo
+import rpmrepo
 from tests.support import publisher
 
 pytestmark = pytest.mark.integration

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 
@@ -9,7 +10,7 @@ import pytest
 
 from asci.cli import main as asci_main
 from asci.db import session_scope
-from rpmrepo import api as rpmrepo
+import rpmrepo
 from rpmrepo.errors import MetadataError, NotFound
 from rpmrepo.metadata import read_revision
 from rpmrepo.models import RpmPackage
@@ -109,6 +110,32 @@ def test_failed_createrepo_leaves_everything_as_it_was(repo, fixture_rpms, tmp_p
     assert not list((root / ".meta").glob("stage-*"))
     with session_scope(repo) as session:
         assert rpmrepo.find_package(session, "beamline", "mx-process-1.0-1.noarch") is None
+        assert len(rpmrepo.events_after(session, 0)) == 1
+
+
+@pytest.mark.parametrize("change", ["publish", "retract", "reindex"])
+def test_a_failed_commit_puts_the_previous_metadata_back(repo, fixture_rpms, monkeypatch, change):
+    """Publish, retract and reindex share one commit step: when the event cannot be recorded, the swap is undone."""
+    publishing = importlib.import_module("rpmrepo.publish")  # the module (``rpmrepo.publish`` is the function)
+    root = rpmrepo.repo_path(repo).parent
+    revisions = read_revision(root / "all"), read_revision(root / "current")
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("event log unavailable")
+
+    monkeypatch.setattr(publishing, "record_event", refuse)
+    with pytest.raises(RuntimeError, match="event log unavailable"):
+        if change == "publish":
+            rpmrepo.publish(repo, [fixture_rpms / "mx-process-1.0-1.noarch.rpm"])
+        elif change == "retract":
+            rpmrepo.retract(repo, NEW)
+        else:
+            rpmrepo.reindex(repo, regenerate_metadata=True)
+    assert (read_revision(root / "all"), read_revision(root / "current")) == revisions
+    assert (root / "current" / f"{NEW}.rpm").is_file()
+    assert not (root / "all" / "mx-process-1.0-1.noarch.rpm").exists()
+    with session_scope(repo) as session:
+        assert not rpmrepo.find_package(session, "beamline", NEW).retracted
         assert len(rpmrepo.events_after(session, 0)) == 1
 
 

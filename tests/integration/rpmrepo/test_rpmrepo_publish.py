@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from rpmrepo import api as rpmrepo
+import rpmrepo
 from asci.accounts import create_user
 from asci.db import session_scope
 from rpmrepo.errors import ConflictError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from asci.db import session_scope
-from rpmrepo import api as rpmrepo
+import rpmrepo
 from rpmrepo.errors import InvalidPackage, InvalidName, PackageTooLarge
 from rpmrepo.metadata import read_revision
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from asci.db import session_scope, utcnow
-from rpmrepo import api
+import rpmrepo as api
 from rpmrepo.errors import InvalidName, InvalidPackage, LockTimeout, MetadataError, PackageTooLarge
 from rpmrepo.events import events_after, last_event, record_event
 from rpmrepo.http import _label
@@ -59,7 +59,7 @@ def test_repo_path_and_url(settings):
 def test_package_reexports_the_api():
     import rpmrepo
 
-    assert set(api.__all__) >= {"publish", "list_packages", "repo_path", "repo_url", "find_package", "events_after"}
+    assert set(rpmrepo.__all__) >= {"publish", "list_packages", "repo_path", "repo_url", "find_package", "events_after"}
     assert rpmrepo.__doc__ and "current" in rpmrepo.__doc__
 
 

@@ -3,7 +3,7 @@
 import re
 
 from web import create_app
-from web.api import document
+from web.openapi import document
 
 METHODS = {"get", "post", "put", "patch", "delete"}
 

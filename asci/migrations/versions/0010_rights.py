@@ -9,8 +9,8 @@
 * experiment_pending_members: memberships granted to a sign-on identity (subject or e-mail) that
   has no account yet.
 
-Revision ID: 0009_rights
-Revises: 0010_capacity
+Revision ID: 0010_rights
+Revises: 0009_capacity
 """
 import datetime as dt
 
@@ -19,8 +19,8 @@ from alembic import op
 
 from asci.db import UTCDateTime
 
-revision = "0009_rights"
-down_revision = "0010_capacity"
+revision = "0010_rights"
+down_revision = "0009_capacity"
 branch_labels = None
 depends_on = None
 

@@ -7,14 +7,14 @@ memory come from (``engine`` or ``manual``: every existing node was typed in), a
 overcommit factors (neutral for existing nodes: 0 and 1, so their capacity is unchanged). An index on
 ``(user_id, id)`` serves the cursor-paginated session list.
 
-Revision ID: 0010_capacity
-Revises: 0012_heartbeats
+Revision ID: 0009_capacity
+Revises: 0008_heartbeats
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010_capacity"
-down_revision = "0012_heartbeats"
+revision = "0009_capacity"
+down_revision = "0008_heartbeats"
 branch_labels = None
 depends_on = None
 

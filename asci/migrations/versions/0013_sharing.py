@@ -1,15 +1,15 @@
 """sharing: desktops shared with experiment colleagues, their viewers' connections, the audit log
 
-Revision ID: 0014_sharing
-Revises: 0008_desktop_isolation
+Revision ID: 0013_sharing
+Revises: 0012_desktop_isolation
 """
 import sqlalchemy as sa
 from alembic import op
 
 from asci.db import UTCDateTime
 
-revision = "0014_sharing"
-down_revision = "0008_desktop_isolation"
+revision = "0013_sharing"
+down_revision = "0012_desktop_isolation"
 branch_labels = None
 depends_on = None
 

@@ -1,15 +1,15 @@
 """tenancy: viewer tokens that were used (each opens one WebSocket, once)
 
-Revision ID: 0015_tenancy
-Revises: 0014_sharing
+Revision ID: 0014_tenancy
+Revises: 0013_sharing
 """
 import sqlalchemy as sa
 from alembic import op
 
 from asci.db import UTCDateTime
 
-revision = "0015_tenancy"
-down_revision = "0014_sharing"
+revision = "0014_tenancy"
+down_revision = "0013_sharing"
 branch_labels = None
 depends_on = None
 

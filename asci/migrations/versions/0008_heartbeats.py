@@ -1,6 +1,6 @@
 """heartbeats: the last sign of life of each long-running part (web, websockify, worker, loops)
 
-Revision ID: 0012_heartbeats
+Revision ID: 0008_heartbeats
 Revises: 0007_session_names
 """
 import sqlalchemy as sa
@@ -8,7 +8,7 @@ from alembic import op
 
 from asci.db import UTCDateTime
 
-revision = "0012_heartbeats"
+revision = "0008_heartbeats"
 down_revision = "0007_session_names"
 branch_labels = None
 depends_on = None

@@ -1,15 +1,15 @@
 """environment versions: their layer layout, gc deletion time; reproductions pushed as VERSION-rN
 
-Revision ID: 0013_layers
-Revises: 0009_rights
+Revision ID: 0011_layers
+Revises: 0010_rights
 """
 import sqlalchemy as sa
 from alembic import op
 
 from asci.db import UTCDateTime
 
-revision = "0013_layers"
-down_revision = "0009_rights"
+revision = "0011_layers"
+down_revision = "0010_rights"
 branch_labels = None
 depends_on = None
 

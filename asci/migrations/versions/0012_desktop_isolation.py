@@ -5,21 +5,22 @@ VNC on a Unix socket in a per-session folder. Ports, port leases, display number
 address websockify reached VNC on have no job any more; the session records the host path of its
 socket instead, and a second random password (view-only, for sharing a desktop).
 
-It comes last (the chain is 0007, 0012, 0010, 0009, 0013, 0008: issue 11 was written beside
-issues 12, 13 and 16 and merged after them). On SQLite the tables are rebuilt (batch mode) with
+It comes after heartbeats, capacity, rights and layers (issue 11 was written beside issues 12, 13
+and 16 and merged after them; until the files were renumbered in chain order its revision was
+``0008_desktop_isolation``, see ``RENAMED_REVISIONS`` in ``asci/migrations/env.py``). On SQLite the tables are rebuilt (batch mode) with
 foreign keys off (``asci/migrations/env.py``), so no rebuild cascades into sessions or leases.
 
 Sessions still running when this migration runs were started with host networking; they keep
 running but their viewers cannot reach them through the new path: stop them before upgrading.
 
-Revision ID: 0008_desktop_isolation
-Revises: 0013_layers
+Revision ID: 0012_desktop_isolation
+Revises: 0011_layers
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_desktop_isolation"
-down_revision = "0013_layers"
+revision = "0012_desktop_isolation"
+down_revision = "0011_layers"
 branch_labels = None
 depends_on = None
 
