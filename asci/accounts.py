@@ -161,13 +161,28 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+MIN_UID = 1000  # the first uid of a person's account on the facility's machines
+MAX_UID = 2**31 - 1
+
+
 def create_user(db: Session, username: str, password: str | None = None, *, is_admin: bool = False,
                 display_name: str = "", uid: int | None = None, gid: int | None = None) -> User:
-    """Add a user; refuses a taken or malformed user name."""
+    """Add a user; refuses a taken or malformed user name, and a uid or gid below ``MIN_UID`` or a uid
+    another account has."""
     if not isinstance(username, str) or not re.fullmatch(USERNAME_PATTERN, username):
         raise AccountError(f"user name {username!r}: expected lower-case letters, digits, '.', '-' or '_'")
     if db.scalar(select(User).where(User.username == username)) is not None:
         raise AccountError(f"user {username!r} already exists")
+    for name, number in (("uid", uid), ("gid", gid)):
+        if number is not None and (isinstance(number, bool) or not isinstance(number, int)
+                                   or not MIN_UID <= number <= MAX_UID):
+            raise AccountError(f"{name} {number!r}: expected {MIN_UID} to {MAX_UID} (below {MIN_UID} are the "
+                               "system's accounts: root is 0)")
+    if uid is not None:
+        holder = db.scalar(select(User.username).where(User.uid == uid))
+        if holder is not None:
+            raise AccountError(f"uid {uid} is already {holder!r}'s: each account needs a uid of its own "
+                               "(its desktops and files on /data would be the other's)")
     user = User(username=username, display_name=display_name or username, is_admin=is_admin, uid=uid, gid=gid)
     if password is not None:
         user.set_password(password)

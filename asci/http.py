@@ -31,6 +31,7 @@ from typing import Callable
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.routing import IntegerConverter
 
 from asci.config import Settings
 from asci.errors import AsciError, BadRequest
@@ -105,6 +106,30 @@ def allow_body(max_bytes: int) -> None:
     request.max_content_length = max_bytes
 
 
+def _is_unicode(text: str) -> bool:
+    """False for a string holding a lone surrogate (JSON's ``"\\ud800"``), which no database or UTF-8 can store."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class BoundedInt(IntegerConverter):
+    """Flask's ``<int:...>``, bounded to what a database id can be (0 .. 2**63-1): a larger number in a URL
+    is 404 like any id that does not exist, never an overflow in the database driver (a 500)."""
+
+    def __init__(self, map, fixed_digits: int = 0, min: int | None = None, max: int | None = None,  # noqa: A002
+                 signed: bool = False) -> None:
+        super().__init__(map, fixed_digits=fixed_digits, min=0 if min is None else min,
+                         max=MAX_JSON_INTEGER if max is None else max, signed=signed)
+
+
+def install_url_converters(app: Flask) -> None:
+    """Make every ``<int:...>`` of ``app`` a :class:`BoundedInt`: call before registering blueprints."""
+    app.url_map.converters["int"] = BoundedInt
+
+
 def _check_json(value) -> None:
     """Refuse nesting deeper than MAX_JSON_DEPTH, NUL characters, absurd and non-finite numbers
     (the message names where: ``cpus``, ``members[2]``...)."""
@@ -118,12 +143,16 @@ def _check_json(value) -> None:
             for key, inner in item.items():
                 if "\x00" in key:
                     raise BadRequest("JSON body: a key contains a NUL character")
+                if not _is_unicode(key):
+                    raise BadRequest("JSON body: a key contains a lone UTF-16 surrogate")
                 stack.append((inner, depth + 1, f"{where}.{key}" if where else key))
         elif isinstance(item, list):
             stack.extend((inner, depth + 1, f"{where}[{index}]") for index, inner in enumerate(item))
         elif isinstance(item, str):
             if "\x00" in item:
                 raise BadRequest(f"{label}: a string with a NUL character")
+            if not _is_unicode(item):
+                raise BadRequest(f"{label}: a string with a lone UTF-16 surrogate (\\ud800-\\udfff) is not text")
         elif isinstance(item, bool) or item is None:
             continue
         elif isinstance(item, int):

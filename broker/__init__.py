@@ -26,6 +26,7 @@ The public face, for ``ci`` and ``web`` (nothing else of this package is theirs 
     make_backend(settings)
     blueprint, openapi_fragment()
     shares: share, revoke, shares_of, shared_with, members_to_invite, guest_share, guest_target, live_mode,
+            owner_may_view, use_viewer_token, rotate_password,
             viewers, connection_opened / _seen / _closed        # desktops shared within an experiment
 """
 

@@ -13,6 +13,18 @@ from broker.data_paths import data_path_problem
 from broker.models import Experiment, ExperimentEnvironment, ExperimentMember
 
 
+def member_experiment(db: Session, user: User, experiment, *, acting_as_admin: bool) -> Experiment:
+    """The experiment ``experiment`` when ``user`` is a member of it, or the caller acts as an
+    administrator (a login session of one, or a token with the ``admin`` scope: an administrator's
+    token with only the ``sessions`` scope has the rights of a member, no more); Forbidden otherwise."""
+    exp = db.scalar(select(Experiment).where(Experiment.code == experiment)) if isinstance(experiment, str) else None
+    member = exp is not None and db.scalar(select(ExperimentMember.id).where(
+        ExperimentMember.experiment_id == exp.id, ExperimentMember.user_id == user.id)) is not None
+    if exp is None or not (member or acting_as_admin):
+        raise Forbidden(f"you are not a member of experiment {experiment!r}")
+    return exp
+
+
 def resolve(settings: Settings, db: Session, user: User, environment: str, version: str, experiment: str
             ) -> tuple[builder.LaunchableVersion, Experiment]:
     """The launchable version and the experiment; NotFound, BadRequest or Forbidden with the reason."""
@@ -25,11 +37,7 @@ def resolve(settings: Settings, db: Session, user: User, environment: str, versi
         raise NotFound(str(exc)) from None
     except builder.NotLaunchable as exc:
         raise BadRequest(str(exc)) from None
-    exp = db.scalar(select(Experiment).where(Experiment.code == experiment))
-    member = exp is not None and db.scalar(select(ExperimentMember.id).where(
-        ExperimentMember.experiment_id == exp.id, ExperimentMember.user_id == user.id)) is not None
-    if exp is None or not (member or user.is_admin):
-        raise Forbidden(f"you are not a member of experiment {experiment!r}")
+    exp = member_experiment(db, user, experiment, acting_as_admin=user.is_admin)
     allowed = db.scalar(select(ExperimentEnvironment.id).where(
         ExperimentEnvironment.experiment_id == exp.id,
         ExperimentEnvironment.environment_id == launchable.environment_id))

@@ -178,6 +178,10 @@ class AgentNode:
             return False
         return bool(self.call("ready", key=folder.path.name, uid=uid, container_id=ident)["ready"])
 
+    def rewrite_password(self, key: str, password: str, view_password: str) -> None:
+        """Replace the session's password file on the node (``rundir.rewrite_password`` there)."""
+        self.call("password", key=key, password=password, view_password=view_password)
+
     def remove(self, key: str) -> None:
         """Delete the session's folder on the node."""
         self.call("remove", key=key)

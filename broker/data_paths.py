@@ -2,8 +2,10 @@
 
 An allow-list: the folder must lie under one of the configured experiment data roots
 (``experiment_data_roots``; by default ``<data_dir>/experiments``). It must be an absolute,
-normalised path, and it must neither be nor contain, nor lie inside, the data directory's private
-files (database, secret key, settings, registry storage, logs). A root itself must not be or
+normalised path, and it must neither be nor contain, nor lie inside, the platform's private files:
+the whole data directory except its ``experiments/`` folder (database and its WAL files, secret key,
+settings, registry storage and credentials, logs, uploads), the session run folder (every desktop's
+VNC socket and password file), the registry's configuration and a SQLite database kept elsewhere. A root itself must not be or
 contain a system folder (``/``, ``/var``, the Docker socket...); a folder outside every root is
 refused, and the refusal names a system folder it is or contains.
 """
@@ -46,14 +48,31 @@ def _system_folder_in(path: str, *, under_too: bool) -> str | None:
     return None
 
 
+EXPERIMENTS_FOLDER = "experiments"  # the one folder of the data directory a desktop may see (the demo's data)
+
+
 def private_paths(settings: Settings) -> list[str]:
-    """The data directory's files that no desktop may see."""
+    """Files and folders no desktop may see, nor any folder above them (the data directory's own files,
+    ``data_path_problem`` refuses everything in the data directory but its ``experiments/`` folder)."""
     data = settings.data_dir
     paths = [data / "secret_key", settings.settings_file, settings.registry_storage_dir, data / "logs",
-             data / "registry-config.yml"]
-    if not settings.database_url:
-        paths.append(data / "asci.db")
-    return [str(path) for path in paths]
+             settings.registry_config_file, settings.registry_auth_dir, settings.run_dir]
+    url = settings.effective_database_url
+    if url.startswith("sqlite:///"):  # the database file and the journal files beside it
+        database = url[len("sqlite:///"):].split("?", 1)[0]
+        paths += [Path(database + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
+    return [posixpath.normpath(str(path)) for path in paths]
+
+
+def _in_data_dir_privately(data_path: str, settings: Settings) -> str | None:
+    """The private part of the data directory that ``data_path`` is, contains or lies in; None when none."""
+    data = posixpath.normpath(str(settings.data_dir))
+    experiments = posixpath.join(data, EXPERIMENTS_FOLDER)
+    if _inside(data, data_path):  # the data directory itself, or a folder above it
+        return data
+    if _inside(data_path, data) and not _inside(data_path, experiments):
+        return data_path
+    return None
 
 
 def root_problem(root: Path) -> str | None:
@@ -74,6 +93,10 @@ def data_path_problem(data_path: str, settings: Settings) -> str | None:
     for private in private_paths(settings):
         if _inside(data_path, private) or _inside(private, data_path):
             return f"is, contains or lies inside the platform's private {private}"
+    private = _in_data_dir_privately(data_path, settings)
+    if private:
+        return (f"is, contains or lies inside the platform's private {private} (of the data directory only "
+                f"{EXPERIMENTS_FOLDER}/ may be mounted)")
     roots = [str(root) for root in settings.data_roots if root_problem(root) is None]
     if any(_inside(data_path, root) for root in roots):
         return None

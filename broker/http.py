@@ -35,6 +35,7 @@ from asci.webauth import require_admin_or, require_caller, require_user
 from broker import metrics, service, shares
 from broker.handle import current_broker
 from broker.launch import LaunchRequest
+from broker.access import member_experiment
 from broker.backends.base import NodeRef
 from broker.errors import BadRequest, BrokerError, Forbidden, NotFound
 from broker.models import Node
@@ -76,7 +77,8 @@ def _visible(db, caller, session_id: int):
 @bp.post("/api/sessions")
 def create_session():
     with session_scope(current_settings()) as db:
-        user = require_user(db, SCOPE_SESSIONS)
+        caller = require_caller(db, SCOPE_SESSIONS)
+        user = caller.user
         known_args()
         body = json_object('{"environment": ..., "version": "current", "experiment": ...}')
         unknown = set(body) - SESSION_FIELDS
@@ -87,6 +89,8 @@ def create_session():
             raise BadRequest(f"{', '.join(empty)}: null is not a value; leave the field out for the default")
         check_api_resources(current_settings(), body.get("cpus"), body.get("memory"), body.get("cpu_guarantee"),
                             body.get("memory_guarantee"))
+        if user.is_admin and not caller.is_admin:  # an administrator's token without the admin scope: a member's rights
+            member_experiment(db, user, body.get("experiment"), acting_as_admin=False)
         desktop = _broker().launch(db, user, LaunchRequest(
             body.get("environment"), body.get("version", "current"), body.get("experiment"),
             gpu=body.get("gpu", False), cpus=body.get("cpus"), memory=body.get("memory"),

@@ -255,3 +255,15 @@ class GpuLease(Base):
     gpu_index: Mapped[int] = mapped_column(Integer)
     slot: Mapped[int] = mapped_column(Integer)
     session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), unique=True)
+
+
+class ViewerTokenUse(Base):
+    """A viewer token that has opened its WebSocket: each token opens one connection, once.
+
+    Rows older than the token lifetime are of no further use (the token has expired) and are deleted
+    as new ones are written (``broker.shares.use_viewer_token``)."""
+
+    __tablename__ = "viewer_token_uses"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    used_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

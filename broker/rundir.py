@@ -26,6 +26,7 @@ session's uid inside the session's own container (``/proc/<pid>/cgroup``), and g
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -125,6 +126,39 @@ def prepare(run_dir: Path, key: str, uid: int, gid: int, password: str, view_pas
     except OSError as exc:
         raise BackendError(f"cannot prepare the session folder {folder.path}: {exc}") from None
     return folder
+
+
+def folder_of_socket(socket_path: str | os.PathLike) -> SessionDir | None:
+    """The session folder whose socket is ``socket_path`` (``<folder>/vnc/vnc.sock``); None for any other path."""
+    path = Path(socket_path)
+    if path.name != SOCKET_NAME or path.parent.name != "vnc" or not path.is_absolute():
+        return None
+    return session_dir(path.parent.parent.parent, path.parent.parent.name)
+
+
+def rewrite_password(folder: SessionDir, password: str, view_password: str) -> None:
+    """Replace the session's password file (full + view-only) in one step, keeping its owner and mode.
+
+    TigerVNC reads ``-PasswordFile`` at every authentication, so the next connection needs the new
+    password while those already open go on. The new file is written beside the old one and renamed
+    over it (the desktop sees the folder read-only and never a half-written file)."""
+    passwd = folder.secret / "passwd"
+    try:
+        info = os.lstat(passwd)
+        if not stat.S_ISREG(info.st_mode):
+            raise BackendError(f"{passwd} is not a regular file")
+        fresh = folder.secret / ".passwd.new"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(fresh)
+        fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(rfb.vncpasswd_file(password, view_password))
+            os.fchown(handle.fileno(), info.st_uid, info.st_gid)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(fresh, passwd)
+    except OSError as exc:
+        raise BackendError(f"cannot replace the session's password file {passwd}: {exc}") from None
 
 
 def is_locked(folder: SessionDir) -> bool:

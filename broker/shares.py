@@ -19,15 +19,20 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from asci import audit
 from asci.accounts import User
 from asci.db import utcnow
-from broker.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
+from broker import logs, rundir
+from broker.agent_client import AgentNode, parse_socket_uri
+from broker.backends.base import NodeRef
+from broker.errors import BackendError, BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from broker.models import (DesktopSession, ExperimentMember, SessionShare, SessionState, ShareMode,
-                           ViewerConnection)
+                           ViewerConnection, ViewerTokenUse)
+from broker.service import new_password
 
 SHAREABLE_STATES = (SessionState.PENDING, SessionState.STARTING, SessionState.RUNNING)
 # A connection not renewed for this long is over (its websockify process died without saying so).
@@ -61,8 +66,47 @@ def _owned_session(db: Session, session_id: int, owner: User) -> DesktopSession:
     return desktop
 
 
+def _is_member(db: Session, experiment_id: int, user_id: int) -> bool:
+    return db.scalar(select(ExperimentMember.id).where(ExperimentMember.experiment_id == experiment_id,
+                                                       ExperimentMember.user_id == user_id)) is not None
+
+
 def _live(share: SessionShare | None) -> bool:
-    return share is not None and share.revoked_at is None and share.session.state in SHAREABLE_STATES
+    """Not revoked, its session runs, its owner and guest are active and the guest is still a member of the
+    session's experiment (an account disabled, or a guest taken off the experiment, ends the share)."""
+    if share is None or share.revoked_at is not None or share.session.state not in SHAREABLE_STATES:
+        return False
+    desktop = share.session
+    if not desktop.user.is_active or not share.guest.is_active:
+        return False
+    return _is_member(Session.object_session(share), desktop.experiment_id, share.guest_id)
+
+
+def rotate_password(db: Session, desktop: DesktopSession) -> bool:
+    """Give a running desktop a new full VNC password (file and database); False when it has no running
+    VNC server yet (its password file is written from the database when it starts).
+
+    Done on every share change, before it is committed: a password a guest was handed while it had
+    control opens nothing after a downgrade, a revocation or a new view-only share. Connections already
+    open stay open (TigerVNC checks the password file only when a client authenticates); the owner's
+    viewer gets the new password with its next token."""
+    if desktop.state != SessionState.RUNNING or not desktop.vnc_socket:
+        return False
+    password = new_password()
+    remote = parse_socket_uri(desktop.vnc_socket)
+    if remote is not None:  # a node on another machine: its agent rewrites the file there
+        agent = AgentNode.of(NodeRef.of(desktop.node)) if desktop.node is not None else None
+        if agent is None:
+            raise BackendError(f"session {desktop.id}: its node has no agent to change the password with")
+        agent.rewrite_password(remote[1], password, desktop.vnc_view_password)
+    else:
+        folder = rundir.folder_of_socket(desktop.vnc_socket)
+        if folder is None:
+            return False
+        rundir.rewrite_password(folder, password, desktop.vnc_view_password)
+    desktop.vnc_password = password
+    db.flush()
+    return True
 
 
 def members_to_invite(db: Session, session_id: int, owner: User) -> list[str]:
@@ -95,6 +139,12 @@ def share(db: Session, session_id: int, owner: User, guest_name: str, mode: str)
     existing = db.scalar(select(SessionShare).where(SessionShare.session_id == desktop.id,
                                                     SessionShare.guest_id == guest.id,
                                                     SessionShare.revoked_at.is_(None)))
+    if existing is not None and existing.mode == mode:
+        return existing
+    try:
+        rotate_password(db, desktop)
+    except BackendError as exc:
+        raise Conflict(f"the share was not changed: {exc}") from None
     if existing is not None:
         if existing.mode != mode:
             audit.record(db, owner.username, "share.mode", f"session {desktop.id}", guest=guest.username,
@@ -118,6 +168,10 @@ def revoke(db: Session, session_id: int, share_id: int, owner: User) -> SessionS
         raise NotFound(f"no share {share_id} of session {session_id}")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+        try:
+            rotate_password(db, desktop)
+        except BackendError as exc:  # the revocation stands: the guest gets no token for this desktop any more
+            logs.event("share.rotate_failed", session=desktop.id, share=row.id, error=str(exc))
         audit.record(db, owner.username, "share.revoke", f"session {desktop.id}", guest=row.guest.username,
                      share=row.id)
     return row
@@ -138,7 +192,7 @@ def shared_with(db: Session, guest: User) -> list[ShareView]:
                       .where(SessionShare.guest_id == guest.id, SessionShare.revoked_at.is_(None),
                              DesktopSession.state.in_([str(s) for s in SHAREABLE_STATES]))
                       .order_by(SessionShare.id.desc()))
-    return [_view(row, False) for row in rows]
+    return [_view(row, False) for row in rows if _live(row)]
 
 
 def guest_share(db: Session, share_id: int, guest: User) -> SessionShare:
@@ -176,6 +230,28 @@ def live_mode(db: Session, share_id: int, guest_id: int) -> str | None:
     row = db.get(SessionShare, share_id)
     live = row is not None and row.guest_id == guest_id and row.guest.is_active and _live(row)
     return row.mode if live else None
+
+
+def owner_may_view(db: Session, session_id: int, user_id: int) -> bool:
+    """Whether the owner's open viewer may stay connected: the account is active and the session runs
+    (websockify asks this while the owner is connected: disabling an account ends its viewers)."""
+    desktop = db.get(DesktopSession, session_id)
+    return (desktop is not None and desktop.user_id == user_id and desktop.user.is_active
+            and desktop.state == SessionState.RUNNING)
+
+
+def use_viewer_token(db: Session, nonce: str, lifetime: dt.timedelta) -> bool:
+    """Record that the viewer token ``nonce`` opens its WebSocket now; False when it already did (a token
+    opens one connection, once). Records older than ``lifetime`` (expired tokens) are deleted."""
+    if not isinstance(nonce, str) or not 8 <= len(nonce) <= 64:
+        return False
+    db.execute(delete(ViewerTokenUse).where(ViewerTokenUse.used_at < utcnow() - lifetime))
+    try:
+        with db.begin_nested():
+            db.add(ViewerTokenUse(nonce=nonce, used_at=utcnow()))
+    except IntegrityError:
+        return False
+    return True
 
 
 def _view(row: SessionShare, connected: bool) -> ShareView:

@@ -84,8 +84,10 @@ def make_pki(folder: Path, name: str = "asci-test", days: int = 2) -> Pki:
 class Dockerd:
     """One extra dockerd; ``start()`` returns the seconds until it answered ``/_ping``."""
 
-    def __init__(self, root: Path, name: str = "node", tcp_port: int | None = None, pki: Pki | None = None) -> None:
+    def __init__(self, root: Path, name: str = "node", tcp_port: int | None = None, pki: Pki | None = None,
+                 live_restore: bool = False) -> None:
         self.root = Path(root)
+        self.live_restore = live_restore  # containers keep running while the daemon restarts
         self.name = name
         self.data_root = self.root / "data"
         self.exec_root = f"/tmp/asci-{uuid.uuid4().hex[:6]}"
@@ -108,6 +110,8 @@ class Dockerd:
         argv = [DOCKERD, "--data-root", str(self.data_root), "--exec-root", self.exec_root,
                 "--pidfile", str(self.pidfile), "-H", self.url, "--bridge=none", "--iptables=false",
                 "--ip6tables=false"]
+        if self.live_restore:
+            argv.append("--live-restore")
         if self.tcp_port:
             argv += ["-H", self.tcp_url]
             if self.pki:

@@ -369,9 +369,11 @@ def websocket_open(port: int, token: str, timeout: float = 10) -> tuple[socket.s
 
 
 @contextlib.contextmanager
-def websocket_bridge(port: int, token: str, path) -> Iterator[str]:
+def websocket_bridge(port: int, token, path) -> Iterator[str]:
     """A Unix socket at ``path`` whose every connection is carried through websockify's WebSocket with
-    ``token`` (framing as a browser does), so ``asci.rfb`` can talk VNC through the proxy; yields the path."""
+    ``token`` (framing as a browser does), so ``asci.rfb`` can talk VNC through the proxy; yields the path.
+    ``token`` may be a callable giving a fresh token for each connection (a token opens one WebSocket once,
+    as the viewer asks for a new one every time)."""
     listener = bind_unix(path)
 
     def pump_up(local: socket.socket, remote: socket.socket) -> None:  # local bytes -> masked binary frames
@@ -441,7 +443,7 @@ def websocket_bridge(port: int, token: str, path) -> Iterator[str]:
             except OSError:
                 return
             try:
-                remote, pending = websocket_open(port, token)
+                remote, pending = websocket_open(port, token() if callable(token) else token)
             except (OSError, Refused):
                 local.close()
                 continue
@@ -539,6 +541,22 @@ def browser_log_in(page, base_url: str, username: str, password: str = PASSWORD)
     page.fill("#password", password)
     page.click("#login-form button[type=submit]")
     page.wait_for_load_state()
+
+
+def wait_for_js(page, expression: str, timeout: float = 30_000, interval_ms: int = 100):
+    """Poll ``expression`` in ``page`` until it is truthy (its value) or ``timeout`` ms pass (AssertionError).
+
+    Playwright's ``wait_for_function`` evaluates its predicate with ``eval`` inside the page, which the
+    pages' Content-Security-Policy (no ``unsafe-eval``) refuses; ``page.evaluate`` goes through the
+    debugging protocol and is not subject to the policy."""
+    deadline = time.monotonic() + timeout / 1000
+    while True:
+        value = page.evaluate(expression)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout / 1000:.0f} s: {expression[:120]}")
+        page.wait_for_timeout(interval_ms)
 
 
 # ------------------------------------------------------------------ RPM headers

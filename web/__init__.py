@@ -12,7 +12,7 @@ import broker as _broker
 import ci
 import rpmrepo
 from asci.config import Settings, load_settings
-from asci.http import install_settings, register_error_handlers, secret_key
+from asci.http import install_settings, install_url_converters, register_error_handlers, secret_key
 from web.errors import DemoError, WebError
 
 __all__ = ["create_app", "WebError", "DemoError"]
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
         app.config.update(test_config)
     install_settings(app, settings)
     _broker.attach(app, broker or _broker.Broker(settings))
+    install_url_converters(app)  # before the blueprints: their <int:...> ids are bounded
     for bp in (health.bp, rpmrepo.blueprint, _broker.blueprint, ci.blueprint, openapi.bp, pages.bp, assets.bp,
                auth.bp, oidc.bp, viewer.bp, admin.bp):
         app.register_blueprint(bp)

@@ -1,11 +1,13 @@
 """Short-lived signed tokens that open one session's VNC WebSocket, and every rule of what they open.
 
-A token is ``itsdangerous.TimestampSigner`` over ``"<user id>.<session id>.<share id>"`` with the
+A token is ``itsdangerous.TimestampSigner`` over ``"<user id>.<session id>.<share id>.<nonce>"`` with the
 application's secret key (share 0: the session's owner; otherwise a guest's live share,
 ``broker.shares``). The viewer proxy (``web.viewer_proxy``) calls :func:`admit` for every new
 WebSocket: a missing, forged or expired token, or one whose user does not own the session (or the
-session is not running), admits nothing and the connection is refused. The VNC password is never
-part of the token.
+session is not running), admits nothing and the connection is refused. A token admits one WebSocket,
+once: its random nonce is recorded when it is admitted (``broker.shares.use_viewer_token``) and a second
+connection with it is refused (the viewer asks for a fresh token for every connection). The VNC
+password is never part of the token.
 
 What a token opens is the session's VNC socket, and only once the broker has locked it
 (``broker.checked_socket``: a root-owned socket in a root-only folder, never a symlink), so nothing a
@@ -21,8 +23,10 @@ mode, an owner disabled or a session ended: that viewer is closed and reconnects
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 from typing import Iterable
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
@@ -49,12 +53,15 @@ class TokenClaim:
     user_id: int
     session_id: int
     share_id: int = 0
+    nonce: str = field(default="", compare=False)  # what makes the token single-use; viewers of one desktop
+    # admitted alike are still one admission to check (``still_admitted``)
 
 
 def make_token(settings: Settings, user_id: int, session_id: int, share_id: int = 0) -> str:
     """A token for ``user_id`` to open session ``session_id`` (the owner), or to open it through the share
     ``share_id`` (a guest); valid ``vnc_token_ttl_s`` seconds."""
-    return _signer(settings).sign(f"{int(user_id)}.{int(session_id)}.{int(share_id)}".encode()).decode()
+    nonce = secrets.token_urlsafe(12)
+    return _signer(settings).sign(f"{int(user_id)}.{int(session_id)}.{int(share_id)}.{nonce}".encode()).decode()
 
 
 def read_token(settings: Settings, token: str) -> TokenClaim | None:
@@ -63,8 +70,8 @@ def read_token(settings: Settings, token: str) -> TokenClaim | None:
         return None
     try:
         payload = _signer(settings).unsign(token.encode(), max_age=settings.vnc_token_ttl_s).decode()
-        user_part, session_part, share_part = payload.split(".")
-        return TokenClaim(int(user_part), int(session_part), int(share_part))
+        user_part, session_part, share_part, nonce = payload.split(".")
+        return TokenClaim(int(user_part), int(session_part), int(share_part), nonce)
     except (BadSignature, SignatureExpired, ValueError, UnicodeDecodeError):
         return None
 
@@ -110,8 +117,11 @@ def admit(settings: Settings, desktops: broker.Broker, token: str) -> Admission 
         if user is None or not user.is_active:
             return None
         target = _target_of(db, claim, user, desktops)
-    if target is None:
-        return None
+        if target is None:
+            return None
+        if not broker.shares.use_viewer_token(db, claim.nonce, dt.timedelta(seconds=settings.vnc_token_ttl_s + 5)):
+            log.warning("session %s: a viewer token was used a second time; refused", claim.session_id)
+            return None
     viewer = f"share:{claim.share_id}" if claim.share_id else "owner"
     path = broker.open_viewer(settings, target[0], viewer)  # a node with an agent: a bridge to its relay
     if path is None:

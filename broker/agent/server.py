@@ -159,6 +159,16 @@ class Agent:
         except (BackendError, OSError) as exc:
             raise Refused("failed", str(exc)) from None
 
+    def op_password(self, request: dict) -> dict:
+        folder = self._folder(request)
+        if not os.path.isdir(folder.path):
+            raise Refused("missing", f"no session folder {folder.path.name} on node {self.name}")
+        try:
+            rundir.rewrite_password(folder, self._str(request, "password", 64), self._str(request, "view_password", 64))
+        except BackendError as exc:
+            raise Refused("failed", str(exc)) from None
+        return {"rewritten": True}
+
     def op_remove(self, request: dict) -> dict:
         folder = self._folder(request)
         existed = os.path.lexists(folder.path)

@@ -10,6 +10,7 @@ import pytest
 from asci.db import session_scope
 from broker.models import DesktopSession
 from tests.support import browser_log_in as log_in
+from tests.support import wait_for_js
 from web import vnc_tokens
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
@@ -50,7 +51,7 @@ def test_launch_see_the_desktop_and_stop(stack, browser, artifacts_dir):
         page.wait_for_url(re.compile(r".*/desktop$"), timeout=120_000)
         page.wait_for_selector('#vnc-status[data-state="connected"]', timeout=60_000)
         # the desktop draws within a few seconds of connecting: wait for a varied framebuffer
-        page.wait_for_function(f"({CANVAS_COLOURS})().colours >= 8", timeout=30_000)
+        wait_for_js(page, f"({CANVAS_COLOURS})().colours >= 8", timeout=30_000)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(artifacts_dir / "desktop.png"))
         canvas = page.evaluate(CANVAS_COLOURS)

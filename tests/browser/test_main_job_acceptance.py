@@ -25,7 +25,7 @@ import pytest
 import requests
 
 from asci.config import PROJECT_ROOT
-from tests.support import free_port, need, wait_until
+from tests.support import free_port, need, wait_for_js, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
 PROVISION = PROJECT_ROOT / ".ci" / "provision"
@@ -129,7 +129,7 @@ def _launch_from_home(page) -> int:
     page.wait_for_url(re.compile(r".*/sessions/\d+/(progress|desktop)$"))
     session_id = int(re.search(r"/sessions/(\d+)/", page.url).group(1))
     page.wait_for_selector('#vnc-status[data-state="connected"]', timeout=120_000)
-    page.wait_for_function(f"({CANVAS_COLOURS})() >= 16", timeout=60_000)
+    wait_for_js(page, f"({CANVAS_COLOURS})() >= 16", timeout=60_000)
     return session_id
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from asci import accounts
 from asci.db import session_scope
 from broker.models import Experiment, ExperimentMember
-from tests.support import PASSWORD
+from tests.support import PASSWORD, wait_for_js
 from tests.support import browser_log_in as log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
@@ -56,12 +56,12 @@ def launch(page, stack) -> int:
 
 def connected(page) -> None:
     page.wait_for_selector('#vnc-status[data-state="connected"]', timeout=90_000)
-    page.wait_for_function(DRAWN, timeout=30_000)
+    wait_for_js(page, DRAWN, timeout=30_000)
 
 
 def fills_the_window(page) -> dict:
     """Wait until the desktop's framebuffer is the size of the viewer, shown unscaled; its figures."""
-    page.wait_for_function(FILLS, timeout=20_000)
+    wait_for_js(page, FILLS, timeout=20_000)
     canvas = page.evaluate(CANVAS)
     assert (canvas["shownWidth"], canvas["shownHeight"]) == (canvas["width"], canvas["height"]), canvas  # native
     return canvas
@@ -117,7 +117,7 @@ def test_the_desktop_follows_the_window_on_a_computer_a_phone_and_a_tablet(stack
         mobile.click("#btn-keyboard")
         assert mobile.evaluate("document.activeElement.id") == "touch-input"
         mobile.keyboard.type("ok")
-        mobile.wait_for_function("window.sentKeys.length >= 2")
+        wait_for_js(mobile, "window.sentKeys.length >= 2")
         assert mobile.evaluate("window.sentKeys") == [ord("o"), ord("k")]
         mobile.set_viewport_size({"width": 727, "height": 393})  # rotated
         landscape = fills_the_window(mobile)
@@ -179,7 +179,7 @@ def test_a_desktop_shared_within_its_experiment(stack, browser, carol, artifacts
         session_id = launch(owner, stack)
         owner.click("#btn-share")
         owner.wait_for_selector("#share-panel.show")
-        owner.wait_for_function("document.querySelectorAll('#share-user option').length > 0")
+        wait_for_js(owner, "document.querySelectorAll('#share-user option').length > 0")
         members = owner.eval_on_selector_all("#share-user option", "options => options.map(o => o.value)")
         assert members == [carol]  # bob, of another experiment, is not offered...
         refused = owner.evaluate("""async ([url, user]) => {
@@ -223,7 +223,7 @@ def test_a_desktop_shared_within_its_experiment(stack, browser, carol, artifacts
         owner.click("#btn-share-add")
         owner.wait_for_selector(f'#share-list .share[data-guest="{carol}"]:has-text("control")')
         # the guest's connection is ended by the server and comes back by itself with control
-        guest.wait_for_function("document.getElementById('share-mode').textContent === 'control'", timeout=20_000)
+        wait_for_js(guest, "document.getElementById('share-mode').textContent === 'control'", timeout=20_000)
         connected(guest)
         assert guest.evaluate("window.asciViewer.rfb.viewOnly") is False
         box = guest.locator("#screen canvas").bounding_box()

@@ -65,7 +65,13 @@ def stack(platform_image, tmp_path_factory, docker_client):
     repo = git.Repo.init(recipes)
     repo.git.add(A=True)
     repo.git.commit("-m", "recipes", env=GIT_ENV)
-    password, admin_password = secrets.token_hex(16), secrets.token_hex(12)
+    password, admin_password, secret_key = secrets.token_hex(16), secrets.token_hex(12), secrets.token_hex(32)
+    secrets_dir = root / "secrets"  # one file per secret, mounted only into the services that need it
+    secrets_dir.mkdir(mode=0o700)
+    for name, value in (("postgres_password", password), ("admin_password", admin_password),
+                        ("secret_key", secret_key)):
+        (secrets_dir / name).write_text(value + "\n")
+        (secrets_dir / name).chmod(0o600)
     ports = {"pg": free_port(15400, 15500), "registry": free_port(15500, 15550), "push": free_port(15550, 15600),
              "web": free_port(15600, 15700), "ws": free_port(15700, 15800)}
     project = f"ascict{uuid.uuid4().hex[:6]}"
@@ -73,15 +79,17 @@ def stack(platform_image, tmp_path_factory, docker_client):
     env.write_text("\n".join([
         f"ASCI_PLATFORM_IMAGE={platform_image}", f"ASCI_ENV_FILE={env}",
         f"ASCI_DATA_DIR={data}", f"ASCI_RECIPES_DIR={recipes}", f"ASCI_SESSION_RUN_DIR={data}/run",
-        f"POSTGRES_PASSWORD={password}", f"PGPORT={ports['pg']}",
-        f"ASCI_DATABASE_URL=postgresql://asci:{password}@127.0.0.1:{ports['pg']}/asci",
+        f"ASCI_SECRETS_DIR={secrets_dir}", f"PGPORT={ports['pg']}",
+        f"ASCI_DATABASE_URL=postgresql://asci@127.0.0.1:{ports['pg']}/asci",
         f"ASCI_REGISTRY=127.0.0.1:{ports['registry']}", f"ASCI_REGISTRY_PUSH=127.0.0.1:{ports['push']}",
+        f"ASCI_REGISTRY_CONFIG={data}/registry-auth/registry-config.yml",
         f"ASCI_WEB_PORT={ports['web']}", f"ASCI_WEBSOCKIFY_PORT={ports['ws']}",
-        f"ASCI_PUBLIC_URL=http://127.0.0.1:{ports['web']}", f"ASCI_SECRET_KEY={secrets.token_hex(32)}",
+        f"ASCI_PUBLIC_URL=http://127.0.0.1:{ports['web']}",
         f"ASCI_BROKER_INSTANCE={project}", "ASCI_CI_DEBOUNCE_S=0", "ASCI_CI_POLL_S=1", "ASCI_LOG_FORMAT=text",
-        "ASCI_ADMIN_USER=admin", f"ASCI_ADMIN_PASSWORD={admin_password}", ""]))
+        "ASCI_ADMIN_USER=admin", ""]))
     info = {"project": project, "env": env, "data": data, "ports": ports, "admin_password": admin_password,
-            "url": f"http://127.0.0.1:{ports['web']}"}
+            "url": f"http://127.0.0.1:{ports['web']}",
+            "secrets": {"postgres_password": password, "admin_password": admin_password, "secret_key": secret_key}}
     try:
         _compose(info, "up", "-d")
         yield info
@@ -114,6 +122,7 @@ def test_the_compose_stack_serves_builds_and_launches(stack):
     registry = f"http://127.0.0.1:{stack['ports']['registry']}"
     _wait(lambda: _answers(registry, "/v2/_catalog"), 120, "the registry behind its proxy")
     assert requests.post(f"{registry}/v2/demo/blobs/uploads/", timeout=10).status_code == 401
+    _least_privilege(stack)
 
     # the administrator created by `asci deploy init` logs in through the form
     browser = requests.Session()
@@ -157,3 +166,48 @@ def _current_build(url: str, auth: dict) -> dict | None:
     if finished and finished[0]["state"] == "failed":
         pytest.fail(f"the demo build failed: {finished[0]['error']}")
     return finished[0] if finished else None
+
+
+def _containers(stack: dict) -> dict:
+    """``{service: docker inspect of its container}`` of the stack."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        found = client.containers.list(all=True, filters={"label": f"com.docker.compose.project={stack['project']}"})
+        return {c.labels["com.docker.compose.service"]: c.attrs for c in found}
+    finally:
+        client.close()
+
+
+def _least_privilege(stack: dict) -> None:
+    """Each service has only the mounts, variables and secrets it needs: the registry's containers have
+    no Docker socket, no platform secret and no more of the data directory than the registry's own."""
+    data, values = str(stack["data"]), stack["secrets"]
+    containers = _containers(stack)
+    for service, attrs in containers.items():
+        environment = "\n".join(attrs["Config"]["Env"] or [])
+        for name, value in values.items():  # no secret in any container's environment, nor in the env file
+            assert value not in environment, f"{service}: the {name} is in its environment"
+            assert value not in stack["env"].read_text(), f"the {name} is in the env file"
+    secrets_of = {service: sorted(m["Destination"].rsplit("/", 1)[1] for m in attrs["Mounts"]
+                                  if m["Destination"].startswith("/run/secrets/"))
+                  for service, attrs in containers.items()}
+    assert secrets_of["web"] == ["asci_secret_key", "postgres_password"], secrets_of
+    assert secrets_of["init"] == ["asci_admin_password", "postgres_password"], secrets_of
+    assert secrets_of["worker"] == secrets_of["loops"] == secrets_of["postgres"] == ["postgres_password"], secrets_of
+    for service in ("registry", "registry-proxy"):
+        attrs = containers[service]
+        mounts = sorted(m["Destination"] for m in attrs["Mounts"])
+        assert "/var/run/docker.sock" not in mounts and not any(m.startswith("/run/secrets") for m in mounts)
+        allowed = {f"{data}/registry", f"{data}/registry-auth"} if service == "registry" else {f"{data}/registry-auth"}
+        assert set(mounts) == allowed, (service, mounts)
+        names = {line.split("=", 1)[0] for line in attrs["Config"]["Env"] or []}
+        assert not names & {"ASCI_SECRET_KEY", "POSTGRES_PASSWORD", "PGPASSWORD", "ASCI_ADMIN_PASSWORD",
+                            "ASCI_DATABASE_URL"}, (service, names)
+        assert attrs["HostConfig"]["Binds"] and not any("docker.sock" in b for b in attrs["HostConfig"]["Binds"])
+    # the proxy's nginx workers are unprivileged
+    workers = _compose(stack, "exec", "-T", "registry-proxy", "ps", "-o", "user=,args=", "-C", "nginx").stdout
+    lines = [line.split(None, 1) for line in workers.strip().splitlines()]
+    assert any("worker process" in args for _, args in lines), workers
+    assert all(user == "www-data" for user, args in lines if "worker process" in args), workers

@@ -96,3 +96,16 @@ def test_repositories_are_created_and_granted_by_the_administrator(cli):
     assert cli("repo", "revoke", "beamline", "alice")[1] == "alice may no longer publish into beamline\n"
     assert cli("repo", "grants", "beamline")[1] == ""
     assert cli("repo", "create", "Bad..Name")[0] == 1
+
+
+def test_user_add_takes_only_a_uid_of_a_person_and_one_no_other_account_has(cli):
+    for uid in ("0", "-1", "999", "2147483648"):
+        code, _, err = cli("user", "add", f"u{uid.strip('-')}", "--password", "a-password", "--uid", uid)
+        assert code != 0 and "uid" in err, (uid, err)
+    assert cli("user", "add", "alice", "--password", "alice-password", "--uid", "4242")[0] == 0
+    code, _, err = cli("user", "add", "mallory", "--password", "a-password", "--uid", "4242")
+    assert code != 0 and "alice" in err and "4242" in err
+    code, _, err = cli("user", "add", "dave", "--password", "a-password", "--uid", "4243", "--gid", "0")
+    assert code != 0 and "gid" in err
+    code, out, _ = cli("user", "list", "--json")
+    assert sorted(row["username"] for row in json.loads(out)) == ["alice"]

@@ -110,7 +110,7 @@ def test_a_desktop_on_a_far_node_is_drawn_through_its_agent(far, far_cluster, ar
     assert home["Type"] == "bind" and home["Source"] == str(far_cluster.homes / world["names"]["alice"])
     assert mounts["/run/asci/vnc"]["Source"] == str(far1.run_dir / key / "vnc")
     # websockify's plugin opens a one-connection bridge to the agent's relay; the desktop is drawn through it
-    kind, path = resolve(settings, make_token(settings, world["ids"]["alice"], session["id"]))
+    kind, path = resolve(settings, broker, make_token(settings, world["ids"]["alice"], session["id"]))
     assert kind == "unix_socket" and path.startswith(str(settings.run_dir / "bridges"))
     frame = rfb.wait_for_desktop(path, row.vnc_password, timeout=60)
     assert frame.is_drawn() and frame.width >= 640
@@ -121,8 +121,16 @@ def test_a_desktop_on_a_far_node_is_drawn_through_its_agent(far, far_cluster, ar
     with session_scope(settings) as db:
         owner = db.get(accounts.User, world["ids"]["alice"])
         share_id = shares.share(db, session["id"], owner, world["names"][guest], "view").id
-    kind, path = resolve(settings, make_token(settings, world["ids"][guest], session["id"], share_id))
+    kind, path = resolve(settings, broker, make_token(settings, world["ids"][guest], session["id"], share_id))
     assert rfb.wait_for_desktop(path, row.vnc_view_password, timeout=60).is_drawn()
+    # sharing gave the desktop a new full password on the node: the one held before opens nothing now
+    rotated = _row(settings, session["id"]).vnc_password
+    assert rotated != row.vnc_password
+    kind, path = resolve(settings, broker, make_token(settings, world["ids"]["alice"], session["id"]))
+    with pytest.raises(rfb.RFBError, match="authentication failed"):
+        rfb.capture(path, row.vnc_password)
+    kind, path = resolve(settings, broker, make_token(settings, world["ids"]["alice"], session["id"]))
+    assert rfb.capture(path, rotated).width >= 640
     assert "relay opened" in (far1.root / "agent.log").read_text() and f"share:{share_id}" in (
         far1.root / "agent.log").read_text()
     # stopping removes the folder on the node

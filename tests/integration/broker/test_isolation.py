@@ -166,13 +166,13 @@ def test_a_desktop_reaches_neither_another_desktop_nor_the_nodes_services(platfo
         assert [line.split(":")[0].strip() for line in interfaces.splitlines()[2:]] == ["lo"]
 
         # A's own viewer, through websockify with A's token: authenticates and shows A's drawn desktop
-        token = vnc_tokens.make_token(settings, world["ids"]["alice"], a.id)
+        token = lambda: vnc_tokens.make_token(settings, world["ids"]["alice"], a.id)  # noqa: E731 - fresh each time
         with websocket_bridge(settings.websockify_port, token, tmp_path / "viewer-a.sock") as viewer:
             frame = rfb.wait_for_desktop(viewer, a.vnc_password, timeout=90)
         (artifacts_dir / "desktop-a-through-websockify.png").write_bytes(frame.to_png())
         assert (frame.width, frame.height) == (1280, 800) and frame.is_drawn()
         # B's viewer reaches B's desktop, not the squatter (whose greeting could not pass VNC authentication)
-        token = vnc_tokens.make_token(settings, world["ids"]["bob"], b.id)
+        token = lambda: vnc_tokens.make_token(settings, world["ids"]["bob"], b.id)  # noqa: E731
         with websocket_bridge(settings.websockify_port, token, tmp_path / "viewer-b.sock") as viewer:
             assert rfb.wait_for_desktop(viewer, b.vnc_password, timeout=90).is_drawn()
             with pytest.raises(rfb.RFBError):  # A's password opens nothing of B's

@@ -45,3 +45,26 @@ def test_configured_roots_replace_the_default_and_must_not_hold_system_folders()
     assert "not under" in data_path_problem("/root/.local/share/asci/experiments/DEMO-001", settings)
     assert root_problem(Path("/var")) == "is or contains the system folder /var/run"
     assert "not under" in data_path_problem("/var/tmp/x", settings)  # /var is no root: it holds the Docker socket
+
+
+@pytest.mark.parametrize("path", ["/root/.local/share/asci/run", "/root/.local/share/asci/run/web1-s3/secret",
+                                  "/root/.local/share/asci/registry-auth", "/root/.local/share/asci/registry-auth/run",
+                                  "/root/.local/share/asci/asci.db-wal", "/root/.local/share/asci/asci.db-shm",
+                                  "/root/.local/share/asci/repos", "/root/.local/share/asci/uploads",
+                                  "/root/.local/share/asci/anything-new"])
+def test_all_of_the_data_directory_but_its_experiments_is_private_even_when_it_is_a_root(path):
+    settings = AS_ROOT.replace(experiment_data_roots=(Path("/root/.local/share/asci"),))
+    for which in (AS_ROOT, settings):
+        problem = data_path_problem(path, which)
+        assert problem is not None and ("private" in problem or "not under" in problem), (path, problem)
+    assert "private" in data_path_problem(path, settings)
+    assert data_path_problem("/root/.local/share/asci/experiments/DEMO-001", settings) is None
+
+
+def test_the_run_folder_and_a_sqlite_database_elsewhere_are_private():
+    settings = AS_ROOT.replace(experiment_data_roots=(Path("/srv"),), session_run_dir="/srv/run",
+                               database_url="sqlite:////srv/db/asci.db")
+    for path in ("/srv/run", "/srv/run/web-s1", "/srv/db/asci.db-wal", "/srv/db/asci.db"):
+        assert "private" in data_path_problem(path, settings), path
+    assert "private" in data_path_problem("/srv", settings)  # it contains them
+    assert data_path_problem("/srv/beamline/E1", settings) is None

@@ -91,10 +91,12 @@ def test_a_guest_opens_the_shared_desktop_with_their_own_login_and_the_view_only
     forged = vnc_tokens.make_token(settings, world["ids"]["bob"], alices_desktop["id"], share_id)
     assert vnc_tokens.resolve(settings, world["broker"], forged) is None
 
-    # control: the full password
+    # control: the full password (a new one: every share change gives the desktop a new full password)
     alice.post(url, json={"user": carol["name"], "mode": "control"}, headers={"X-CSRFToken": csrf})
     control = guest.post(f"/shared/{share_id}/token", headers={"X-CSRFToken": guest_csrf})
-    assert control.json["mode"] == "control" and control.json["password"] == alices_desktop["password"]
+    with session_scope(settings) as db:
+        current = db.get(DesktopSession, alices_desktop["id"]).vnc_password
+    assert control.json["mode"] == "control" and control.json["password"] == current != alices_desktop["password"]
 
 
 def test_revoking_disconnects_the_guest_and_the_owner_saw_them_connected(

@@ -26,8 +26,26 @@ def test_the_owner_token_resolves_to_the_sessions_locked_socket(settings, world,
     session_id, socket_path = running
     token = vnc_tokens.make_token(settings, world["ids"]["alice"], session_id)
     assert vnc_tokens.resolve(settings, world["broker"], token) == ("unix_socket", socket_path)
-    assert vnc_tokens.admit(settings, world["broker"], token) == vnc_tokens.Admission(vnc_tokens.read_token(settings, token),
+    fresh = vnc_tokens.make_token(settings, world["ids"]["alice"], session_id)
+    assert vnc_tokens.admit(settings, world["broker"], fresh) == vnc_tokens.Admission(vnc_tokens.read_token(settings, fresh),
                                                                      socket_path, None)
+
+
+def test_a_token_opens_one_websocket_once(settings, world, running):
+    """A token seen (in a page, a log, a proxy) cannot be replayed: the second connection with it is refused,
+    while a fresh token still opens the desktop."""
+    import concurrent.futures
+
+    session_id, socket_path = running
+    token = vnc_tokens.make_token(settings, world["ids"]["alice"], session_id)
+    assert vnc_tokens.resolve(settings, world["broker"], token) == ("unix_socket", socket_path)
+    assert vnc_tokens.resolve(settings, world["broker"], token) is None
+    assert vnc_tokens.admit(settings, world["broker"], token) is None
+    # eight connections racing with one fresh token: exactly one gets in
+    racing = vnc_tokens.make_token(settings, world["ids"]["alice"], session_id)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: vnc_tokens.resolve(settings, world["broker"], racing), range(8)))
+    assert answers.count(("unix_socket", socket_path)) == 1 and answers.count(None) == 7
 
 
 @pytest.mark.parametrize("swap", ["symlink", "unlocked folder", "socket of the session's uid", "regular file"])

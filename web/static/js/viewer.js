@@ -1,7 +1,7 @@
 // The desktop through noVNC. The page opens as soon as a launch is asked for: noVNC loads while the
 // desktop starts, the launch's progress is shown over the screen, and the viewer connects the moment
-// the connect URL answers with a token (409 and the session's state until then). Then: reconnect with
-// fresh tokens, remote resize (the desktop's size follows the window; "Fit to window" scales instead),
+// the connect URL answers with a token (409 and the session's state until then). Then: reconnect by
+// itself with fresh tokens when the connection drops, remote resize (the desktop's size follows the window; "Fit to window" scales instead),
 // full screen, clipboard, and an on-screen keyboard on touch devices. A guest of a shared desktop
 // (data-guest-mode view|control) scales rather than resizing the owner's desktop; view-only input is
 // ignored by the VNC server itself (the view-only password), and by the viewer too.
@@ -27,7 +27,7 @@ function setStatus(status, text) {
   statusEl.dataset.state = status;
   statusEl.textContent = text || status;
   statusEl.className = "badge text-bg-" + ({ connected: "success", connecting: "secondary", starting: "secondary",
-                                             ended: "dark" }[status] || "danger");
+                                             reconnecting: "warning", ended: "dark" }[status] || "danger");
 }
 
 // ------------------------------------------------------------------ the launch's progress
@@ -96,7 +96,8 @@ async function connect(token) {
   const { default: RFB } = await rfbModule;
   if (state.rfb) { try { state.rfb.disconnect(); } catch (e) { /* already closed */ } }
   screen.replaceChildren();
-  setStatus("connecting", state.attempts ? "reconnecting…" : "connecting");
+  if (state.attempts) setStatus("reconnecting", "reconnecting… (attempt " + state.attempts + ")");
+  else setStatus("connecting", "connecting");
   const url = box.dataset.wsBase + "/websockify?token=" + encodeURIComponent(token);
   const rfb = new RFB(screen, url, { credentials: { password: state.password }, shared: true });
   applyScaling(rfb);
@@ -105,12 +106,12 @@ async function connect(token) {
   rfb.background = "#2b2b2b";
   rfb.addEventListener("connect", () => {
     performance.mark("asci:vnc-connected");
-    state.attempts = 0; progress.hide(); setStatus("connected"); rfb.focus();
+    state.attempts = 0; state.lost = ""; progress.hide(); setStatus("connected"); rfb.focus();
   });
   rfb.addEventListener("disconnect", (event) => {
     if (state.rfb !== rfb) return;
     if (state.stopped) { setStatus("ended", "session ended"); return; }
-    setStatus("disconnected", event.detail.clean ? "disconnected" : "connection lost");
+    state.lost = event.detail.clean ? "disconnected" : "connection lost";
     scheduleReconnect();
   });
   rfb.addEventListener("credentialsrequired", () => rfb.sendCredentials({ password: state.password }));
@@ -119,16 +120,22 @@ async function connect(token) {
   state.rfb = rfb;
 }
 
+// A dropped connection (the network, the proxy, a server restart) is taken up again by itself: a fresh
+// token each time (a token opens one connection only), after 0.5, 1, 2, 4 ... at most 15 s, for as long
+// as the session runs; the status says so while it tries. Coming back online retries at once.
 let timer = null;
 function scheduleReconnect() {
-  if (timer || state.attempts >= 8) {
-    if (state.attempts >= 8) setStatus("disconnected", "disconnected – press Reconnect");
-    return;
-  }
-  const delay = Math.min(1000 * 2 ** state.attempts, 15000);
+  if (timer) return;
+  const delay = Math.min(500 * 2 ** state.attempts, 15000);
   state.attempts += 1;
+  setStatus("reconnecting", (state.lost || "connection lost") + " – reconnecting in " + Math.round(delay / 1000 || 1)
+            + " s (attempt " + state.attempts + ")");
   timer = setTimeout(async () => { timer = null; await reconnect(); }, delay);
 }
+window.addEventListener("online", () => {
+  if (!timer || state.stopped) return;
+  clearTimeout(timer); timer = null; reconnect();
+});
 
 async function reconnect() {
   try {
@@ -142,7 +149,7 @@ async function reconnect() {
     showMode(info.mode);
     await connect(info.token);
   } catch (err) {
-    setStatus("disconnected", "server unreachable");
+    state.lost = "server unreachable";
     scheduleReconnect();
   }
 }
@@ -174,7 +181,10 @@ function showScale() {
   scaleButton.setAttribute("aria-pressed", String(state.scale));
 }
 showScale();
-on("btn-reconnect", "click", () => { state.attempts = 0; reconnect(); });
+on("btn-reconnect", "click", () => {
+  if (timer) { clearTimeout(timer); timer = null; }
+  state.attempts = 0; reconnect();
+});
 on("btn-scale", "click", () => {
   state.scale = !state.scale;
   showScale();
