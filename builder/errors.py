@@ -43,3 +43,20 @@ class NotLaunchable(VersionError):
     """The version exists but did not succeed (or was never pushed)."""
 
     http_status = 400
+
+
+class UpToDate(BuildError):
+    """Nothing changed: the lock equals the current version's, so no version is made."""
+
+    http_status = 409
+
+    def __init__(self, environment: str, version: str) -> None:
+        super().__init__(f"{environment} is up to date: {version}")
+        self.environment, self.version = environment, version
+
+
+class ArchiveError(BuildError):
+    """A version archive cannot be written, is damaged, or does not fit this platform."""
+
+    exit_code = 2
+    http_status = 400
