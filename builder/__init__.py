@@ -21,6 +21,8 @@ Also builds the base desktop images from ``recipes/base``. The public face, for 
     setup_registry(settings, listen, push_listen, user) -> RegistryFiles      # proxy, registry config, credentials
     export_version(settings, name, version, target, log); verify_archive(path, log); import_archive(settings, path, log)
     ARCHIVE_REPO    # the repository imported versions' RPMs live in (ci builds nothing from it)
+    citation_of(db, env, version, landing_url) -> Citable; find_identifier(db, identifier, landing_url) -> Citable
+    render_citation(citable, fmt) -> str  # fmt in CITATION_FORMATS (cff, bibtex, datacite); persistent_id(...)
 
 Rows returned (``EnvironmentVersion``) are for reading; every write goes through these functions.
 """
@@ -30,6 +32,10 @@ from builder.archive import ARCHIVE_REPO, export_version, import_archive, verify
 from builder.base_images import rootfs_image
 from builder.build import build_environment
 from builder.docker_engine import client_for
+from builder.citation import FORMATS as CITATION_FORMATS
+from builder.citation import MEDIA_TYPES as CITATION_MEDIA_TYPES
+from builder.citation import Citable, citation_of, find_identifier, persistent_id
+from builder.citation import render as render_citation
 from builder.catalog import (EnvironmentSummary, LaunchableVersion, current_images, current_version,
                              environment_ids, environment_summaries, launchable_version, newest_lock,
                              recent_versions, version_record)
@@ -58,4 +64,6 @@ __all__ = [
     "build_platform_image", "registry_gc", "GcReport", "setup_registry", "RegistryFiles",
     "BuildError", "DockerError", "LockError", "RecipeError", "VersionError", "UnknownVersion", "NotLaunchable",
     "UpToDate", "ArchiveError", "export_version", "verify_archive", "import_archive", "ARCHIVE_REPO",
+    "Citable", "citation_of", "find_identifier", "persistent_id", "render_citation", "CITATION_FORMATS",
+    "CITATION_MEDIA_TYPES",
 ]

@@ -34,6 +34,20 @@ def document(settings: Settings | None = None) -> dict:
                           "503": json_body(HEALTH, "The database does not answer (Retry-After)"),
                           **errors(AUTH_ERRORS[0])}}},
     }
+    paths["/api/environments/{name}/versions/{version}/citation"] = {"get": {
+        "summary": "How to cite an environment version (CFF, BibTeX or DataCite JSON)",
+        "operationId": "versionCitation", "security": [{}, {"bearer": []}, {"cookie": []}],
+        "description": "Any logged-in user; anyone when public_citations (ASCI_PUBLIC_CITATIONS) is on.",
+        "parameters": [
+            {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"}},
+            {"name": "version", "in": "path", "required": True, "schema": {"type": "string", "pattern": r"^\d{4}\.\d{2}\.\d{2}\.\d{1,4}$"}},
+            {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["cff", "bibtex", "datacite"],
+                                                          "default": "cff"}}],
+        "responses": {"200": {"description": "The citation", "content": {
+            "application/x-yaml": {"schema": {"type": "string"}},
+            "application/x-bibtex": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"type": "object"}}}},
+            **errors("BadRequest", "Unauthorized", "NotFound")}}}
     for fragment in (rpmrepo.openapi_fragment(), broker.openapi_fragment(settings), ci.openapi_fragment()):
         paths.update(fragment["paths"])
         shared["schemas"].update(fragment["schemas"])
