@@ -135,7 +135,11 @@ def _check_records(checked: Checked, seen, kept, problems) -> None:
     if sums_text is None:
         problems.append(f"{oci.SUMS_FILE} is missing")
         return
-    sums = oci.parse_sums(sums_text.decode())
+    try:
+        sums = oci.parse_sums(sums_text.decode())
+    except ValueError as exc:
+        problems.append(f"{oci.SUMS_FILE} is unreadable ({exc})")
+        return
     for name, digest in sums.items():
         if name not in seen:
             problems.append(f"{name} (in SHA256SUMS) is missing")
@@ -158,10 +162,10 @@ def _check_records(checked: Checked, seen, kept, problems) -> None:
     if recipe is None:
         problems.append("asci/recipe.yaml is missing")
     else:
-        checked.recipe = recipe.decode()
         wanted = (lock.get("recipe") or {}).get("sha256")
         if wanted and hashlib.sha256(recipe).hexdigest() != wanted:
             problems.append("asci/recipe.yaml is not the recipe text the lock names")
+        checked.recipe = recipe.decode("utf-8", errors="replace")
     for pkg in lock.get("packages") or []:
         name = oci.RPM_FOLDER + pkg["filename"]
         if name not in seen:
