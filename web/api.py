@@ -19,6 +19,20 @@ HEALTH = {"type": "object", "required": ["status"], "properties": {
     "checks": {"type": "object", "description": "administrators and tokens with the metrics scope only"}}}
 
 
+TIMELINE = {"type": "object", "required": ["experiment", "environments"], "properties": {
+    "experiment": {"type": "string"}, "title": {"type": "string"},
+    "starts_on": {"type": "string", "nullable": True}, "ends_on": {"type": "string", "nullable": True},
+    "environments": {"type": "array", "items": {"type": "object", "properties": {
+        "environment": {"type": "string"},
+        "versions": {"type": "array", "items": {"type": "object", "properties": {
+            "version": {"type": "string"}, "first_used": {"type": "string"}, "last_used": {"type": "string"},
+            "sessions": {"type": "integer"}, "users": {"type": "array", "items": {"type": "string"}}}}},
+        "sessions": {"type": "array", "items": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "user": {"type": "string"}, "version": {"type": "string"},
+            "started_at": {"type": "string"}, "ended_at": {"type": "string", "nullable": True},
+            "duration_s": {"type": "integer"}, "state": {"type": "string"}}}}}}}}}
+
+
 def document(settings: Settings | None = None) -> dict:
     """The whole document: the repository, session and build APIs, and the health check."""
     settings = settings or Settings()
@@ -48,6 +62,13 @@ def document(settings: Settings | None = None) -> dict:
             "application/x-bibtex": {"schema": {"type": "string"}},
             "application/json": {"schema": {"type": "object"}}}},
             **errors("BadRequest", "Unauthorized", "NotFound")}}}
+    paths["/api/experiments/{code}/timeline"] = {"get": {
+        "summary": "Which environment versions the experiment's members launched, when, how long, by whom",
+        "operationId": "experimentTimeline",
+        "description": "Members of the experiment and administrators; a token needs the sessions scope.",
+        "parameters": [{"name": "code", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"200": json_body(TIMELINE, "Per environment: versions (bands) and sessions (marks)"),
+                      **errors("Unauthorized", "NotFound")}}}
     for fragment in (rpmrepo.openapi_fragment(), broker.openapi_fragment(settings), ci.openapi_fragment()):
         paths.update(fragment["paths"])
         shared["schemas"].update(fragment["schemas"])

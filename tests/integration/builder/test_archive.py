@@ -31,11 +31,11 @@ V10 = ["asci-demo-viewer-1.0-1.noarch.rpm", "mx-lib-2.0-1.noarch.rpm", "mx-proce
 CHECK = "/usr/bin/asci-demo-viewer --version"
 
 
-def invoke(settings, *args: str, code: int = 0) -> str:
+def invoke(settings, *args: str) -> str:
     ctx = AsciContext()
     ctx._settings = settings
     result = CliRunner(mix_stderr=False).invoke(cli, list(args), obj=ctx)
-    assert result.exit_code == code, result.output + result.stderr + repr(result.exception)
+    assert result.exit_code == 0, result.output + result.stderr + repr(result.exception)
     return result.output + result.stderr
 
 
@@ -100,8 +100,8 @@ def test_export_verify_and_import_into_this_and_an_empty_platform(settings, reci
         _damaged_copy(archive, broken, prefix)
         with pytest.raises(ArchiveError, match=complaint):
             verify_archive(broken)
-    assert "not a readable archive" in invoke(settings, "env", "verify", str(tmp_path / "layout" / "oci-layout"),
-                                              code=2)
+    with pytest.raises(ArchiveError, match="not a readable archive"):
+        verify_archive(tmp_path / "layout" / "oci-layout")
 
     # this platform lost the manifest: import puts the same digest back and it launches
     assert registry.delete_manifest(registry.connect(settings), name, first.image_digest)
