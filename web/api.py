@@ -66,9 +66,10 @@ def document(settings: Settings | None = None) -> dict:
         "summary": "Which environment versions the experiment's members launched, when, how long, by whom",
         "operationId": "experimentTimeline",
         "description": "Members of the experiment and administrators; a token needs the sessions scope.",
-        "parameters": [{"name": "code", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "parameters": [{"name": "code", "in": "path", "required": True,
+                        "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}}],
         "responses": {"200": json_body(TIMELINE, "Per environment: versions (bands) and sessions (marks)"),
-                      **errors("Unauthorized", "NotFound")}}}
+                      **errors("BadRequest", "Unauthorized", "NotFound")}}}
     for fragment in (rpmrepo.openapi_fragment(), broker.openapi_fragment(settings), ci.openapi_fragment()):
         paths.update(fragment["paths"])
         shared["schemas"].update(fragment["schemas"])
