@@ -387,6 +387,8 @@ class Settings:
     session_run_dir: str = setting("", special(_absolute_dir, "absolute folder, or empty"),
                                    "per-session VNC socket and password folders, seen at the same path by the session "
                                    "broker, the rebuild worker, the viewer proxy and the nodes; empty: <data_dir>/run")
+    public_citations: bool = setting(False, boolean(), "citation landing pages and the citation API answer "
+                                     "without a login (for a facility that publishes its environments)")
     home_root: str = setting("", special(_absolute_dir, "absolute folder, or empty"),
                              "users' homes as <home_root>/<user> on the facility's shared storage (the same path "
                              "on every node, made with the user's uid, 0700), bind-mounted into desktops; empty: "

@@ -145,7 +145,6 @@ def main() -> None:
         world = make_world(settings, [], image=f"{repository}:v1", digest=digest)
         members = add_members(settings, world, args.desktops + 1)  # member00 launches; the others hold desktops
         broker = service.Broker(settings, DockerBackend(timeout=120))
-        service.install(settings, broker)
         with db.session_scope(settings) as session_db:
             register_node(settings, session_db, "local", MAIN)
             register_node(settings, session_db, "far1", far.docker_url, agent=far.agent, **far.tls())

@@ -15,6 +15,7 @@ The public face, for ``ci`` and ``web`` (nothing else of this package is theirs 
     get_session(db, session_id, user);  list_sessions(db, user, everyone=False, include_ended=True, limit, after)
     session_page(db, user, ..., limit=100, after=None) -> SessionPage(sessions, next)   # keyset pages
     versions_in_use(db)                   # (environment, version) of every session on record (registry gc)
+    experiment_timeline(db, user, code) -> Timeline   # versions members launched, when, how long, by whom
     session_dict(desktop)                 # the one JSON shape of a session
     node_views(db);  experiments_of(db, user_id);  all_experiments(db)
     register_node(settings, db, name, docker_url, ...);  has_nodes(db)   # capacity read from the engine
@@ -49,13 +50,14 @@ from broker.handle import attach, cli_broker, current_broker
 from broker.launch import LaunchRequest
 from broker.node_side import LocalNodeSide, NodeSide
 from broker.service import Broker, VncTarget, make_backend
+from broker.timeline import Timeline, experiment_timeline
 from broker.views import (ExperimentView, SessionPage, all_experiments, experiments_of, get_session,
                           list_sessions, node_views, session_dict, session_page, versions_in_use)
 
 __all__ = [
     "Broker", "LaunchRequest", "VncTarget", "attach", "current_broker", "cli_broker", "NodeSide", "LocalNodeSide",
     "checked_socket", "open_viewer", "get_session", "list_sessions",
-    "session_page", "SessionPage", "session_dict", "versions_in_use",
+    "session_page", "SessionPage", "session_dict", "versions_in_use", "experiment_timeline", "Timeline",
     "node_views", "experiments_of", "all_experiments", "ExperimentView", "register_node", "has_nodes",
     "import_rows", "import_file", "data_path_problem", "root_problem", "claim_memberships", "reconcile",
     "reconcile_loop", "cull", "cull_loop",

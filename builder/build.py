@@ -18,7 +18,7 @@ from asci.db import session_scope, utcnow
 from asci.errors import AsciError
 from asci.progress import LogSink
 from builder import base_images, docker_engine, registry, render, versions
-from builder.errors import BuildError, VerifyError, VersionError
+from builder.errors import BuildError, UpToDate, VerifyError, VersionError
 from builder.layers import Layout, relayer_image
 from builder.layers.snapshot import listing, listing_of
 from builder.layers.tree import compare_listings
@@ -27,6 +27,7 @@ from builder.models import EnvironmentVersion, VersionStatus
 from builder.recipes import Recipe, load_recipe
 from builder.records import gittags
 from builder.serve import serve_folder
+from builder.uptodate import up_to_date_with
 from builder.verify import verify_image
 
 
@@ -183,12 +184,23 @@ def push_version(settings: Settings, client, recipe: Recipe, lock: dict, version
     return result.digest, record
 
 
+def check_changed(settings: Settings, name: str, lock: dict, log: LogSink) -> None:
+    """Raise :class:`UpToDate` when ``lock`` holds what the current version of ``name`` holds."""
+    with session_scope(settings) as db:
+        same = up_to_date_with(db, name, lock)
+        version = same.version if same is not None else None
+    if version is not None:
+        log(f"{name} is up to date: {version} (same packages, base image and recipe; no new version)")
+        raise UpToDate(name, version)
+
+
 def build_environment(settings: Settings, name: str, log: LogSink = print, *, client=None,
-                      promote: bool = False) -> EnvironmentVersion:
+                      promote: bool = False, force: bool = False) -> EnvironmentVersion:
     """Build, verify, push and record a new version of environment ``name``.
 
-    Bad recipes and unresolvable packages raise before anything is recorded. Later failures
-    leave a ``failed`` version row (with log and error) and no image or registry tag.
+    When the lock equals the current version's, raises :class:`UpToDate` and records nothing,
+    unless ``force``. Bad recipes and unresolvable packages raise before anything is recorded.
+    Later failures leave a ``failed`` version row (with log and error) and no image or registry tag.
     """
     client = client or client_for(settings)
     lines: list[str] = []
@@ -199,6 +211,8 @@ def build_environment(settings: Settings, name: str, log: LogSink = print, *, cl
 
     prepared = prepare(settings, name, client, sink)
     recipe, lock = prepared.recipe, prepared.lock
+    if not force:
+        check_changed(settings, recipe.name, lock, sink)
     row = versions.start_version(settings, recipe, lock["base"]["tag"], lock=lock, lock_digest=prepared.digest,
                                  recipe_commit=lock["recipe"]["commit"])
     version = row.version

@@ -148,12 +148,19 @@ def env_render(ctx: AsciContext, name: str, version: str) -> None:
 @env.command("build")
 @click.argument("name")
 @click.option("--no-promote", is_flag=True, help="Leave the new version succeeded but not current.")
+@click.option("--force", is_flag=True, help="Make a new version even when nothing changed since the current one.")
 @pass_ctx
-def env_build(ctx: AsciContext, name: str, no_promote: bool) -> None:
-    """Build, verify, push and record a new version of NAME (then make it current)."""
+def env_build(ctx: AsciContext, name: str, no_promote: bool, force: bool) -> None:
+    """Build, verify, push and record a new version of NAME (then make it current); a build that
+    would hold what the current version holds makes no version (unless --force)."""
     from builder.build import build_environment
+    from builder.errors import UpToDate
 
-    row = build_environment(ctx.settings, name, log=_log, promote=not no_promote)
+    try:
+        row = build_environment(ctx.settings, name, log=_log, promote=not no_promote, force=force)
+    except UpToDate as exc:
+        click.echo(str(exc))
+        return
     click.echo(f"{name} {row.version} {row.status} {row.pull_reference}"
                + ("" if no_promote else " (current)"))
 
@@ -264,3 +271,39 @@ def env_reproduce(ctx: AsciContext, name: str, version: str, keep: bool, push: b
     from builder.reproduce import reproduce
 
     click.echo("\n".join(reproduce(ctx.settings, name, version, log=_log, keep=keep, push=push).lines()))
+
+
+@env.command("export")
+@click.argument("name")
+@click.argument("version")
+@click.option("-o", "--output", "target", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The archive to write (an OCI image layout archive: skopeo's oci-archive:FILE).")
+@pass_ctx
+def env_export(ctx: AsciContext, name: str, version: str, target: Path) -> None:
+    """Write VERSION of NAME into one self-contained archive: the image as the registry holds it (same
+    manifest digest), its lock, SBOM, Dockerfile, build log, recipe and the locked RPM files."""
+    from builder.archive import export_version
+
+    result = export_version(ctx.settings, name, version, target, log=_log)
+    click.echo(f"{target}: {name} {version} {result['digest']} ({result['archive_bytes'] / 2**20:.1f} MiB, "
+               f"image {result['image_bytes'] / 2**20:.1f} MiB, {result['rpms']} RPMs)")
+
+
+@env.command("verify")
+@click.argument("archive", type=click.Path(dir_okay=False, path_type=Path))
+@pass_ctx
+def env_verify(ctx: AsciContext, archive: Path) -> None:
+    """Check every digest and checksum of a version ARCHIVE (exit 2 naming each problem)."""
+    from builder.archive import verify_archive
+
+    click.echo("\n".join(verify_archive(archive, log=_log).lines()))
+
+
+@env.command("import")
+@click.argument("archive", type=click.Path(dir_okay=False, path_type=Path))
+@pass_ctx
+def env_import(ctx: AsciContext, archive: Path) -> None:
+    """Restore the version in ARCHIVE into this platform (registry, version record, RPMs); verified first."""
+    from builder.archive import import_archive
+
+    click.echo("\n".join(import_archive(ctx.settings, archive, log=_log).lines()))

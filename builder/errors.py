@@ -44,3 +44,20 @@ class NotLaunchable(VersionError, errors.BadRequest):
     """The version exists but did not succeed (or was never pushed)."""
 
     http_status = 400
+
+
+class UpToDate(BuildError, errors.Conflict):
+    """Nothing changed: the lock equals the current version's, so no version is made."""
+
+    http_status = 409
+
+    def __init__(self, environment: str, version: str) -> None:
+        super().__init__(f"{environment} is up to date: {version}")
+        self.environment, self.version = environment, version
+
+
+class ArchiveError(BuildError, errors.BadRequest):
+    """A version archive cannot be written, is damaged, or does not fit this platform."""
+
+    exit_code = 2
+    http_status = 400

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from builder.citation import persistent_id
 from builder.diff import diff_locks
 from builder.errors import VersionError
 from builder.models import Environment, EnvironmentVersion, VersionStatus
@@ -40,6 +41,7 @@ class VersionRow:
     is_current: bool
     changes: list[Change] = field(default_factory=list)
     first: bool = False
+    identifier: str = ""  # the persistent identifier citations name (builder.citation)
 
 
 def changes_between(old_lock: dict, new_lock: dict) -> list[Change]:
@@ -62,8 +64,10 @@ def history_of(environment: Environment) -> list[VersionRow]:
         if version.status != VersionStatus.SUCCEEDED:
             continue
         changes = [] if previous is None else changes_between(previous.lock, version.lock)
+        identifier = persistent_id(environment.name, version.version, version.lock_digest) if version.lock_digest else ""
         rows.append(VersionRow(version.version, version.status, version.created_at, version.became_current_at,
-                               version.version == environment.current_version, changes, first=previous is None))
+                               version.version == environment.current_version, changes, first=previous is None,
+                               identifier=identifier))
         previous = version
     return list(reversed(rows))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import jinja2
 
 from builder.errors import RecipeError
-from builder.lock import canonical_json, lock_digest
+from builder.lock import canonical_json, lock_digest, nevra_of
 from builder.recipes import Launcher, Recipe
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -100,6 +100,22 @@ def beamline_menu(recipe: Recipe) -> dict[str, str]:
     return {f"menu/{category.lower()}.menu": menu, f"menu/{category.lower()}.directory": directory}
 
 
+def citation_files(recipe: Recipe, lock: dict, version: str, created: str) -> dict[str, str]:
+    """/etc/asci/CITATION.cff and ABOUT.txt, and the "About this environment" desktop launcher."""
+    from builder.citation import Citable, about_launcher, about_text, cff
+
+    item = Citable(environment=recipe.name, version=version, description=recipe.description,
+                   beamline=recipe.beamline, lock_digest=lock_digest(lock), image="",
+                   base_digest=(lock.get("base") or {}).get("id", ""),
+                   recipe_commit=(lock.get("recipe") or {}).get("commit", ""), built_on=created[:10],
+                   packages=tuple({"nevra": p.get("nevra") or nevra_of(p), "sha256": p["sha256"]} for p in lock["packages"]))
+    return {"citation/CITATION.cff": cff(item), "citation/ABOUT.txt": about_text(item),
+            f"about/{ABOUT_LAUNCHER}": about_launcher()}
+
+
+ABOUT_LAUNCHER = "asci-about-this-environment.desktop"
+
+
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
                               keep_trailing_newline=True, autoescape=False)
@@ -134,9 +150,11 @@ def render(recipe: Recipe, lock: dict, version: str, created: str, base_tag: str
         "launchers": list(recipe.launchers),
         "menu_category": menu_category(recipe.beamline).lower(),
         "env": env,
+        "about_launcher": ABOUT_LAUNCHER,
     }
     dockerfile = _environment().get_template(template).render(**context)
     files = {"asci-lock.json": json.dumps(json.loads(canonical_json(lock)), indent=2, sort_keys=True) + "\n"}
+    files.update(citation_files(recipe, lock, context["version"], context["created"]))
     for launcher in recipe.launchers:
         files[f"launchers/{launcher.file_name}"] = desktop_entry(launcher, recipe.beamline)
     if recipe.launchers:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import git
-
 from asci.config import Settings
 from asci.db import session_scope
 from asci.progress import LogSink
@@ -55,21 +53,29 @@ class ReproduceResult:
                 f"base image identical: {'yes' if self.base_image_identical else 'no (rebuilt base)'}", *pushed]
 
 
-def recipe_at_commit(settings: Settings, lock: dict) -> Recipe:
-    """The recipe as it was in the recorded commit (its sha256 must match the lock)."""
-    import hashlib
+def recipe_at_commit(settings: Settings, lock: dict, name: str = "", version: str = "") -> Recipe:
+    """The recipe as it was in the recorded commit (or as an import kept it); its sha256 must match the lock."""
+    from builder.archive.recipes import recipe_text
 
     info = lock["recipe"]
-    if info.get("dirty"):
-        raise VersionError("the recipe had uncommitted changes when this version was built; cannot reproduce it")
-    try:
-        repo = git.Repo(settings.recipes_dir, search_parent_directories=True)
-        text = repo.git.show(f"{info['commit']}:{info['path']}", strip_newline_in_stdout=False)
-    except git.GitError as exc:
-        raise VersionError(f"cannot read {info['path']} at commit {info['commit']}: {exc}") from None
-    if info.get("sha256") and hashlib.sha256(text.encode()).hexdigest() != info["sha256"]:
-        raise VersionError(f"{info['path']} at {info['commit'][:12]} differs from the recipe that was locked")
+    text = recipe_text(settings, name or lock.get("environment", ""), version, lock)
     return parse_recipe(text, f"{info['path']}@{info['commit'][:12]}", settings.recipes_dir)
+
+
+def package_source(settings: Settings, lock: dict) -> str:
+    """The repository whose ``all`` view holds every locked RPM with its sha256: the lock's own, else
+    the archive repository an import restored them into."""
+    from builder.archive.restore import ARCHIVE_REPO
+
+    try:
+        check_against_index(settings, lock["repo"], lock["packages"])
+        return lock["repo"]
+    except LockError as exc:
+        try:
+            check_against_index(settings, ARCHIVE_REPO, lock["packages"])
+        except LockError:
+            raise exc from None
+        return ARCHIVE_REPO
 
 
 def ensure_base(settings: Settings, client, lock: dict, log: LogSink) -> str:
@@ -134,13 +140,13 @@ def reproduce(settings: Settings, name: str, version: str, log: LogSink = print,
     if stored_digest and lock_digest(lock) != stored_digest:
         raise LockError(f"{name} {version}: the stored lock does not match its recorded digest")
     client = client or build.client_for(settings)
-    recipe = recipe_at_commit(settings, lock)
-    check_against_index(settings, lock["repo"], lock["packages"])
+    recipe = recipe_at_commit(settings, lock, name, version)
+    source = package_source(settings, lock)
     base_id = ensure_base(settings, client, lock, log)
     context = build.render_version(settings, recipe, lock, version, created)
     image = f"asci-reproduce/{name}:{version}"
     try:
-        image_id = build.build_from_context(settings, client, context, lock["repo"], image, log)
+        image_id = build.build_from_context(settings, client, context, source, image, log)
         rpms, _debs = inventory(client, image)
         problems = compare_with_lock(rpms, lock)
         if problems:

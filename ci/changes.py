@@ -39,13 +39,21 @@ def consume_repo_events(settings: Settings, db: Session, debounce_s: float, max_
     cursor = _cursor(db, EVENTS_CURSOR)
     queued: list[str] = []
     for event in rpmrepo.events_after(db, int(cursor.position or 0), limit=500):
-        names = {package_name(n) for n in event.packages or []}
+        names = {package_name(n) for n in event.packages or []} if event.repo != builder.ARCHIVE_REPO else set()
         for environment, hits in affected_environments(settings, db, names).items():
+            if already_built(db, environment, event.created_at):
+                continue  # the current version was locked after this event (the demo's own publish)
             reason = f"{event.kind} in {event.repo}: {', '.join(hits)} (event {event.id})"
             queue.enqueue(db, environment, reason, debounce_s=debounce_s, max_attempts=max_attempts)
             queued.append(environment)
         cursor.position = str(event.id)
     return sorted(set(queued))
+
+
+def already_built(db: Session, environment: str, when) -> bool:
+    """True when the current version of ``environment`` was locked after ``when`` (by a ci job)."""
+    covered = queue.covered_until(db, environment, builder.current_version(db, environment))
+    return covered is not None and when is not None and when < covered
 
 
 def _recipe_commit(repo, path: Path) -> str | None:

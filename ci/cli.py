@@ -100,9 +100,12 @@ def _wait_for(settings, job_id: int, timeout: int) -> None:
     while time.monotonic() < deadline:
         with session_scope(settings) as db:
             job = queue.get_job(db, job_id)
-            state, version, error = job.state, job.version, job.error
+            state, version, error, environment = job.state, job.version, job.error, job.environment
         if state == JobState.SUCCEEDED:
             click.echo(f"job {job_id} succeeded: version {version}")
+            return
+        if state == JobState.UNCHANGED:
+            click.echo(f"job {job_id}: {environment} is up to date: {version}")
             return
         if state == JobState.FAILED:
             raise CiError(f"job {job_id} failed: {error}")
@@ -122,5 +125,8 @@ def build_run(ctx: AsciContext, environment: str, reason: str) -> None:
     result = Worker(ctx.settings).run_environment(environment, reason)
     if result.state == JobState.SUCCEEDED:
         click.echo(f"{environment} {result.version} built, passed the smoke test and is current")
+        return
+    if result.state == JobState.UNCHANGED:
+        click.echo(f"{environment} is up to date: {result.version}")
         return
     raise CiError(f"job {result.id} {result.state}: {result.error or 'not finished in time'}")

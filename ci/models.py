@@ -18,12 +18,13 @@ class JobState(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
+    UNCHANGED = "unchanged"  # nothing changed since the current version: no version was made
     FAILED = "failed"
     CANCELLED = "cancelled"
 
 
 STATES = tuple(state.value for state in JobState)
-FINISHED = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+FINISHED = (JobState.SUCCEEDED, JobState.UNCHANGED, JobState.FAILED, JobState.CANCELLED)
 
 
 class BuildJob(Base):

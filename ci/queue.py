@@ -122,8 +122,10 @@ def _requeue_or_fail(db: Session, job: BuildJob, error: str, retry_base_s: float
 
 
 def finish(db: Session, job_id: int, worker_id: str, *, ok: bool, version: str | None = None,
-           error: str = "", log: str = "", retryable: bool = False, retry_base_s: float = 10.0) -> BuildJob:
-    """Record the outcome of the job ``worker_id`` holds (ignored when its lease was lost)."""
+           error: str = "", log: str = "", retryable: bool = False, retry_base_s: float = 10.0,
+           unchanged: bool = False) -> BuildJob:
+    """Record the outcome of the job ``worker_id`` holds (ignored when its lease was lost);
+    ``unchanged``: it succeeded without making a version (``version`` is the current one)."""
     job = db.scalar(select(BuildJob).where(BuildJob.id == job_id).with_for_update())
     if job is None:
         raise JobNotFound(f"no build job {job_id}")
@@ -132,7 +134,7 @@ def finish(db: Session, job_id: int, worker_id: str, *, ok: bool, version: str |
     job.log = log[-200_000:]
     job.version = version or job.version
     if ok:
-        job.state, job.error, job.finished_at = JobState.SUCCEEDED, "", utcnow()
+        job.state, job.error, job.finished_at = (JobState.UNCHANGED if unchanged else JobState.SUCCEEDED), "", utcnow()
         job.lease_owner = job.lease_expires_at = None
     elif retryable:
         _requeue_or_fail(db, job, error, retry_base_s)
@@ -170,3 +172,14 @@ def list_jobs(db: Session, state: str | None = None, environment: str | None = N
     if environment:
         query = query.where(BuildJob.environment == environment)
     return list(db.scalars(query.order_by(BuildJob.id.desc()).limit(limit)))
+
+
+def covered_until(db: Session, environment: str, version: str | None):
+    """When the lock of ``version`` (the environment's current version) was resolved, at the latest:
+    the start of the newest job that built it or found nothing changed since it. Repository events
+    older than that are in the version already. None when no job is known (built by hand)."""
+    if not version:
+        return None
+    return db.scalar(select(BuildJob.started_at).where(
+        BuildJob.environment == environment, BuildJob.version == version,
+        BuildJob.state.in_((JobState.SUCCEEDED, JobState.UNCHANGED))).order_by(BuildJob.started_at.desc()).limit(1))

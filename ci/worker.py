@@ -105,7 +105,7 @@ class Worker:
                 with session_scope(self.settings) as db:
                     queue.record_log(db, job.id, self.worker_id, "\n".join(lines))
 
-        version, ok, error, retryable = None, False, "", False
+        version, ok, error, retryable, unchanged = None, False, "", False, False
         try:
             abandoned = mark_abandoned_versions(self.settings, job.environment, job.id)
             if abandoned:
@@ -122,6 +122,8 @@ class Worker:
             self.promote(self.settings, job.environment, version)
             sink(f"{job.environment} {version} passed the smoke test and is now current")
             ok = True
+        except builder.UpToDate as exc:  # nothing changed: no version, no gate, nothing to promote
+            version, ok, unchanged = exc.version, True, True
         except GateFailed as exc:
             error = f"smoke test failed: {exc}"
         except builder.DockerError as exc:
@@ -139,7 +141,7 @@ class Worker:
         with session_scope(self.settings) as db:
             result = queue.finish(db, job.id, self.worker_id, ok=ok, version=version, error=error,
                                   log="\n".join(lines), retryable=retryable,
-                                  retry_base_s=self.settings.ci_retry_base_s)
+                                  retry_base_s=self.settings.ci_retry_base_s, unchanged=unchanged)
         if result.state in (JobState.SUCCEEDED, JobState.FAILED):
             notify.notify(self.settings, result, "build.succeeded" if ok else "build.failed")
         return result

@@ -19,6 +19,20 @@ HEALTH = {"type": "object", "required": ["status"], "properties": {
     "checks": {"type": "object", "description": "administrators and tokens with the metrics scope only"}}}
 
 
+TIMELINE = {"type": "object", "required": ["experiment", "environments"], "properties": {
+    "experiment": {"type": "string"}, "title": {"type": "string"},
+    "starts_on": {"type": "string", "nullable": True}, "ends_on": {"type": "string", "nullable": True},
+    "environments": {"type": "array", "items": {"type": "object", "properties": {
+        "environment": {"type": "string"},
+        "versions": {"type": "array", "items": {"type": "object", "properties": {
+            "version": {"type": "string"}, "first_used": {"type": "string"}, "last_used": {"type": "string"},
+            "sessions": {"type": "integer"}, "users": {"type": "array", "items": {"type": "string"}}}}},
+        "sessions": {"type": "array", "items": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "user": {"type": "string"}, "version": {"type": "string"},
+            "started_at": {"type": "string"}, "ended_at": {"type": "string", "nullable": True},
+            "duration_s": {"type": "integer"}, "state": {"type": "string"}}}}}}}}}
+
+
 def document(settings: Settings | None = None) -> dict:
     """The whole document: the repository, session and build APIs, and the health check."""
     settings = settings or Settings()
@@ -34,6 +48,28 @@ def document(settings: Settings | None = None) -> dict:
                           "503": json_body(HEALTH, "The database does not answer (Retry-After)"),
                           **errors(AUTH_ERRORS[0])}}},
     }
+    paths["/api/environments/{name}/versions/{version}/citation"] = {"get": {
+        "summary": "How to cite an environment version (CFF, BibTeX or DataCite JSON)",
+        "operationId": "versionCitation", "security": [{}, {"bearer": []}, {"cookie": []}],
+        "description": "Any logged-in user; anyone when public_citations (ASCI_PUBLIC_CITATIONS) is on.",
+        "parameters": [
+            {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"}},
+            {"name": "version", "in": "path", "required": True, "schema": {"type": "string", "pattern": r"^\d{4}\.\d{2}\.\d{2}\.\d{1,4}$"}},
+            {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["cff", "bibtex", "datacite"],
+                                                          "default": "cff"}}],
+        "responses": {"200": {"description": "The citation", "content": {
+            "application/x-yaml": {"schema": {"type": "string"}},
+            "application/x-bibtex": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"type": "object"}}}},
+            **errors("BadRequest", "Unauthorized", "NotFound")}}}
+    paths["/api/experiments/{code}/timeline"] = {"get": {
+        "summary": "Which environment versions the experiment's members launched, when, how long, by whom",
+        "operationId": "experimentTimeline",
+        "description": "Members of the experiment and administrators; a token needs the sessions scope.",
+        "parameters": [{"name": "code", "in": "path", "required": True,
+                        "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}}],
+        "responses": {"200": json_body(TIMELINE, "Per environment: versions (bands) and sessions (marks)"),
+                      **errors("BadRequest", "Unauthorized", "NotFound")}}}
     for fragment in (rpmrepo.openapi_fragment(), broker.openapi_fragment(settings), ci.openapi_fragment()):
         paths.update(fragment["paths"])
         shared["schemas"].update(fragment["schemas"])

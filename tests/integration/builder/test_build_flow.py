@@ -80,7 +80,16 @@ def test_build_push_pull_run_upgrade_diff_reproduce(settings, recipes_repo, fixt
     assert run(docker_client, first.pull_reference, "asci-demo-viewer --version") == "asci-demo-viewer 1.0-1"
     assert run(docker_client, first.pull_reference, "echo $TEST_GREETING; ls /usr/share/asci/desktop; ls /etc/xdg/menus/applications-merged; "
                "ls /usr/share/desktop-directories | grep x-asci") == \
-        "hello world\nasci-demo-viewer.desktop\nx-asci-test.menu\nx-asci-test.directory"
+        "hello world\nasci-about-this-environment.desktop\nasci-demo-viewer.desktop\nx-asci-test.menu\nx-asci-test.directory"
+    import yaml
+
+    from builder.citation import persistent_id
+
+    cited = yaml.safe_load(run(docker_client, first.pull_reference, "cat /etc/asci/CITATION.cff"))
+    assert cited["version"] == first.version and cited["cff-version"] == "1.2.0"
+    assert cited["identifiers"][0]["value"] == persistent_id(name, first.version, first.lock_digest)
+    about = run(docker_client, first.pull_reference, "cat /etc/asci/ABOUT.txt")
+    assert persistent_id(name, first.version, first.lock_digest) in about and "mx-lib-1:2.0-1.noarch" in about
 
     # Version 1.1 of the application is published: a new build picks it up; latest stays until promoted.
     rpmrepo.publish(settings, [fixture_rpms / "asci-demo-viewer-1.1-1.noarch.rpm"])

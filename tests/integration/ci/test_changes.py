@@ -93,3 +93,22 @@ def test_package_names_from_nevras_and_capabilities():
     assert package_name("asci-demo-viewer-1.1-1.el7.x86_64") == "asci-demo-viewer"
     assert capability_name("mx-lib >= 1:2.0") == "mx-lib"
     assert capability_name("libmx") == "libmx"
+
+
+def test_an_event_the_current_version_was_built_after_queues_nothing(ci_settings, fixture_rpms):
+    """The demo's own publish: ``asci demo`` built after it, so the worker's first look builds nothing."""
+
+    from asci.db import utcnow
+    from builder.models import Environment, EnvironmentVersion, VersionStatus
+    from ci.models import JobState
+
+    rpmrepo.publish(ci_settings, [rpm(fixture_rpms, "imaging-tool", "3.2"), rpm(fixture_rpms, "asci-demo-viewer", "1.0")])
+    with db.session_scope(ci_settings) as session:  # the job that built imaging's current version, after the event
+        env = Environment(name="imaging", current_version="2026.12.06.1")
+        session.add(env)
+        session.add(EnvironmentVersion(environment=env, version="2026.12.06.1", status=VersionStatus.SUCCEEDED))
+        session.add(BuildJob(environment="imaging", state=JobState.SUCCEEDED, version="2026.12.06.1",
+                             reasons=["asci demo"], started_at=utcnow()))
+    assert _consume(ci_settings) == ["mx-crystallography"]  # imaging holds it already; mx was never built
+    rpmrepo.publish(ci_settings, [rpm(fixture_rpms, "asci-demo-viewer", "1.1")])  # newer than that job's lock
+    assert _consume(ci_settings) == ["imaging", "mx-crystallography"]

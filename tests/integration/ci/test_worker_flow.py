@@ -192,3 +192,48 @@ def test_the_worker_beats_as_a_part(ci_settings):
         stop.set()
         thread.join(timeout=30)
     assert beats and beats[0].state == "running" and not beats[0].silent
+
+
+def test_a_build_that_changes_nothing_makes_no_version_and_says_so(ci_settings, hooks, monkeypatch, capsys):
+    from builder.errors import UpToDate
+
+    settings = ci_settings.replace(ci_webhook_urls=hooks.url)
+    builder = FakeBuilder(settings)
+    _queue(settings)
+    _worker(settings, builder, lambda *a, **k: None).tick()
+    assert _current(settings) == "2026.11.25.1"
+    hooks.received.clear()
+
+    def unchanged(settings, name, log=print, promote=False):
+        log(f"{name} is up to date: 2026.11.25.1 (same packages, base image and recipe; no new version)")
+        raise UpToDate(name, "2026.11.25.1")
+
+    gated, echoed = [], []
+    _queue(settings)
+    job = _worker(settings, unchanged, lambda *a, **k: gated.append(a), echo=echoed.append).tick()
+    assert job.state == "unchanged" and job.version == "2026.11.25.1" and job.error == ""
+    assert gated == [] and hooks.received == []  # no smoke test, no promotion, nothing to announce
+    assert any("imaging is up to date: 2026.11.25.1" in line for line in echoed)
+    assert _current(settings) == "2026.11.25.1"
+    with db.session_scope(settings) as session:
+        assert session.scalars(select(EnvironmentVersion.version)).all() == ["2026.11.25.1"]
+        assert "imaging is up to date" in queue.get_job(session, job.id).log
+
+    # asci build run and asci build enqueue --wait print the same sentence
+    from click.testing import CliRunner
+
+    from asci.cli import cli
+    from asci.cli_context import AsciContext
+    import ci.worker
+
+    monkeypatch.setattr(ci.worker.builder, "build_environment", unchanged)
+    ctx = AsciContext()
+    ctx._settings = settings
+    result = CliRunner(mix_stderr=False).invoke(cli, ["build", "run", "imaging"], obj=ctx, catch_exceptions=False)
+    assert result.exit_code == 0 and result.output.strip().endswith("imaging is up to date: 2026.11.25.1")
+    with db.session_scope(settings) as session:
+        last = queue.list_jobs(session, environment="imaging", limit=1)[0].id
+    from ci.cli import _wait_for
+
+    _wait_for(settings, last, 5)
+    assert f"job {last}: imaging is up to date: 2026.11.25.1" in capsys.readouterr().out

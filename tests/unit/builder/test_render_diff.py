@@ -56,7 +56,8 @@ def test_dockerfile_installs_exactly_the_locked_nevras_with_sha256_checks():
         assert label in text
     assert set(context.files) == {"asci-lock.json", "launchers/asci-mx-process.desktop",
                                   "launchers/asci-image-viewer.desktop", "menu/x-asci-mx1.menu",
-                                  "menu/x-asci-mx1.directory"}
+                                  "menu/x-asci-mx1.directory", "citation/CITATION.cff", "citation/ABOUT.txt",
+                                  "about/asci-about-this-environment.desktop"}
     entry = context.files["launchers/asci-mx-process.desktop"]
     assert "Exec=/usr/bin/mx-process\n" in entry and "Terminal=true" in entry
     # Filed under the beamline's own menu (named after it), and handed to the entrypoint for the Desktop.
