@@ -126,6 +126,8 @@ class Settings:
     restart_backoff_max_s: float = 60.0  # a crashed part is restarted after 1, 2, 4 ... up to this many seconds
     # experiment data: folders under these roots may be mounted into desktops (empty: <data_dir>/experiments)
     experiment_data_roots: tuple[Path, ...] = ()
+    # --- files ---
+    files_max_upload_bytes: int = 4 << 30  # the largest file one upload into a desktop's home may be (413 beyond)
 
     @property
     def effective_database_url(self) -> str:
@@ -497,6 +499,8 @@ _PARSERS = {
     "cull_interval_s": lambda n, v: _as_float(n, v, 0.5, 86400),
     "restart_backoff_max_s": lambda n, v: _as_float(n, v, 0.1, 3600),
     "experiment_data_roots": lambda n, v: tuple(_absolute_path(n, p) for p in _as_list(n, v)),
+    # --- files ---
+    "files_max_upload_bytes": lambda n, v: _as_int(n, v, 1, 1 << 44),  # the upload size limit: 1 B to 16 TiB
 }
 
 

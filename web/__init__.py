@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
     if test_config:
         app.config.update(test_config)
     install_settings(app, settings)
-    for bp in (health.bp, rpmrepo.blueprint, broker.blueprint, ci.blueprint, api.bp, pages.bp, assets.bp,
+    for bp in (health.bp, rpmrepo.blueprint, broker.blueprint, broker.files_blueprint, ci.blueprint, api.bp, pages.bp, assets.bp,
                auth.bp, oidc.bp, viewer.bp, admin.bp):
         app.register_blueprint(bp)
     register_error_handlers(app, html=_html_error, json_paths=("/healthz", "/metrics"))

@@ -31,8 +31,9 @@ def serve_web(settings: Settings, host: str | None = None, port: int | None = No
     threading.Thread(target=beats, name="web-heartbeat", daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # unwinds like Ctrl-C
     try:
-        # the largest body the application takes is an RPM upload: waitress refuses anything larger itself
-        waitress.serve(app, host=host, port=port, threads=16, ident="asci",
-                       max_request_body_size=settings.repo_max_rpm_bytes + (1 << 20))
+        # the largest body the application takes is an RPM upload or a file uploaded into a desktop:
+        # waitress refuses anything larger itself (and spools bodies to a temporary file, not memory)
+        largest = max(settings.repo_max_rpm_bytes, settings.files_max_upload_bytes)
+        waitress.serve(app, host=host, port=port, threads=16, ident="asci", max_request_body_size=largest + (1 << 20))
     finally:
         stop.set()
