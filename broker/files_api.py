@@ -20,6 +20,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from flask import Response, jsonify, request, stream_with_context
+from werkzeug.routing import PathConverter
 
 from asci.accounts import SCOPE_SESSIONS
 from asci.db import session_scope
@@ -32,6 +33,17 @@ from broker.file_channel import DATA, HOME
 from broker.file_paths import clean_path
 
 bp = blueprint("files_api", __name__, csrf=CSRF_API)
+
+
+class AnyPath(PathConverter):
+    """Like ``path``, but a leading ``/`` (``files//etc/passwd``, ``files/%2Fetc``) reaches the route, which
+    refuses it as an absolute path (400), rather than matching nothing (405 for PUT)."""
+
+    regex = ".*?"
+    part_isolating = False
+
+
+bp.record_once(lambda state: state.app.url_map.converters.setdefault("anypath", AnyPath))
 
 MAX_ID = 2**63 - 1
 ARCHIVES = {"zip": "application/zip", "tar": "application/x-tar"}
@@ -88,29 +100,29 @@ def _read(root: str, session_id: str, path: str):
                              "Cache-Control": "no-store"})
 
 
-@bp.get("/api/sessions/<session_id>/files/<path:path>", merge_slashes=False)  # first: takes "a/" too
+@bp.get("/api/sessions/<session_id>/files/<anypath:path>", merge_slashes=False)  # first: takes "a/" too
 def read_home(session_id: str, path: str):
     return _read(HOME, session_id, path)
 
 
 @bp.get("/api/sessions/<session_id>/files/", defaults={"folder": ""})
-@bp.get("/api/sessions/<session_id>/files/<path:folder>/", merge_slashes=False)
+@bp.get("/api/sessions/<session_id>/files/<anypath:folder>/", merge_slashes=False)
 def list_home(session_id: str, folder: str):
     return _read(HOME, session_id, folder + "/")
 
 
-@bp.get("/api/sessions/<session_id>/data/<path:path>", merge_slashes=False)  # first: takes "a/" too
+@bp.get("/api/sessions/<session_id>/data/<anypath:path>", merge_slashes=False)  # first: takes "a/" too
 def read_data(session_id: str, path: str):
     return _read(DATA, session_id, path)
 
 
 @bp.get("/api/sessions/<session_id>/data/", defaults={"folder": ""})
-@bp.get("/api/sessions/<session_id>/data/<path:folder>/", merge_slashes=False)
+@bp.get("/api/sessions/<session_id>/data/<anypath:folder>/", merge_slashes=False)
 def list_data(session_id: str, folder: str):
     return _read(DATA, session_id, folder + "/")
 
 
-@bp.put("/api/sessions/<session_id>/files/<path:path>", merge_slashes=False)
+@bp.put("/api/sessions/<session_id>/files/<anypath:path>", merge_slashes=False)
 def upload(session_id: str, path: str):
     settings = current_settings()
     with session_scope(settings) as db:
@@ -135,7 +147,7 @@ def upload(session_id: str, path: str):
     return reply, 201
 
 
-@bp.delete("/api/sessions/<session_id>/files/<path:path>", merge_slashes=False)
+@bp.delete("/api/sessions/<session_id>/files/<anypath:path>", merge_slashes=False)
 def delete(session_id: str, path: str):
     with session_scope(current_settings()) as db:
         user = require_user(db, SCOPE_SESSIONS)
