@@ -44,6 +44,16 @@ class AnyPath(PathConverter):
 
 
 bp.record_once(lambda state: state.app.url_map.converters.setdefault("anypath", AnyPath))
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+@bp.url_value_preprocessor
+def _upload_body_limit(endpoint: str | None, values: dict | None) -> None:
+    """An upload's body may be up to ``files_max_upload_bytes``. Set before the CSRF check (which opens the
+    request's stream, bounded at that moment), and never for form bodies, which that check would parse
+    before the caller is known."""
+    if endpoint == f"{bp.name}.upload" and request.mimetype not in FORM_TYPES:
+        allow_body(current_settings().files_max_upload_bytes)
 
 MAX_ID = 2**63 - 1
 ARCHIVES = {"zip": "application/zip", "tar": "application/x-tar"}
