@@ -130,7 +130,8 @@ function transferRow(kind, name, cancel) {
     finish(state, message) {
       item.dataset.state = state;
       stop.remove();
-      if (message) text.textContent = message;
+      // done: the last figures stay (bytes of total, speed); otherwise why it stopped
+      text.textContent = state === "done" ? text.textContent + " \u00b7 done" : (message || state);
       setTimeout(() => item.remove(), state === "done" ? 8000 : 20000);
     },
   };
@@ -161,7 +162,8 @@ async function download(url, name, size) {
     link.click();
     link.remove();
     setTimeout(() => URL.revokeObjectURL(link.href), 60000);
-    progress.finish("done", "downloaded " + human(done));
+    progress.update(done, total || done);
+    progress.finish("done");
   } catch (err) {
     progress.finish(controller.signal.aborted ? "cancelled" : "failed", controller.signal.aborted ? "cancelled" : err.message);
   }
@@ -176,7 +178,7 @@ function upload(file, target, overwrite = false) {
   xhr.addEventListener("load", () => {
     if (xhr.status === 201) {
       progress.update(file.size, file.size);
-      progress.finish("done", "uploaded " + human(file.size));
+      progress.finish("done");
       if (rootSelect.value === "files" && folder === target) refresh();
       return;
     }
