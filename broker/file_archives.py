@@ -17,7 +17,7 @@ from typing import Iterator
 COPY = 1 << 20
 
 
-class _ChunkReader(io.RawIOBase):
+class ChunkReader(io.RawIOBase):
     """A readable file over an iterator of byte chunks."""
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
@@ -60,7 +60,7 @@ class _Sink(io.RawIOBase):
 def tar_to_zip(chunks: Iterator[bytes]) -> Iterator[bytes]:
     """The zip of the tar stream ``chunks``."""
     sink = _Sink()
-    source = tarfile.open(fileobj=io.BufferedReader(_ChunkReader(chunks), COPY), mode="r|")
+    source = tarfile.open(fileobj=io.BufferedReader(ChunkReader(chunks), COPY), mode="r|")
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for member in source:
             if not (member.isfile() or member.isdir()):
@@ -86,4 +86,4 @@ def tar_to_zip(chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield sink.take()
 
 
-__all__ = ["tar_to_zip"]
+__all__ = ["tar_to_zip", "ChunkReader"]
