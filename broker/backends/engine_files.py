@@ -29,7 +29,6 @@ Only coreutils, findutils, tar and sed are needed in the image, which every desk
 
 from __future__ import annotations
 
-import io
 import logging
 import secrets
 import tarfile
@@ -37,7 +36,6 @@ import time
 from typing import BinaryIO, Callable, Iterator
 
 from broker.errors import BadRequest, NotFound
-from broker.file_archives import ChunkReader
 from broker.file_channel import (DATA, HOME, AlreadyExists, Download, Entry, FileChannel, IsAFolder, PathRefused,
                                  TransferFailed, check_root)
 
@@ -150,6 +148,54 @@ def _closing(stream) -> None:
         close()
 
 
+def _take(chunks: Iterator[bytes], buffer: bytes, count: int) -> bytes:
+    while len(buffer) < count:
+        chunk = next(chunks, None)
+        if chunk is None:
+            raise TransferFailed("the engine's archive ended early")
+        buffer += chunk
+    return buffer
+
+
+def _first_member(chunks: Iterator[bytes], path: str) -> tuple[int, bytes]:
+    """The size of the tar stream's first regular file and the bytes after its header (pax and GNU
+    long-name headers before it are skipped)."""
+    buffer = b""
+    for _ in range(8):
+        buffer = _take(chunks, buffer, tarfile.BLOCKSIZE)
+        try:
+            header = tarfile.TarInfo.frombuf(buffer[:tarfile.BLOCKSIZE], "utf-8", "surrogateescape")
+        except tarfile.TarError as exc:
+            raise TransferFailed(f"{path}: the engine's archive is unreadable ({exc})") from None
+        buffer = buffer[tarfile.BLOCKSIZE:]
+        if header.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
+            skip = header.size + (-header.size) % tarfile.BLOCKSIZE
+            buffer = _take(chunks, buffer, skip)[skip:]
+            continue
+        if header.type not in tarfile.REGULAR_TYPES:
+            raise TransferFailed(f"{path}: the engine did not give a regular file")
+        return header.size, buffer
+    raise TransferFailed(f"{path}: the engine's archive has no file")
+
+
+def _member_bytes(chunks: Iterator[bytes], first: bytes, size: int, stream) -> Iterator[bytes]:
+    """``size`` bytes: ``first``, then the chunks, cut where the member ends."""
+    left = size
+    try:
+        chunk = first
+        while left:
+            if chunk:
+                piece = chunk[:left] if len(chunk) > left else chunk
+                left -= len(piece)
+                yield piece
+            if left:
+                chunk = next(chunks, None)
+                if chunk is None:
+                    raise TransferFailed(f"the engine's archive ended {left} bytes early")
+    finally:
+        _closing(stream)
+
+
 class EngineFileChannel(FileChannel):
     """Files of one session container through its engine (``api``: the node's ``docker.APIClient``).
 
@@ -223,24 +269,16 @@ class EngineFileChannel(FileChannel):
 
     def read(self, root: str, path: str) -> Download:
         """Checked as the user (its real path, a readable regular file), then the engine's tar of that one
-        file, whose member is streamed on as it arrives."""
+        file, whose member's bytes are passed on as they arrive (the header parsed, nothing copied whole)."""
         real = self._run(["where", check_root(root), path]).split(b"\0")[0].decode(errors="surrogateescape")
         stream, _stat = self.call("get archive", self.api.get_archive, self.container, real, chunk_size=CHUNK)
-        tar = tarfile.open(fileobj=io.BufferedReader(ChunkReader(stream), CHUNK), mode="r|", bufsize=CHUNK)
-        member = tar.next()
-        if member is None or not member.isfile():
-            _closing(stream)
-            raise TransferFailed(f"{path}: the engine did not give a regular file")
-        return Download(member.size, self._member(tar, member, stream))
-
-    @staticmethod
-    def _member(tar, member, stream) -> Iterator[bytes]:
+        chunks = iter(stream)
         try:
-            data = tar.extractfile(member)
-            while block := data.read(CHUNK):
-                yield block
-        finally:
+            size, rest = _first_member(chunks, path)
+        except BaseException:
             _closing(stream)
+            raise
+        return Download(size, _member_bytes(chunks, rest, size, stream))
 
     def archive(self, root: str, path: str) -> Iterator[bytes]:
         entry = self.stat(root, path)

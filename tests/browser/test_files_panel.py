@@ -105,6 +105,8 @@ def test_drop_upload_and_download_through_the_files_panel(stack, browser, device
             small.click("#btn-files")
             small.wait_for_selector('#files-list .file-entry[data-name="dropped.bin"]')
             small.wait_for_selector("#files-panel.show:not(.collapsing)")
+            if menu:  # the menu closed, so the panel is not behind it
+                small.wait_for_selector("#btn-reconnect", state="hidden")
             box = small.locator("#files-panel").bounding_box()
             assert box["x"] >= 0 and box["x"] + box["width"] <= width + 1, (name, box)
             upload = small.locator("#files-upload-label").bounding_box()

@@ -212,6 +212,13 @@ document.getElementById("files-up").addEventListener("click", () => {
 document.getElementById("files-refresh").addEventListener("click", refresh);
 rootSelect.addEventListener("change", () => { folder = ""; refresh(); });
 panel.addEventListener("shown.bs.collapse", refresh);
+// On a phone the toolbar is a menu: opening the panel closes it, so the panel is not hidden behind it.
+panel.addEventListener("show.bs.collapse", () => {
+  const menu = document.getElementById("toolbar-menu");
+  if (menu?.classList.contains("show") && document.getElementById("btn-menu")?.offsetParent) {
+    window.bootstrap?.Collapse.getOrCreateInstance(menu, { toggle: false }).hide();
+  }
+});
 if (uploadInput) {
   uploadInput.addEventListener("change", () => { uploadAll(uploadInput.files); uploadInput.value = ""; });
 }
