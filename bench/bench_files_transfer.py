@@ -105,7 +105,8 @@ def main() -> None:
     digest = shared_push(client, repository, "v1")  # with the registry credentials of this machine
     tmp = Path(tempfile.mkdtemp(prefix="asci-bench-files-"))
     port = free_port(21000, 29000)
-    environment = {**os.environ, "ASCI_DATA_DIR": str(tmp / "data"), "ASCI_BROKER_INSTANCE": f"files{uuid.uuid4().hex[:6]}",
+    environment = {**os.environ, "ASCI_DATA_DIR": str(tmp / "data"),
+                   "ASCI_BROKER_INSTANCE": f"files{uuid.uuid4().hex[:6]}",
                    "ASCI_WEB_HOST": "127.0.0.1", "ASCI_WEB_PORT": str(port), "ASCI_LOG_FORMAT": "text",
                    "ASCI_SESSION_START_TIMEOUT_S": "120", "ASCI_DATABASE_URL": f"sqlite:///{tmp / 'asci.db'}",
                    "ASCI_PUBLIC_URL": f"http://127.0.0.1:{port}"}
@@ -184,7 +185,8 @@ def main() -> None:
         result.update({
             "throughput_mib_s": {name: round(statistics.median(values), 1) for name, values in figures.items()},
             "all_mib_s": {name: [round(v, 1) for v in values] for name, values in figures.items()},
-            "ratio_upload": round(statistics.median(figures["api_upload"]) / statistics.median(figures["cp_upload"]), 2),
+            "ratio_upload": round(statistics.median(figures["api_upload"]) /
+                                  statistics.median(figures["cp_upload"]), 2),
             "ratio_download": round(statistics.median(figures["api_download"]) /
                                     statistics.median(figures["cp_download"]), 2),
             "web_rss_mib": {"before": round(baseline / 1024, 1),

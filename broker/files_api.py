@@ -7,7 +7,7 @@ scope, before any body is read); errors are JSON (``asci.http``). Paths are rela
 - ``GET    /api/sessions/<id>/files/`` and ``.../files/<folder>/``   the folder as JSON ``{"root", "path",
   "entries": [{"name", "type", "size", "mtime"}]}``
 - ``GET    /api/sessions/<id>/files/<path>``   a file, streamed with ``Content-Length``; a folder with
-  ``?archive=zip|tar`` as an archive stream (without: 400)
+  ``?archive=zip|tar`` as an archive stream (without: its listing; ``archive=`` on a file: 409)
 - ``PUT    /api/sessions/<id>/files/<path>``   the request body becomes the file (``Content-Length``
   required; folders made as needed; 201; an existing file only with ``?overwrite=1``, else 409; 413 above
   ``files_max_upload_bytes``)
@@ -27,7 +27,7 @@ from asci.db import session_scope
 from asci.http import CSRF_API, allow_body, blueprint, current_settings, flag_arg, known_args
 from asci.webauth import require_user
 from broker import files, service
-from broker.errors import BadRequest
+from broker.errors import BadRequest, Conflict
 from broker.file_archives import tar_to_zip
 from broker.file_channel import DATA, HOME
 from broker.file_paths import clean_path
@@ -74,6 +74,11 @@ def _attachment(name: str) -> str:
     return f"attachment; filename=\"{ascii_name or 'download'}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
+def _listing(access, root: str, path: str):
+    clean, entries = files.listing(access, root, path)
+    return jsonify(root=root, path=clean, entries=[entry.as_dict() for entry in entries])
+
+
 def _read(root: str, session_id: str, path: str):
     known_args("archive")
     archive = request.args.get("archive")
@@ -82,21 +87,19 @@ def _read(root: str, session_id: str, path: str):
     with session_scope(current_settings()) as db:
         user = require_user(db, SCOPE_SESSIONS)
         access = files.open_files(db, _backend(), _session_id(session_id), user)
-    if path == "" or path.endswith("/"):
-        if archive is None:
-            clean, entries = files.listing(access, root, path)
-            return jsonify(root=root, path=clean, entries=[entry.as_dict() for entry in entries])
+    if (path == "" or path.endswith("/")) and archive is None:
+        return _listing(access, root, path)
     clean, entry = files.stat(access, root, path)
     name = entry.name or ("home" if root == HOME else "data")
     if entry.type == "dir":
-        if archive is None:
-            raise BadRequest(f"{clean}: a folder; list it as {clean}/ or download it with ?archive=zip or tar")
+        if archive is None:  # a folder named without its trailing slash lists itself
+            return _listing(access, root, clean)
         chunks = files.archive(access, root, clean)
         body = tar_to_zip(chunks) if archive == "zip" else chunks
         return Response(stream_with_context(body), mimetype=ARCHIVES[archive], direct_passthrough=True,
                         headers={"Content-Disposition": _attachment(f"{name}.{archive}"), "Cache-Control": "no-store"})
     if archive is not None:
-        raise BadRequest(f"{clean}: not a folder (archive= is for folders)")
+        raise Conflict(f"{clean}: not a folder (archive= is for folders)")
     download = files.download(access, root, clean)
 
     def body():

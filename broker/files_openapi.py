@@ -8,10 +8,14 @@ from asci.openapi import AUTH_ERRORS, errors, json_body, path_parameter, ref
 MAX_ID = 2**63 - 1
 FLAG = {"type": "string", "enum": ["1", "true", "0", "false"]}
 _SESSION = path_parameter("session_id", {"type": "integer", "minimum": 0, "maximum": MAX_ID})
-_PATH = {**path_parameter("path", {"type": "string", "minLength": 1, "maxLength": 4000}),
+# What the document promises to take (the API takes more: any name but the refused ones, broker.file_paths):
+# '/'-separated names of letters, digits and " _.+=,@-", not starting with "." (so never "." or "..").
+_NAME = "[A-Za-z0-9_][A-Za-z0-9 _.+=,@-]{0,100}"
+_PATH_SCHEMA = {"type": "string", "pattern": f"^{_NAME}(/{_NAME}){{0,15}}$", "maxLength": 4000, "example": "results/run1.h5"}
+_PATH = {**path_parameter("path", _PATH_SCHEMA),
          "description": "relative to the root, '/'-separated (sent percent-encoded); no '..', '.', '//', NUL, "
                         "absolute paths, or symlinks whose real path leaves the root"}
-_FOLDER = {**path_parameter("folder", {"type": "string", "minLength": 1, "maxLength": 4000}),
+_FOLDER = {**path_parameter("folder", {**_PATH_SCHEMA, "example": "results"}),
            "description": "a folder relative to the root"}
 _ARCHIVE = {"name": "archive", "in": "query", "description": "a folder as a zip or tar stream",
             "schema": {"type": "string", "enum": ["zip", "tar"]}}
@@ -40,12 +44,14 @@ def _listing(what: str, operation: str) -> dict:
 
 
 def _download(what: str, operation: str) -> dict:
-    return {"summary": f"Download a file of {what} (streamed, Content-Length), or a folder with archive=zip|tar",
+    return {"summary": f"Download a file of {what} (streamed, Content-Length), a folder with archive=zip|tar "
+                       "(without: its listing)",
             "operationId": operation, "parameters": [_ARCHIVE],
-            "responses": {"200": {"description": "The file's bytes, or the folder's archive stream",
-                                  "headers": {"Content-Disposition": {"schema": {"type": "string"}}},
+            "responses": {"200": {"description": "The file's bytes, the folder's archive stream, or the "
+                                                 "folder's listing",
                                   "content": {"application/octet-stream": _BYTES, "application/zip": _BYTES,
-                                              "application/x-tar": _BYTES}},
+                                              "application/x-tar": _BYTES,
+                                              "application/json": {"schema": ref("FileListing")}}},
                           **errors(*_READ_ERRORS), "502": json_body(ref("Error"), "The desktop's side failed")}}
 
 

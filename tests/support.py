@@ -238,6 +238,10 @@ class MemoryFileChannel(FileChannel):
             raise IsAFolder(f"{path}: a folder is there")
         if path in files and not overwrite:
             raise AlreadyExists(f"{path}: a file is there")
+        parts = path.split("/")
+        for end in range(1, len(parts)):
+            if "/".join(parts[:end]) in files:
+                raise AlreadyExists(f"{path}: a file is in the way")
         data = source.read(size)
         if len(data) != size:
             raise BadRequest(f"{path}: cut short")

@@ -34,10 +34,6 @@ def serve_web(settings: Settings, host: str | None = None, port: int | None = No
         # the largest body the application takes is an RPM upload or a file uploaded into a desktop:
         # waitress refuses anything larger itself (and spools bodies to a temporary file, not memory)
         largest = max(settings.repo_max_rpm_bytes, settings.files_max_upload_bytes)
-        # Large transfers (files in and out of desktops): read the socket 256 KiB at a time (not 8 KiB), and
-        # keep a response's buffered output in memory up to the high watermark (16 MiB, where the
-        # application's thread waits for the client) instead of spilling it to a temporary file at 1 MiB.
-        waitress.serve(app, host=host, port=port, threads=16, ident="asci", max_request_body_size=largest + (1 << 20),
-                       recv_bytes=256 << 10, outbuf_overflow=32 << 20)
+        waitress.serve(app, host=host, port=port, threads=16, ident="asci", max_request_body_size=largest + (1 << 20))
     finally:
         stop.set()

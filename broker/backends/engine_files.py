@@ -95,7 +95,14 @@ case $op in
     [ -d "$t" ] && fail 5 "a folder is there"
     [ -e "$t" ] && [ "$overwrite" != 1 ] && fail 4 "a file is there (overwrite=1 replaces it)"
     if [ "$op" = prepare ]; then
-      mkdir -p -- "$dir" 2>/dev/null || fail 7 "cannot make the folder"
+      if ! mkdir -p -- "$dir" 2>/dev/null; then
+        p=$dir
+        while [ "$p" != "$base" ]; do
+          [ -e "$p" ] && [ ! -d "$p" ] && fail 4 "a file is in the way: ${p#"$base"/}"
+          p=${p%/*}
+        done
+        fail 7 "cannot make the folder"
+      fi
       [ -w "$dir" ] && [ -x "$dir" ] || fail 7 "cannot write in the folder (permission denied)"
       printf '%s\0%s\0%s\0%s\0' "$dir" "$(umask)" "$(id -u)" "$(id -g)"
       exit 0
@@ -107,7 +114,10 @@ case $op in
     if [ "$overwrite" = 1 ]; then
       mv -f -- "$tmp" "$t" 2>/dev/null || fail 7 "cannot replace the file"
     else
-      ln -- "$tmp" "$t" 2>/dev/null || { [ -e "$t" ] && fail 4 "a file is there (overwrite=1 replaces it)"; fail 7 "cannot write the file"; }
+      if ! ln -- "$tmp" "$t" 2>/dev/null; then
+        [ -e "$t" ] && fail 4 "a file is there (overwrite=1 replaces it)"
+        fail 7 "cannot write the file"
+      fi
     fi
     describe "$t" ;;
   delete)

@@ -90,6 +90,8 @@ def test_a_48_mib_upload_arrives_byte_for_byte_as_the_sessions_uid(desktop):
     assert replaced.status_code == 201 and inside(desktop, "cat ~/uploads/deep/big.bin") == "short"
     listed = requests.get(desktop["base"] + "/files/uploads/deep/", headers=desktop["auth"], timeout=30).json()
     assert [(e["name"], e["type"], e["size"]) for e in listed["entries"]] == [("big.bin", "file", 5)]
+    in_the_way = requests.put(url + "/inner", data=b"x", headers=desktop["auth"], timeout=30)
+    assert in_the_way.status_code == 409, in_the_way.text  # a file where a folder would have to be made
     assert requests.delete(url, headers=desktop["auth"], timeout=30).status_code == 204
     assert inside(desktop, "ls -A ~/uploads/deep") == ""
 
