@@ -20,6 +20,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from flask import Response, jsonify, request, stream_with_context
+from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.routing import PathConverter
 
 from asci.accounts import SCOPE_SESSIONS
@@ -135,8 +136,15 @@ def list_data(session_id: str, folder: str):
     return _read(DATA, session_id, folder + "/")
 
 
+def _file_only(path: str) -> None:
+    """PUT and DELETE name a file: on a folder's URL (``files/``, ``files/<folder>/``) they do not exist (405)."""
+    if path == "" or path.endswith("/"):
+        raise MethodNotAllowed(valid_methods=["GET", "HEAD"])
+
+
 @bp.put("/api/sessions/<session_id>/files/<anypath:path>", merge_slashes=False)
 def upload(session_id: str, path: str):
+    _file_only(path)
     settings = current_settings()
     with session_scope(settings) as db:
         user = require_user(db, SCOPE_SESSIONS)
@@ -162,6 +170,7 @@ def upload(session_id: str, path: str):
 
 @bp.delete("/api/sessions/<session_id>/files/<anypath:path>", merge_slashes=False)
 def delete(session_id: str, path: str):
+    _file_only(path)
     with session_scope(current_settings()) as db:
         user = require_user(db, SCOPE_SESSIONS)
         known_args()

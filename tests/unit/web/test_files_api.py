@@ -164,3 +164,6 @@ def test_data_is_read_only_and_a_stopped_session_has_no_files(app, settings, wor
     assert alice.delete(f"/api/sessions/{desktop['id']}", headers={"X-CSRFToken": csrf}).status_code == 200
     assert alice.get(f"/api/sessions/{desktop['id']}/files/").status_code == 409
     assert alice.get("/api/sessions/99999/files/").status_code == 404
+    for url in (f"/api/sessions/{desktop['id']}/files/", f"/api/sessions/{desktop['id']}/files/results/"):
+        refused = alice.put(url, data=b"x", headers={"X-CSRFToken": csrf})  # a folder's URL takes no PUT
+        assert refused.status_code == 405 and "GET" in refused.headers["Allow"]
