@@ -389,6 +389,8 @@ class Settings:
                                    "broker, the rebuild worker, the viewer proxy and the nodes; empty: <data_dir>/run")
     public_citations: bool = setting(False, boolean(), "citation landing pages and the citation API answer "
                                      "without a login (for a facility that publishes its environments)")
+    files_max_upload_bytes: int = setting(4 << 30, integer(1, 1 << 44), "the largest file one upload into a "
+                                          "desktop's home may be (413 beyond)", shown_default="4 GiB")
     home_root: str = setting("", special(_absolute_dir, "absolute folder, or empty"),
                              "users' homes as <home_root>/<user> on the facility's shared storage (the same path "
                              "on every node, made with the user's uid, 0700), bind-mounted into desktops; empty: "

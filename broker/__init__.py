@@ -26,6 +26,7 @@ The public face, for ``ci`` and ``web`` (nothing else of this package is theirs 
     probe_desktop(settings, image, label)  # a version launched like a session (ci's smoke gate)
     make_backend(settings)
     blueprint, openapi_fragment()
+    files_blueprint                       # files in and out of a running desktop (/api/sessions/<id>/files, /data)
     shares: share, revoke, shares_of, shared_with, members_to_invite, guest_share, guest_target, live_mode,
             owner_may_view, use_viewer_token, rotate_password,
             viewers, connection_opened / _seen / _closed        # desktops shared within an experiment
@@ -37,6 +38,7 @@ from broker.cull import cull
 from broker.errors import (BackendError, BadRequest, BrokerError, Conflict, Forbidden, ForeignServer, ImportFailed,
                            NoCapacity, NodeUnreachable, NotFound, QuotaExceeded, Unsatisfiable)
 from broker.data_paths import data_path_problem, root_problem
+from broker.files_api import bp as files_blueprint
 from broker.experiments_import import claim_memberships, import_file, import_rows
 from broker.models import ACTIVE_STATES, FINAL_STATES, NodeState, SessionState, ShareMode
 from broker.nodes import has_nodes, register_node
@@ -63,7 +65,7 @@ __all__ = [
     "reconcile_loop", "cull", "cull_loop",
     "probe_desktop", "Probe", "make_backend",
     "shares", "ShareMode", "SessionState", "NodeState", "ACTIVE_STATES", "FINAL_STATES", "blueprint",
-    "openapi_fragment",
+    "openapi_fragment", "files_blueprint",
     "BrokerError", "BadRequest", "NotFound", "Forbidden", "Conflict", "QuotaExceeded", "NoCapacity", "Unsatisfiable",
     "BackendError", "NodeUnreachable", "ImportFailed", "ForeignServer",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from asci.config import Settings
 from asci.openapi import AUTH_ERRORS, errors, json_body, path_parameter, ref
+from broker.files_openapi import fragment as files_fragment
 from broker.models import CapacitySource, NodeState, SessionState, ShareMode
 from broker.resources import MIN_MEMORY_GUARANTEE, MIN_MEMORY_LIMIT, memory_pattern
 
@@ -81,6 +82,7 @@ SCHEMAS = {
 def fragment(settings: Settings | None = None) -> dict:
     """Paths and schemas of the session API (limits from ``settings``, the defaults when None)."""
     settings = settings or Settings()
+    files_part = files_fragment(settings)
     session_id = path_parameter("session_id", {"type": "integer", "minimum": 0, "maximum": MAX_ID})
     return {
         "paths": {
@@ -159,6 +161,7 @@ def fragment(settings: Settings | None = None) -> dict:
                                  "operationId": "metrics",
                                  "responses": {"200": {"description": "Prometheus text exposition", "content": {
                                      "text/plain": {"schema": {"type": "string"}}}}, **errors(*AUTH_ERRORS)}}},
+            **files_part["paths"],
         },
-        "schemas": {**SCHEMAS, "SessionRequest": session_request(settings)},
+        "schemas": {**SCHEMAS, "SessionRequest": session_request(settings), **files_part["schemas"]},
     }

@@ -31,6 +31,8 @@ from asci.config import PROJECT_ROOT
 from asci.db import session_scope
 from broker import NodeUnreachable, containers
 from broker.backends.base import Backend, Capacity, Managed
+from broker.errors import BadRequest, NotFound
+from broker.file_channel import AlreadyExists, Download, Entry, FileChannel, IsAFolder, check_root
 
 TESTS = Path(__file__).resolve().parent
 FIXTURES = TESTS / "fixtures"
@@ -111,6 +113,7 @@ class FakeBackend(Backend):
         self.running: dict[str, tuple[str, dict]] = {}
         self.down: set[str] = set()
         self.exec_results: dict[str, tuple[int, str]] = {}
+        self.homes: dict[str, "MemoryFileChannel"] = {}  # each running desktop's files
         self.capacities: dict[str, Capacity] = {}  # what each node's "engine" reports (default 16 CPUs, 64 GiB)
         self.lock = threading.Lock()
 
@@ -165,8 +168,91 @@ class FakeBackend(Backend):
     def remove_volume(self, node, name):
         pass
 
+    def file_channel(self, node, state):
+        self._check(node)
+        with self.lock:
+            return self.homes.setdefault(state.get("fake_id", ""), MemoryFileChannel())
+
     def close(self):
         pass
+
+
+class MemoryFileChannel(FileChannel):
+    """A desktop's files in memory (``files``: path -> bytes, ``folders``, ``data`` for /data), with the
+    engine channel's answers for what is missing, a folder where a file is expected and the reverse."""
+
+    def __init__(self) -> None:
+        self.roots = {"home": ({}, set()), "data": ({}, set())}
+
+    def _root(self, root):
+        return self.roots[check_root(root)]
+
+    def add(self, root: str, path: str, data: bytes) -> None:
+        files, folders = self._root(root)
+        files[path] = data
+        parts = path.split("/")[:-1]
+        folders.update("/".join(parts[:i + 1]) for i in range(len(parts)))
+
+    def stat(self, root, path):
+        files, folders = self._root(root)
+        if path in files:
+            return Entry(path.rpartition("/")[2], "file", len(files[path]), 0.0)
+        if path == "" or path in folders:
+            return Entry(path.rpartition("/")[2], "dir", 4096, 0.0)
+        raise NotFound(f"{path}: no such file or folder")
+
+    def listing(self, root, path):
+        if self.stat(root, path).type != "dir":
+            raise IsAFolder(f"{path}: not a folder")
+        files, folders = self._root(root)
+        prefix = path + "/" if path else ""
+        names = {p[len(prefix):].split("/")[0] for p in [*files, *folders] if p.startswith(prefix) and p != path}
+        return sorted((self.stat(root, prefix + name) for name in names), key=lambda e: e.name)
+
+    def read(self, root, path):
+        entry = self.stat(root, path)
+        if entry.type == "dir":
+            raise IsAFolder(f"{path}: a folder")
+        data = self._root(root)[0][path]
+        return Download(len(data), iter([data[i:i + 65536] for i in range(0, len(data), 65536)] or [b""]))
+
+    def archive(self, root, path):
+        import io
+        import tarfile
+
+        self.stat(root, path)
+        files, folders = self._root(root)
+        buffer = io.BytesIO()
+        top = path.rpartition("/")[2] or "home"
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for name, data in sorted(files.items()):
+                if path == "" or name.startswith(path + "/"):
+                    info = tarfile.TarInfo(top + "/" + name[len(path):].lstrip("/"))
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        return iter([buffer.getvalue()])
+
+    def write(self, path, source, size, overwrite):
+        files, folders = self._root("home")
+        if path in folders:
+            raise IsAFolder(f"{path}: a folder is there")
+        if path in files and not overwrite:
+            raise AlreadyExists(f"{path}: a file is there")
+        parts = path.split("/")
+        for end in range(1, len(parts)):
+            if "/".join(parts[:end]) in files:
+                raise AlreadyExists(f"{path}: a file is in the way")
+        data = source.read(size)
+        if len(data) != size:
+            raise BadRequest(f"{path}: cut short")
+        self.add("home", path, data)
+        return Entry(path.rpartition("/")[2], "file", size, 0.0)
+
+    def delete(self, path):
+        entry = self.stat("home", path)
+        if entry.type == "dir":
+            raise IsAFolder(f"{path}: a folder")
+        del self._root("home")[0][path]
 
 
 def always_ready(folder, uid, container_id) -> bool:

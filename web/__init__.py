@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
     install_settings(app, settings)
     _broker.attach(app, broker or _broker.Broker(settings))
     install_url_converters(app)  # before the blueprints: their <int:...> ids are bounded
-    for bp in (health.bp, rpmrepo.blueprint, _broker.blueprint, ci.blueprint, openapi.bp, pages.bp, assets.bp,
+    for bp in (health.bp, rpmrepo.blueprint, _broker.blueprint, _broker.files_blueprint, ci.blueprint, openapi.bp, pages.bp, assets.bp,
                auth.bp, oidc.bp, viewer.bp, admin.bp, citations.bp, timeline.bp):
         app.register_blueprint(bp)
     register_error_handlers(app, html=_html_error, json_paths=("/healthz", "/metrics"))

@@ -80,9 +80,11 @@ def serve_web(settings: Settings, host: str | None = None, port: int | None = No
             replicas = start_replicas(settings, host, port)  # from the main thread, before any other starts
         if not replica:
             threading.Thread(target=beats, name="web-heartbeat", daemon=True).start()
-        # the largest body the application takes is an RPM upload: waitress refuses anything larger itself
+        # the largest body the application takes is an RPM upload or a file uploaded into a desktop:
+        # waitress refuses anything larger itself (and spools bodies to a temporary file, not memory)
+        largest = max(settings.repo_max_rpm_bytes, settings.files_max_upload_bytes)
         waitress.serve(app, sockets=[sock], threads=settings.web_threads, ident="asci",
-                       max_request_body_size=settings.repo_max_rpm_bytes + (1 << 20))
+                       max_request_body_size=largest + (1 << 20))
     finally:
         stop.set()
         for process in replicas:

@@ -129,6 +129,13 @@ class Backend(abc.ABC):
              ) -> tuple[int, str]:
         """Run ``command`` inside the running session as ``user``; its exit code and output."""
 
+    def file_channel(self, node: NodeRef, state: dict):
+        """The ``broker.file_channel.FileChannel`` of the session's running desktop (files in and out, as
+        its user); backends without one refuse."""
+        from broker.errors import BackendError
+
+        raise BackendError(f"{type(self).__name__} cannot transfer files")
+
     def remove_volume(self, node: NodeRef, name: str) -> None:
         """Remove a named volume (a temporary home); a missing one is fine."""
 

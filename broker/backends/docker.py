@@ -221,6 +221,19 @@ class DockerBackend(Backend):
                                        environment=environment)
         return exit_code, output.decode(errors="replace")
 
+    def file_channel(self, node: NodeRef, state: dict):
+        """Files of the session's container through ``docker exec`` as its user (``broker.backends.engine_files``)."""
+        from broker.backends.engine_files import EngineFileChannel
+        from broker.errors import NotFound as Missing
+
+        def call(what: str, function, *args, **kwargs):
+            try:
+                return self._call(node, what, function, *args, **kwargs)
+            except (NotFound, ImageNotFound):
+                raise Missing("the desktop's container is gone") from None
+
+        return EngineFileChannel(self.client(node).api, self._ident(state), call)
+
     def remove_volume(self, node: NodeRef, name: str) -> None:
         try:
             self._call(node, "remove volume", self.client(node).api.remove_volume, name, force=True)

@@ -263,6 +263,10 @@ class SwarmBackend(Backend):
              ) -> tuple[int, str]:
         return self.engines.exec(node, self._container(state), command, user, environment)
 
+    def file_channel(self, node: NodeRef, state: dict):
+        """The file channel of the task's container, on its node's engine."""
+        return self.engines.file_channel(node, self._container(state))
+
     def logs(self, node: NodeRef, state: dict, tail: int = 50) -> str:
         try:
             task = self._latest_task(self._ident(state)) or {}

@@ -81,9 +81,11 @@ def test_sources_name_the_data_directory_file_the_config_file_and_the_environmen
 
 
 def test_asci_settings_prints_values_and_sources_with_secrets_masked(tmp_path):
+    import click
+
     from asci.cli import cli
 
-    settings_command = cli.commands["settings"]  # registered as `asci settings`
+    settings_command = cli.get_command(click.Context(cli), "settings")  # registered as `asci settings`
 
     environ = {"ASCI_DATA_DIR": str(tmp_path), "ASCI_SECRET_KEY": "s3cret-key", "ASCI_REGISTRY_PASSWORD": "reg-pw",
                "ASCI_OIDC_CLIENT_SECRET": "oidc-pw", "ASCI_WEB_PORT": "9002",
