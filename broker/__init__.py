@@ -19,6 +19,7 @@ The public face, for ``ci`` and ``web`` (nothing else of this package is theirs 
     probe_desktop(settings, image, label)  # a version launched like a session (ci's smoke gate)
     Broker, broker_for(settings), install(settings, broker), make_backend(settings)
     blueprint, openapi_fragment()
+    BrokerCollector(db)                   # its Prometheus series, read from the database;  node_capacity(db)
     shares: share, revoke, shares_of, shared_with, members_to_invite, guest_share, guest_target, live_mode,
             viewers, connection_opened / _seen / _closed        # desktops shared within an experiment
 """
@@ -35,6 +36,7 @@ from broker.nodes import has_nodes, register_node
 from broker.openapi import fragment as openapi_fragment
 from broker.probe import Probe, probe_desktop
 from broker.loops import cull_loop, reconcile_loop
+from broker.metrics import BrokerCollector, node_capacity
 from broker.reconcile import reconcile
 from broker.rundir import checked_socket
 from broker.service import Broker, VncTarget, broker_for, install, launch, make_backend, stop, touch, vnc_target
@@ -49,7 +51,7 @@ __all__ = [
     "reconcile_loop", "cull", "cull_loop",
     "probe_desktop", "Probe", "Broker", "broker_for", "install", "make_backend",
     "shares", "ShareMode", "SessionState", "NodeState", "ACTIVE_STATES", "FINAL_STATES", "blueprint",
-    "openapi_fragment",
+    "openapi_fragment", "BrokerCollector", "node_capacity",
     "BrokerError", "BadRequest", "NotFound", "Forbidden", "Conflict", "QuotaExceeded", "NoCapacity", "Unsatisfiable",
     "BackendError", "NodeUnreachable", "ImportFailed", "ForeignServer",
 ]

@@ -30,7 +30,7 @@ import builder
 from asci.accounts import User
 from asci.config import Settings
 from asci.db import session_scope, utcnow
-from broker import containers, gpus, logs, metrics, placement, rundir
+from broker import containers, gpus, logs, placement, rundir
 from broker.access import resolve
 from broker.backends.base import Backend, LaunchSpec, NodeRef
 from broker.errors import (BackendError, BadRequest, ForeignServer, NoCapacity, NodeUnreachable, NotFound,
@@ -175,7 +175,6 @@ class Broker:
         now = utcnow()
         desktop.state, desktop.started_at, desktop.last_activity, desktop.message = SessionState.RUNNING, now, now, ""
         db.commit()
-        metrics.LAUNCH_SECONDS.observe(time.monotonic() - began)
         logs.event("session.running", session=desktop.id, node=node.name, seconds=round(time.monotonic() - began, 3))
         return desktop
 
