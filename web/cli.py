@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import signal
 import threading
+from pathlib import Path
 
 import click
 
@@ -108,10 +109,14 @@ def deploy_image(ctx: AsciContext) -> None:
 @click.option("--admin-password", envvar="ASCI_ADMIN_PASSWORD", required=True,
               help="Its password when it is created (ASCI_ADMIN_PASSWORD).")
 @click.option("--wait", "wait_s", default=120, show_default=True, help="Seconds to wait for the database.")
+@click.option("--metrics-token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where Prometheus reads its token: written (mode 0600) with a new metrics token of the robot "
+                   "user 'prometheus' unless the file exists.")
 @pass_ctx
-def deploy_init(ctx: AsciContext, admin: str, admin_password: str, wait_s: int) -> None:
+def deploy_init(ctx: AsciContext, admin: str, admin_password: str, wait_s: int,
+                metrics_token_file: Path | None) -> None:
     """Migrate the database (waiting until it answers), create the administrator and the default repository
-    (the administrator may publish into it), register the local node."""
+    (the administrator may publish into it), register the local node, and give Prometheus a token."""
     import time
 
     import rpmrepo
@@ -139,3 +144,8 @@ def deploy_init(ctx: AsciContext, admin: str, admin_password: str, wait_s: int) 
         rpmrepo.grant_publisher(db, settings.default_repo, user)
     click.echo(f"repository {settings.default_repo}: {admin} may publish into it")
     click.echo(register_local_node(settings))
+    if metrics_token_file is not None:
+        from web.prometheus_token import write_metrics_token
+
+        click.echo(write_metrics_token(settings, metrics_token_file))
+
