@@ -126,6 +126,10 @@ class Settings:
     restart_backoff_max_s: float = 60.0  # a crashed part is restarted after 1, 2, 4 ... up to this many seconds
     # experiment data: folders under these roots may be mounted into desktops (empty: <data_dir>/experiments)
     experiment_data_roots: tuple[Path, ...] = ()
+    # --- ops ---
+    usage_sample_interval_s: float = 60.0  # how often reconciliation records each node's guarantees (the admin charts)
+    usage_history_days: int = 14  # node usage samples older than this are pruned
+    thumbnail_max_age_s: float = 3.0  # a desktop's thumbnail is grabbed from its VNC server at most this often
 
     @property
     def effective_database_url(self) -> str:
@@ -497,6 +501,10 @@ _PARSERS = {
     "cull_interval_s": lambda n, v: _as_float(n, v, 0.5, 86400),
     "restart_backoff_max_s": lambda n, v: _as_float(n, v, 0.1, 3600),
     "experiment_data_roots": lambda n, v: tuple(_absolute_path(n, p) for p in _as_list(n, v)),
+    # --- ops ---
+    "usage_sample_interval_s": lambda n, v: _as_float(n, v, 5, 3600),
+    "usage_history_days": lambda n, v: _as_int(n, v, 1, 366),
+    "thumbnail_max_age_s": lambda n, v: _as_float(n, v, 0.5, 300),
 }
 
 

@@ -20,11 +20,13 @@ The public face, for ``ci`` and ``web`` (nothing else of this package is theirs 
     Broker, broker_for(settings), install(settings, broker), make_backend(settings)
     blueprint, openapi_fragment()
     BrokerCollector(db)                   # its Prometheus series, read from the database;  node_capacity(db)
+    usage_history: sample(settings, db), node_history(db, since), launch_hours(db, hours)   # the admin pictures
+    thumbnail(settings, session_id, user) -> PNG bytes   # a running desktop's screen, small (owner, admins)
     shares: share, revoke, shares_of, shared_with, members_to_invite, guest_share, guest_target, live_mode,
             viewers, connection_opened / _seen / _closed        # desktops shared within an experiment
 """
 
-from broker import shares
+from broker import shares, usage_history
 from broker.api import bp as blueprint
 from broker.cull import cull
 from broker.errors import (BackendError, BadRequest, BrokerError, Conflict, Forbidden, ForeignServer, ImportFailed,
@@ -39,6 +41,7 @@ from broker.loops import cull_loop, reconcile_loop
 from broker.metrics import BrokerCollector, node_capacity
 from broker.reconcile import reconcile
 from broker.rundir import checked_socket
+from broker.thumbnails import thumbnail
 from broker.service import Broker, VncTarget, broker_for, install, launch, make_backend, stop, touch, vnc_target
 from broker.views import (ExperimentView, SessionPage, all_experiments, experiments_of, get_session,
                           list_sessions, node_views, session_dict, session_page, versions_in_use)
@@ -50,7 +53,7 @@ __all__ = [
     "import_rows", "import_file", "data_path_problem", "root_problem", "claim_memberships", "reconcile",
     "reconcile_loop", "cull", "cull_loop",
     "probe_desktop", "Probe", "Broker", "broker_for", "install", "make_backend",
-    "shares", "ShareMode", "SessionState", "NodeState", "ACTIVE_STATES", "FINAL_STATES", "blueprint",
+    "shares", "usage_history", "thumbnail", "ShareMode", "SessionState", "NodeState", "ACTIVE_STATES", "FINAL_STATES", "blueprint",
     "openapi_fragment", "BrokerCollector", "node_capacity",
     "BrokerError", "BadRequest", "NotFound", "Forbidden", "Conflict", "QuotaExceeded", "NoCapacity", "Unsatisfiable",
     "BackendError", "NodeUnreachable", "ImportFailed", "ForeignServer",

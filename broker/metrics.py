@@ -30,16 +30,17 @@ OUTCOMES = ("success", "failure")
 
 def node_capacity(db: Session) -> list[dict]:
     """Per node: its name, state and guaranteed / schedulable CPUs and memory (also the history's sample)."""
-    used = {node_id: (float(cpus), int(memory)) for node_id, cpus, memory in db.execute(
+    used = {node_id: (float(cpus), int(memory), int(count)) for node_id, cpus, memory, count in db.execute(
         select(DesktopSession.node_id, func.coalesce(func.sum(DesktopSession.cpu_guarantee), 0.0),
-               func.coalesce(func.sum(DesktopSession.memory_guarantee_bytes), 0))
+               func.coalesce(func.sum(DesktopSession.memory_guarantee_bytes), 0), func.count())
         .where(DesktopSession.node_id.isnot(None), DesktopSession.state.in_(ACTIVE_STATES))
         .group_by(DesktopSession.node_id))}
     rows = []
     for node in db.scalars(select(Node).order_by(Node.name)):
         cpus, memory = schedulable(node)
-        guaranteed_cpus, guaranteed_memory = used.get(node.id, (0.0, 0))
-        rows.append({"node": node.name, "up": node.state == NodeState.UP, "guaranteed_cpus": guaranteed_cpus,
+        guaranteed_cpus, guaranteed_memory, count = used.get(node.id, (0.0, 0, 0))
+        rows.append({"node": node.name, "up": node.state == NodeState.UP, "sessions": count,
+                     "guaranteed_cpus": guaranteed_cpus,
                      "schedulable_cpus": cpus, "guaranteed_memory_bytes": guaranteed_memory,
                      "schedulable_memory_bytes": memory})
     return rows

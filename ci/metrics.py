@@ -37,3 +37,16 @@ class CiCollector:
         yield from (queued, running, histogram("asci_build_seconds", "Seconds a build job's last attempt took, "
                                                "by outcome", "outcome", rows, BUILD_BUCKETS,
                                                [str(state) for state in FINISHED]))
+
+
+def build_timeline(db: Session, since, limit: int = 500) -> list[dict]:
+    """Builds that ran since ``since`` (oldest first, at most ``limit``): the admin page's timeline bars."""
+    from asci.db import utcnow
+
+    now = utcnow()
+    jobs = db.scalars(select(BuildJob).where(BuildJob.started_at.isnot(None), BuildJob.started_at >= since)
+                      .order_by(BuildJob.started_at.desc()).limit(max(1, min(limit, 5000)))).all()
+    return [{"id": job.id, "environment": job.environment, "state": job.state, "version": job.version,
+             "start": job.started_at.timestamp(),
+             "end": (job.finished_at or now).timestamp()}
+            for job in reversed(jobs)]

@@ -27,7 +27,7 @@ def _html_error(status: int, message: str):
 
 def create_app(settings: Settings | None = None, test_config: dict | None = None) -> Flask:
     """Build the Flask application for ``settings`` (read from the environment when omitted)."""
-    from web import admin, api, assets, auth, formatting, health, metrics, oidc, pages, security, viewer
+    from web import admin, api, assets, auth, formatting, health, metrics, oidc, pages, pictures, security, viewer
 
     settings = settings or load_settings()
     app = Flask(__name__)
@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
         app.config.update(test_config)
     install_settings(app, settings)
     for bp in (health.bp, rpmrepo.blueprint, broker.blueprint, ci.blueprint, api.bp, pages.bp, assets.bp,
-               auth.bp, oidc.bp, viewer.bp, admin.bp, metrics.bp):
+               auth.bp, oidc.bp, viewer.bp, admin.bp, metrics.bp, pictures.bp):
         app.register_blueprint(bp)
     register_error_handlers(app, html=_html_error, json_paths=("/healthz", "/metrics"))
     formatting.register(app)
