@@ -20,10 +20,13 @@ def _parts(value: str | None) -> tuple[str, ...]:
 def _supervise(settings, only: tuple[str, ...] = (), without: tuple[str, ...] = ()) -> None:
     from web.platform import Supervisor, chosen_parts
 
+    from asci import logs
+
     parts = chosen_parts(settings, only, without)
     if "web" in parts:
         click.echo(f"  ASCI is served on {settings.public_url} (parts: {', '.join(parts)}; Ctrl-C stops)")
-    Supervisor(settings, parts, echo=click.echo).run()
+    logs.configure(settings.log_format, part="serve")
+    Supervisor(settings, parts, echo=lambda line: logs.event("serve.part", message=line)).run()
 
 
 @click.command("serve")
@@ -59,7 +62,10 @@ def demo(ctx: AsciContext, username: str) -> None:
 @pass_ctx
 def part(ctx: AsciContext, name: str) -> None:
     """Run one part of the platform in the foreground (what asci serve starts for each part)."""
+    from asci import logs
+
     settings = ctx.settings
+    logs.configure(settings.log_format, part=name)
     if name == "web":
         from web.server import serve_web
 
@@ -71,7 +77,9 @@ def part(ctx: AsciContext, name: str) -> None:
     if name == "worker":
         import ci
 
-        ci.Worker(settings).run_forever(stop)
+        # its lines are log events, a job's with its build id
+        ci.Worker(settings, echo=lambda line: logs.event("worker.message", message=line), structured=True) \
+            .run_forever(stop)
     else:
         import broker
 

@@ -179,6 +179,9 @@ class SessionTokens(BasePlugin):
         if src:
             settings = settings.replace(data_dir=Path(src))
         self.settings = settings
+        from asci.logs import adopt_handlers
+
+        adopt_handlers("websockify", settings.log_format)  # websockify's own stderr handler, in our format
         # websockify forks a process per connection from this one: map the models here, once, rather
         # than in every connection's process (~150 ms each, on the way from click to desktop)
         import_all_models()

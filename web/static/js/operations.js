@@ -16,8 +16,10 @@
     return d.toLocaleString([], {month: "short", day: "numeric", hour: "2-digit", minute: "2-digit"});
   }
 
-  function timeAxis() {
-    return {type: "linear", ticks: {callback: (value) => clock(value), maxTicksLimit: 6}};
+  function timeAxis(min, max) {
+    const axis = {type: "linear", beginAtZero: false, ticks: {callback: (value) => clock(value), maxTicksLimit: 6}};
+    if (min !== undefined) Object.assign(axis, {min, max});
+    return axis;
   }
 
   function draw(id, config) {
@@ -41,20 +43,20 @@
               options: {scales: {x: timeAxis(), y: {beginAtZero: true}}, plugins: {legend: {labels: {boxWidth: 12}}}}});
   }
 
-  function launchChart(launches) {
+  function launchChart(launches, now) {
     const at = (key) => launches.map((hour) => ({x: hour.t + 1800, y: hour[key]}));
     draw("chart-launches", {type: "bar", data: {datasets: [
       {type: "line", label: "p50 seconds", data: at("p50"), borderColor: "#0d6efd", yAxisID: "seconds", spanGaps: true},
       {type: "line", label: "p95 seconds", data: at("p95"), borderColor: "#6f42c1", yAxisID: "seconds", spanGaps: true},
       {type: "bar", label: "failures", data: at("failures"), backgroundColor: "#dc3545", yAxisID: "failures",
        barThickness: 6},
-    ]}, options: {scales: {x: timeAxis(),
+    ]}, options: {scales: {x: timeAxis(launches.length ? launches[0].t : now - 86400, now),
       seconds: {position: "left", beginAtZero: true, title: {display: true, text: "seconds"}},
       failures: {position: "right", beginAtZero: true, grid: {drawOnChartArea: false}, ticks: {precision: 0},
                  title: {display: true, text: "failures"}}}}});
   }
 
-  function buildChart(builds) {
+  function buildChart(builds, now) {
     const environments = [...new Set(builds.map((b) => b.environment))].sort();
     const byOutcome = {};
     builds.forEach((build) => {
@@ -65,7 +67,7 @@
       label: state, data: byOutcome[state], backgroundColor: OUTCOME_COLOURS[state] || "#adb5bd",
       borderSkipped: false, minBarLength: 3, barPercentage: 0.7, categoryPercentage: 1}));
     draw("chart-builds", {type: "bar", data: {labels: environments, datasets}, options: {
-      indexAxis: "y", scales: {x: timeAxis(), y: {type: "category", stacked: true}},
+      indexAxis: "y", scales: {x: timeAxis(now - 7 * 86400, now), y: {type: "category", stacked: true}},
       plugins: {tooltip: {callbacks: {label: (item) => {
         const [start, end] = item.raw.x;
         return `job ${item.raw.id} ${item.dataset.label}: ${clock(start)}, ${Math.round(end - start)} s`;
@@ -107,8 +109,8 @@
       const data = await reply.json();
       nodeChart("chart-node-cpus", data.nodes, "guaranteed_cpus", "schedulable_cpus", 1);
       nodeChart("chart-node-memory", data.nodes, "guaranteed_memory_bytes", "schedulable_memory_bytes", GiB);
-      launchChart(data.launches);
-      buildChart(data.builds);
+      launchChart(data.launches, data.now);
+      buildChart(data.builds, data.now);
       thumbnails(data.running);
       section.dataset.drawn = String(Date.now());
       error.classList.add("d-none");
