@@ -50,7 +50,7 @@ def demo(ctx: AsciContext, username: str) -> None:
     if uses_demo_recipes(settings):
         settings = demo_recipes(settings)
     password = secrets.token_urlsafe(9)
-    for line in prepare_demo(settings, username, password):
+    for line in prepare_demo(settings, username, password, progress=click.echo):
         click.echo(line)
     click.echo("")
     click.echo(f"  demo login: {username} / {password}")
