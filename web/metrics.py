@@ -84,14 +84,15 @@ def instrument(app: Flask) -> None:
 
 
 def exposition(settings) -> bytes:
-    """Every series, rendered (the database's read in one session)."""
+    """Every series, rendered (the database's read in one session, the registry asked after it closed)."""
     registry = CollectorRegistry(auto_describe=False)
     with session_scope(settings) as db:
         for factory in COLLECTORS:
             registry.register(factory(settings, db))
-        registry.register(_RegistryCollector(settings))
         text = generate_latest(registry)
-    return text + generate_latest(HTTP_REGISTRY)
+    outside = CollectorRegistry(auto_describe=False)
+    outside.register(_RegistryCollector(settings))
+    return text + generate_latest(outside) + generate_latest(HTTP_REGISTRY)
 
 
 def _database_down() -> bytes:

@@ -69,7 +69,9 @@ def test_reconciliation_records_usage_with_the_guarantees_of_running_desktops(se
 
 
 def test_launches_per_hour_and_the_build_timeline(settings, world):
-    now = utcnow().replace(minute=30, second=0, microsecond=0)
+    clock = utcnow()
+    now = clock.replace(minute=30, second=0, microsecond=0)  # half past an hour, not in the future
+    now -= dt.timedelta(hours=1) if now > clock else dt.timedelta(0)
     with session_scope(settings) as db:
         version = db.query(EnvironmentVersion).filter_by(version="v1").one().id
         for minutes_ago, seconds, failed in ((65, 2.0, False), (70, 4.0, False), (75, 30.0, True), (5, 8.0, False)):
