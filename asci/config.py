@@ -391,6 +391,11 @@ class Settings:
                                      "without a login (for a facility that publishes its environments)")
     files_max_upload_bytes: int = setting(4 << 30, integer(1, 1 << 44), "the largest file one upload into a "
                                           "desktop's home may be (413 beyond)", shown_default="4 GiB")
+    usage_sample_interval_s: float = setting(60.0, number(5, 3600), "how often reconciliation records each "
+                                             "node's guarantees and schedulable capacity (the admin pictures)")
+    usage_history_days: int = setting(14, integer(1, 366), "node usage samples older than this are pruned")
+    thumbnail_max_age_s: float = setting(3.0, number(0.5, 300), "a running desktop's thumbnail is grabbed at most "
+                                         "this often")
     home_root: str = setting("", special(_absolute_dir, "absolute folder, or empty"),
                              "users' homes as <home_root>/<user> on the facility's shared storage (the same path "
                              "on every node, made with the user's uid, 0700), bind-mounted into desktops; empty: "

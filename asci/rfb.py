@@ -56,8 +56,23 @@ class Framebuffer:
         """True when the screen is more than a blank or single-colour surface."""
         return self.distinct_colours() >= minimum_colours
 
+    def scaled(self, max_width: int) -> "Framebuffer":
+        """The capture shrunk (every n-th pixel of every n-th row) to at most ``max_width`` pixels wide."""
+        step = max(1, -(-self.width // max(1, max_width)))
+        if step == 1:
+            return self
+        width, stride = len(range(0, self.width, step)), self.width * 4
+        out = bytearray()
+        for row in range(0, self.height, step):
+            line = self.pixels[row * stride:(row + 1) * stride]
+            pixels = bytearray(width * 4)
+            for channel in range(4):
+                pixels[channel::4] = line[channel::4 * step]
+            out += pixels
+        return Framebuffer(width, len(range(0, self.height, step)), self.name, bytes(out))
+
     def to_png(self) -> bytes:
-        """The capture as a PNG image (for keeping as a test artefact)."""
+        """The capture as a PNG image (a test artefact, a desktop's thumbnail)."""
         rows = bytearray()
         stride = self.width * 4
         for row in range(self.height):

@@ -27,12 +27,15 @@ The public face, for ``ci`` and ``web`` (nothing else of this package is theirs 
     make_backend(settings)
     blueprint, openapi_fragment()
     files_blueprint                       # files in and out of a running desktop (/api/sessions/<id>/files, /data)
+    BrokerCollector(db)                   # its Prometheus series, read from the database;  node_capacity(db)
+    usage_history: sample(settings, db), node_history(db, since), launch_hours(db, hours)   # the admin pictures
+    thumbnail(settings, session_id, user) -> PNG bytes   # a running desktop's screen, small (owner, admins)
     shares: share, revoke, shares_of, shared_with, members_to_invite, guest_share, guest_target, live_mode,
             owner_may_view, use_viewer_token, rotate_password,
             viewers, connection_opened / _seen / _closed        # desktops shared within an experiment
 """
 
-from broker import shares
+from broker import shares, usage_history
 from broker.http import bp as blueprint
 from broker.cull import cull
 from broker.errors import (BackendError, BadRequest, BrokerError, Conflict, Forbidden, ForeignServer, ImportFailed,
@@ -45,6 +48,7 @@ from broker.nodes import has_nodes, register_node
 from broker.openapi import fragment as openapi_fragment
 from broker.probe import Probe, probe_desktop
 from broker.loops import cull_loop, reconcile_loop
+from broker.metrics import BrokerCollector, node_capacity
 from broker.reconcile import reconcile
 from broker.node_paths import open_viewer
 from broker.rundir import checked_socket
@@ -53,6 +57,7 @@ from broker.launch import LaunchRequest
 from broker.node_side import LocalNodeSide, NodeSide
 from broker.service import Broker, VncTarget, make_backend
 from broker.timeline import Timeline, experiment_timeline
+from broker.thumbnails import thumbnail
 from broker.views import (ExperimentView, SessionPage, all_experiments, experiments_of, get_session,
                           list_sessions, node_views, session_dict, session_page, versions_in_use)
 
@@ -64,8 +69,8 @@ __all__ = [
     "import_rows", "import_file", "data_path_problem", "root_problem", "claim_memberships", "reconcile",
     "reconcile_loop", "cull", "cull_loop",
     "probe_desktop", "Probe", "make_backend",
-    "shares", "ShareMode", "SessionState", "NodeState", "ACTIVE_STATES", "FINAL_STATES", "blueprint",
-    "openapi_fragment", "files_blueprint",
+    "shares", "usage_history", "thumbnail", "ShareMode", "SessionState", "NodeState", "ACTIVE_STATES", "FINAL_STATES", "blueprint",
+    "openapi_fragment", "files_blueprint", "BrokerCollector", "node_capacity",
     "BrokerError", "BadRequest", "NotFound", "Forbidden", "Conflict", "QuotaExceeded", "NoCapacity", "Unsatisfiable",
     "BackendError", "NodeUnreachable", "ImportFailed", "ForeignServer",
 ]

@@ -19,20 +19,19 @@ that does not exist.
 - ``GET    /api/shared``          desktops other users share with me
 - ``GET    /api/nodes``           nodes with capacity and usage (administrators)
 - ``GET    /api/health``          database and node reachability, the parts' heartbeats (administrators)
-- ``GET    /metrics``             Prometheus metrics (administrators, or a token with the ``metrics`` scope)
 """
 
 from __future__ import annotations
 
-from flask import Response, jsonify, request
+from flask import jsonify, request
 from sqlalchemy import select
 
 from asci import heartbeats
-from asci.accounts import SCOPE_METRICS, SCOPE_SESSIONS
+from asci.accounts import SCOPE_SESSIONS
 from asci.db import session_scope
 from asci.http import CSRF_API, blueprint, current_settings, flag_arg, json_object, known_args
-from asci.webauth import require_admin_or, require_caller, require_user
-from broker import metrics, service, shares
+from asci.webauth import require_caller, require_user
+from broker import service, shares
 from broker.handle import current_broker
 from broker.launch import LaunchRequest
 from broker.access import member_experiment
@@ -206,13 +205,3 @@ def health():
     if healthy:
         return reply, 200
     return reply, 503, {"Retry-After": "30"}
-
-
-@bp.get("/metrics")
-def prometheus():
-    from prometheus_client import CONTENT_TYPE_LATEST
-
-    with session_scope(current_settings()) as db:
-        require_admin_or(db, SCOPE_METRICS)
-        known_args()
-    return Response(metrics.render(current_settings()), mimetype=CONTENT_TYPE_LATEST)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from asci.db import session_scope
 from asci.errors import AsciError
 from asci.heartbeats import beat
-from broker import logs
+from broker import logs, usage_history
 from broker.cull import cull
 from broker.reconcile import reconcile
 
@@ -44,8 +44,14 @@ def run_loop(broker, part: str, one_pass: Pass, interval: float, stop: threading
 
 
 def reconcile_loop(broker, interval: float, stop: threading.Event | None = None, passes: int | None = None) -> int:
-    """Reconcile every ``interval`` seconds (part ``reconcile``)."""
-    return run_loop(broker, "reconcile", reconcile, interval, stop, passes)
+    """Reconcile every ``interval`` seconds (part ``reconcile``); each pass may record node usage samples."""
+    return run_loop(broker, "reconcile", reconcile_and_sample, interval, stop, passes)
+
+
+def reconcile_and_sample(broker, db: Session) -> dict:
+    """One reconciliation pass, then the node usage sample when one is due (the admin page's history)."""
+    summary = reconcile(broker, db)
+    return {**summary, "usage_samples": usage_history.sample(broker.settings, db)}
 
 
 def cull_loop(broker, interval: float, stop: threading.Event | None = None, passes: int | None = None) -> int:

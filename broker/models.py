@@ -267,3 +267,22 @@ class ViewerTokenUse(Base):
 
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
     used_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class NodeUsageSample(Base):
+    """What one node had handed out, and could hand out, at one moment (``broker.usage_history``).
+
+    Recorded by reconciliation every ``usage_sample_interval_s``, pruned after ``usage_history_days``:
+    the administration page draws guarantees against schedulable capacity over time from these rows.
+    """
+
+    __tablename__ = "node_usage_samples"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    node: Mapped[str] = mapped_column(String(64))  # the node's name (a sample outlives a removed node)
+    sessions: Mapped[int] = mapped_column(Integer, default=0)
+    guaranteed_cpus: Mapped[float] = mapped_column(Float, default=0.0)
+    schedulable_cpus: Mapped[float] = mapped_column(Float, default=0.0)
+    guaranteed_memory_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    schedulable_memory_bytes: Mapped[int] = mapped_column(BigInteger, default=0)

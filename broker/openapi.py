@@ -1,4 +1,4 @@
-"""The broker's part of the OpenAPI document: sessions, nodes, health and metrics."""
+"""The broker's part of the OpenAPI document: sessions, nodes and health."""
 
 from __future__ import annotations
 
@@ -157,10 +157,6 @@ def fragment(settings: Settings | None = None) -> dict:
                                                   "503": json_body({"type": "object"}, "No node answers "
                                                                    "(Retry-After)"),
                                                   **errors(*AUTH_ERRORS)}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics (administrators, or a token with the metrics scope)",
-                                 "operationId": "metrics",
-                                 "responses": {"200": {"description": "Prometheus text exposition", "content": {
-                                     "text/plain": {"schema": {"type": "string"}}}}, **errors(*AUTH_ERRORS)}}},
             **files_part["paths"],
         },
         "schemas": {**SCHEMAS, "SessionRequest": session_request(settings), **files_part["schemas"]},

@@ -22,6 +22,7 @@ import rpmrepo
 from asci.config import Settings
 from asci.db import session_scope
 from asci.errors import AsciError
+from asci import logs
 from asci.heartbeats import beat
 from asci.progress import LogSink
 from ci import changes, notify, queue
@@ -49,10 +50,11 @@ class Worker:
     """A build worker; several may run against one PostgreSQL database."""
 
     def __init__(self, settings: Settings, worker_id: str | None = None, *, echo: LogSink = print,
-                 build: Builder | None = None, gate=None, promote=None) -> None:
+                 build: Builder | None = None, gate=None, promote=None, structured: bool = False) -> None:
         from ci.gate import smoke_test
 
         self.settings = settings
+        self.structured = structured  # True: a job's lines are log events with its build id (asci.logs)
         self.worker_id = worker_id or default_worker_id()
         self.echo = echo
         self.build = build or builder.build_environment
@@ -99,7 +101,7 @@ class Worker:
 
         def sink(line: str) -> None:
             lines.append(line)
-            self.echo(f"[job {job.id} {job.environment}] {line}")
+            self._say(job, line)
             if time.monotonic() - flushed[0] >= LOG_FLUSH_S:  # administrators follow the log as it grows
                 flushed[0] = time.monotonic()
                 with session_scope(self.settings) as db:
@@ -142,9 +144,17 @@ class Worker:
             result = queue.finish(db, job.id, self.worker_id, ok=ok, version=version, error=error,
                                   log="\n".join(lines), retryable=retryable,
                                   retry_base_s=self.settings.ci_retry_base_s, unchanged=unchanged)
+        logs.event("build.finished", build=job.id, environment=job.environment, version=version, state=result.state,
+                   attempt=job.attempts, error=error or None)
         if result.state in (JobState.SUCCEEDED, JobState.FAILED):
             notify.notify(self.settings, result, "build.succeeded" if ok else "build.failed")
         return result
+
+    def _say(self, job: BuildJob, line: str) -> None:
+        if self.structured:
+            logs.event("build.log", build=job.id, environment=job.environment, message=line)
+        else:
+            self.echo(f"[job {job.id} {job.environment}] {line}")
 
     def tick(self) -> BuildJob | None:
         """One round: watch for changes, then run at most one due job."""

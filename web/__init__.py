@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
                broker: _broker.Broker | None = None) -> Flask:
     """Build the Flask application for ``settings`` (read from the environment when omitted), whose
     requests use ``broker`` (a new one for ``settings`` when omitted; ``broker.current_broker()``)."""
-    from web import admin, assets, auth, citations, formatting, health, oidc, openapi, pages, security, timeline, viewer
+    from web import admin, assets, auth, citations, formatting, health, metrics, oidc, openapi, pages, pictures, security, timeline, viewer
 
     settings = settings or load_settings()
     app = Flask(__name__)
@@ -46,10 +46,11 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
     _broker.attach(app, broker or _broker.Broker(settings))
     install_url_converters(app)  # before the blueprints: their <int:...> ids are bounded
     for bp in (health.bp, rpmrepo.blueprint, _broker.blueprint, _broker.files_blueprint, ci.blueprint, openapi.bp, pages.bp, assets.bp,
-               auth.bp, oidc.bp, viewer.bp, admin.bp, citations.bp, timeline.bp):
+               auth.bp, oidc.bp, viewer.bp, admin.bp, citations.bp, timeline.bp, metrics.bp, pictures.bp):
         app.register_blueprint(bp)
     register_error_handlers(app, html=_html_error, json_paths=("/healthz", "/metrics"))
     formatting.register(app)
+    metrics.instrument(app)
     security.init_app(app)
     oidc.init_app(app)
     return app

@@ -2,6 +2,7 @@
 
 ``/static/vendor/bootstrap/...`` -> ``node_modules/bootstrap/dist/...``
 ``/static/vendor/novnc/...``     -> ``node_modules/@novnc/novnc/...`` (ES modules: core/rfb.js)
+``/static/vendor/chartjs/...``   -> ``node_modules/chart.js/dist/...`` (chart.umd.js: the admin page's charts)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ NODE_MODULES = Path(__file__).resolve().parent / "node_modules"
 PACKAGES = {
     "bootstrap": NODE_MODULES / "bootstrap" / "dist",
     "novnc": NODE_MODULES / "@novnc" / "novnc",
+    "chartjs": NODE_MODULES / "chart.js" / "dist",
 }
 
 bp = blueprint("assets", __name__)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import signal
 import threading
+from pathlib import Path
 
 import click
 
@@ -19,10 +20,13 @@ def _parts(value: str | None) -> tuple[str, ...]:
 def _supervise(settings, only: tuple[str, ...] = (), without: tuple[str, ...] = ()) -> None:
     from web.platform import Supervisor, chosen_parts
 
+    from asci import logs
+
     parts = chosen_parts(settings, only, without)
     if "web" in parts:
         click.echo(f"  ASCI is served on {settings.public_url} (parts: {', '.join(parts)}; Ctrl-C stops)")
-    Supervisor(settings, parts, echo=click.echo).run()
+    logs.configure(settings.log_format, part="serve")
+    Supervisor(settings, parts, echo=lambda line: logs.event("serve.part", message=line)).run()
 
 
 @click.command("serve")
@@ -46,7 +50,7 @@ def demo(ctx: AsciContext, username: str) -> None:
     if uses_demo_recipes(settings):
         settings = demo_recipes(settings)
     password = secrets.token_urlsafe(9)
-    for line in prepare_demo(settings, username, password):
+    for line in prepare_demo(settings, username, password, progress=click.echo):
         click.echo(line)
     click.echo("")
     click.echo(f"  demo login: {username} / {password}")
@@ -59,7 +63,10 @@ def demo(ctx: AsciContext, username: str) -> None:
 @pass_ctx
 def part(ctx: AsciContext, name: str, port: int | None) -> None:
     """Run one part of the platform in the foreground (what asci serve starts for each part)."""
+    from asci import logs
+
     settings = ctx.settings
+    logs.configure(settings.log_format, part=name)
     if name == "web":
         from web.server import serve_web
 
@@ -76,7 +83,9 @@ def part(ctx: AsciContext, name: str, port: int | None) -> None:
     if name == "worker":
         import ci
 
-        ci.Worker(settings).run_forever(stop)
+        # its lines are log events, a job's with its build id
+        ci.Worker(settings, echo=lambda line: logs.event("worker.message", message=line), structured=True) \
+            .run_forever(stop)
     else:
         import broker
 
@@ -114,10 +123,14 @@ def deploy_image(ctx: AsciContext) -> None:
 @click.option("--admin-password", envvar="ASCI_ADMIN_PASSWORD", required=True,
               help="Its password when it is created (ASCI_ADMIN_PASSWORD).")
 @click.option("--wait", "wait_s", default=120, show_default=True, help="Seconds to wait for the database.")
+@click.option("--metrics-token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where Prometheus reads its token: written (mode 0600) with a new metrics token of the robot "
+                   "user 'prometheus' unless the file exists.")
 @pass_ctx
-def deploy_init(ctx: AsciContext, admin: str, admin_password: str, wait_s: int) -> None:
+def deploy_init(ctx: AsciContext, admin: str, admin_password: str, wait_s: int,
+                metrics_token_file: Path | None) -> None:
     """Migrate the database (waiting until it answers), create the administrator and the default repository
-    (the administrator may publish into it), register the local node."""
+    (the administrator may publish into it), register the local node, and give Prometheus a token."""
     import time
 
     import rpmrepo
@@ -145,3 +158,8 @@ def deploy_init(ctx: AsciContext, admin: str, admin_password: str, wait_s: int) 
         rpmrepo.grant_publisher(db, settings.default_repo, user)
     click.echo(f"repository {settings.default_repo}: {admin} may publish into it")
     click.echo(register_local_node(settings))
+    if metrics_token_file is not None:
+        from web.prometheus_token import write_metrics_token
+
+        click.echo(write_metrics_token(settings, metrics_token_file))
+

@@ -32,7 +32,8 @@ import rpmrepo
 from asci import accounts
 from asci.db import session_scope
 from asci.config import PROJECT_ROOT, Settings, save_local_settings
-from asci.progress import discard
+from asci.progress import LogSink, discard
+from web.build_progress import BuildProgress
 from web.errors import DemoError
 
 SAMPLE_SPEC = PROJECT_ROOT / "rpmrepo" / "samples" / "asci-demo-viewer.spec"
@@ -120,12 +121,13 @@ def register_local_node(settings: Settings) -> str:
             f"{cpus:g} CPUs, {memory / 2**30:.1f} GiB as the engine reports them")
 
 
-def _build_environment(settings: Settings) -> str:
+def _build_environment(settings: Settings, progress: LogSink = discard) -> str:
     with session_scope(settings) as db:
         current = builder.current_version(db, DEMO_ENVIRONMENT)
     if current:
         return f"environment {DEMO_ENVIRONMENT} {current} is current"
-    job = ci.Worker(settings, echo=discard).run_environment(DEMO_ENVIRONMENT, "asci demo")
+    progress(f"building environment {DEMO_ENVIRONMENT} (a few minutes the first time); its steps:")
+    job = ci.Worker(settings, echo=BuildProgress(progress)).run_environment(DEMO_ENVIRONMENT, "asci demo")
     if job.state != ci.JobState.SUCCEEDED:
         raise DemoError(f"building the {DEMO_ENVIRONMENT} environment failed: {job.error} "
                         f"(asci build show {job.id} --log)")
@@ -148,8 +150,8 @@ def _experiment(settings: Settings, username: str) -> str:
     return f"experiment {DEMO_EXPERIMENT} (data in {data}) may use {DEMO_ENVIRONMENT}"
 
 
-def prepare_demo(settings: Settings, username: str, password: str) -> Iterator[str]:
-    """Run every set-up step, yielding one progress line per step."""
+def prepare_demo(settings: Settings, username: str, password: str, progress: LogSink = discard) -> Iterator[str]:
+    """Run every set-up step, yielding one line per step; ``progress`` gets the environment build's steps."""
     with session_scope(settings) as db:
         user = db.scalar(select(accounts.User).where(accounts.User.username == username))
         if user is None:
@@ -161,5 +163,5 @@ def prepare_demo(settings: Settings, username: str, password: str) -> Iterator[s
     yield _publish_sample(settings)
     yield _publisher(settings, username)
     yield register_local_node(settings)
-    yield _build_environment(settings)
+    yield _build_environment(settings, progress)
     yield _experiment(settings, username)

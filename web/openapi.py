@@ -47,6 +47,12 @@ def document(settings: Settings | None = None) -> dict:
             "responses": {"200": json_body(HEALTH, "The database answers"),
                           "503": json_body(HEALTH, "The database does not answer (Retry-After)"),
                           **errors(AUTH_ERRORS[0])}}},
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics (administrators, or a token with the metrics scope; "
+                       "only asci_database_up 0 while the database does not answer)",
+            "operationId": "metrics",
+            "responses": {"200": {"description": "Prometheus text exposition", "content": {
+                "text/plain": {"schema": {"type": "string"}}}}, **errors(*AUTH_ERRORS)}}},
     }
     paths["/api/environments/{name}/versions/{version}/citation"] = {"get": {
         "summary": "How to cite an environment version (CFF, BibTeX or DataCite JSON)",

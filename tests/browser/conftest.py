@@ -57,7 +57,7 @@ def stack(tmp_path, pushed_image, make_broker):
     broker = make_broker(settings, DockerBackend())
     proxy = vnc_proxy.start(settings, log_path=tmp_path / "websockify.log")
     with serving(create_app(settings, broker=broker)) as url:
-        yield {"settings": settings, "world": world, "url": url, "proxy": proxy,
+        yield {"settings": settings, "world": world, "url": url, "proxy": proxy, "broker": broker,
                "ws": f"ws://127.0.0.1:{settings.websockify_port}", "log": tmp_path / "websockify.log"}
     vnc_proxy.stop(proxy)
     remove_sessions(MAIN, settings.broker_instance, world["names"].values())

@@ -1,6 +1,6 @@
 """The facility deployment: the compose stack of deploy/ brought up with Debian's docker-compose, an
 administrator logs in, an RPM is published through the upload API, the worker builds the environment,
-a desktop is launched through the API, and the stack is torn down."""
+a desktop is launched through the API, the stack's Prometheus counts both, and the stack is torn down."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def stack(platform_image, tmp_path_factory, docker_client):
         (secrets_dir / name).write_text(value + "\n")
         (secrets_dir / name).chmod(0o600)
     ports = {"pg": free_port(15400, 15500), "registry": free_port(15500, 15550), "push": free_port(15550, 15600),
-             "web": free_port(15600, 15700), "ws": free_port(15700, 15800)}
+             "web": free_port(15600, 15700), "ws": free_port(15700, 15800), "prom": free_port(15800, 15900)}
     project = f"ascict{uuid.uuid4().hex[:6]}"
     env = root / "platform.env"
     env.write_text("\n".join([
@@ -83,7 +83,7 @@ def stack(platform_image, tmp_path_factory, docker_client):
         f"ASCI_DATABASE_URL=postgresql://asci@127.0.0.1:{ports['pg']}/asci",
         f"ASCI_REGISTRY=127.0.0.1:{ports['registry']}", f"ASCI_REGISTRY_PUSH=127.0.0.1:{ports['push']}",
         f"ASCI_REGISTRY_CONFIG={data}/registry-auth/registry-config.yml",
-        f"ASCI_WEB_PORT={ports['web']}", f"ASCI_WEBSOCKIFY_PORT={ports['ws']}",
+        f"ASCI_WEB_PORT={ports['web']}", f"ASCI_WEBSOCKIFY_PORT={ports['ws']}", f"ASCI_PROMETHEUS_PORT={ports['prom']}",
         f"ASCI_PUBLIC_URL=http://127.0.0.1:{ports['web']}",
         f"ASCI_BROKER_INSTANCE={project}", "ASCI_CI_DEBOUNCE_S=0", "ASCI_CI_POLL_S=1", "ASCI_LOG_FORMAT=text",
         "ASCI_ADMIN_USER=admin", ""]))
@@ -117,7 +117,7 @@ def test_the_compose_stack_serves_builds_and_launches(stack):
     url = stack["url"]
     _wait(lambda: _answers(url), 180, "the web service")
     services = _compose(stack, "ps", "--services", "--filter", "status=running").stdout.split()
-    assert set(services) >= {"postgres", "registry", "registry-proxy", "web", "worker", "loops"}
+    assert set(services) >= {"postgres", "registry", "registry-proxy", "web", "worker", "loops", "prometheus"}
     # the registry takes anonymous pulls, and refuses anonymous writes
     registry = f"http://127.0.0.1:{stack['ports']['registry']}"
     _wait(lambda: _answers(registry, "/v2/_catalog"), 120, "the registry behind its proxy")
@@ -158,6 +158,20 @@ def test_the_compose_stack_serves_builds_and_launches(stack):
     assert launched.json()["state"] == "running" and launched.json()["version"] == built["version"]
     stopped = requests.delete(f"{url}/api/sessions/{launched.json()['id']}", headers=auth, timeout=120)
     assert stopped.json()["state"] == "stopped"
+
+    # the stack's Prometheus scrapes the web app with the token init wrote: the build and the launch are counted
+    prometheus = f"http://127.0.0.1:{stack['ports']['prom']}"
+    for expression in ('up{job="asci"} == 1', 'asci_build_seconds_count{outcome="succeeded"} >= 1',
+                       'asci_session_start_seconds_count{outcome="success"} >= 1', 'asci_database_up == 1'):
+        _wait(lambda: _prometheus(prometheus, expression), 90, f"Prometheus to answer {expression}", pause=3)
+
+
+def _prometheus(url: str, expression: str) -> list:
+    try:
+        reply = requests.get(f"{url}/api/v1/query", params={"query": expression}, timeout=5).json()
+    except requests.RequestException:
+        return []
+    return reply.get("data", {}).get("result", [])
 
 
 def _current_build(url: str, auth: dict) -> dict | None:
