@@ -8,7 +8,7 @@ import pytest
 from asci.db import session_scope, utcnow
 from ci import queue
 from ci.models import BuildJob, JobState
-from tests.support import browser_log_in as log_in
+from tests.support import browser_log_in as log_in, wait_for_js
 from tests.support import make_world, serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -32,13 +32,13 @@ def test_a_running_builds_log_follows_the_worker(settings, browser, artifacts_di
             assert "building demo" in page.locator("#job-log").inner_text()
             with session_scope(settings) as db:
                 assert queue.record_log(db, job_id, "w1", "building demo (attempt 1/3)\nStep 2/3 : RUN dnf install")
-            page.wait_for_function("document.getElementById('job-log').textContent.includes('Step 2/3')",
+            wait_for_js(page, "document.getElementById('job-log').textContent.includes('Step 2/3')",
                                    timeout=15_000)
             page.screenshot(path=str(artifacts_dir / "build-log-running.png"))
             with session_scope(settings) as db:
                 queue.finish(db, job_id, "w1", ok=True, version="2026.12.06.1",
                              log="building demo (attempt 1/3)\nStep 2/3 : RUN dnf install\ndemo is now current")
-            page.wait_for_function("document.getElementById('job-state').textContent === 'succeeded'", timeout=15_000)
+            wait_for_js(page, "document.getElementById('job-state').textContent === 'succeeded'", timeout=15_000)
             assert "now current" in page.locator("#job-log").inner_text()
             assert page.locator("#job-version").inner_text() == "2026.12.06.1"
             page.screenshot(path=str(artifacts_dir / "build-log-finished.png"))

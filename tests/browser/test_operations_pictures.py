@@ -15,7 +15,7 @@ from broker import reconcile_loop
 from broker.models import DesktopSession, NodeUsageSample, SessionState
 from builder.models import EnvironmentVersion
 from ci.models import BuildJob, JobState
-from tests.support import browser_log_in as log_in
+from tests.support import browser_log_in as log_in, wait_for_js
 from tests.support import user_of as user
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
@@ -71,19 +71,19 @@ def test_the_administration_page_draws_charts_and_live_desktop_thumbnails(stack,
         for chart in ("chart-node-cpus", "chart-node-memory", "chart-launches", "chart-builds"):
             assert admin.evaluate(INKED, chart) > 2000, chart
         selector = f'figure[data-session="{session_id}"] img.desktop-thumbnail'
-        admin.wait_for_function(f"({THUMBNAIL})('{selector}') > 0", timeout=30_000)
+        wait_for_js(admin, f"({THUMBNAIL})('{selector}') > 0", timeout=30_000)
         assert admin.evaluate(THUMBNAIL, selector) <= 320
         caption = admin.locator(f'figure[data-session="{session_id}"] figcaption').inner_text()
         assert world["names"]["alice"] in caption
         first = admin.evaluate(f"document.querySelector('{selector}').dataset.loaded")
-        admin.wait_for_function(f"Number(document.querySelector('{selector}').dataset.loaded) > {first}",
+        wait_for_js(admin, f"Number(document.querySelector('{selector}').dataset.loaded) > {first}",
                                 timeout=20_000)  # refreshed every few seconds
         admin.screenshot(path=str(artifacts_dir / "admin-operations.png"), full_page=True)
 
         log_in(owner, stack["url"], world["names"]["alice"])
         owner.goto(stack["url"] + "/sessions")
         mine = f'tr[data-session="{session_id}"] img.desktop-thumbnail'
-        owner.wait_for_function(f"({THUMBNAIL})('{mine}') > 0", timeout=30_000)
+        wait_for_js(owner, f"({THUMBNAIL})('{mine}') > 0", timeout=30_000)
         owner.screenshot(path=str(artifacts_dir / "my-sessions-thumbnail.png"))
         png = owner.request.get(f"{stack['url']}/sessions/{session_id}/thumbnail.png")
         assert png.status == 200 and png.headers["content-type"] == "image/png" and png.body()[:4] == b"\x89PNG"
