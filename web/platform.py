@@ -143,7 +143,9 @@ class Supervisor:
         child.delay = min(child.delay * 2, self.settings.restart_backoff_max_s)
 
     def _stop_all(self) -> None:
-        running = [child for child in self.children.values() if child.process and child.process.poll() is None]
+        # every part whose end is not recorded yet: running ones, and ones that exited since the last check
+        # (their "running" heartbeat would otherwise outlive them)
+        running = [child for child in self.children.values() if child.process and child.restart_at is None]
         for child in running:
             _signal_group(child.process, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_S
