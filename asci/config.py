@@ -359,6 +359,9 @@ class Settings:
     registry_config: Path | None = setting(None, optional(special(_absolute_path, "absolute path"), None),
                                            "the registry's own config (garbage collection); "
                                            "empty: <data_dir>/registry-config.yml")
+    registry_front_dir: Path | None = setting(None, optional(special(_absolute_path, "absolute path"), None),
+                                              "the folder the registry proxy's workers reach (htpasswd, socket, "
+                                              "writes-paused flag); empty: <data_dir>/registry-auth")
     registry_gc_keep_days: int = setting(14, integer(0, 100 * 365),
                                          "failed and never-promoted versions older than this are deleted by gc")
     registry_gc_command: str = setting("docker-registry garbage-collect {config}",
@@ -518,6 +521,11 @@ class Settings:
     def registry_auth_dir(self) -> Path:
         """The registry's credentials (htpasswd, the builder's password) and its writes-paused flag."""
         return self.data_dir / "registry-auth"
+
+    @property
+    def registry_front(self) -> Path:
+        """What the registry's proxy workers read and reach: ``registry_front_dir`` or the auth folder."""
+        return self.registry_front_dir or self.registry_auth_dir
 
     @property
     def registry_credentials(self) -> tuple[str, str] | None:

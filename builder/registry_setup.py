@@ -30,13 +30,19 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 class RegistryFiles:
     """Where a registry service keeps its files."""
 
-    folder: Path  # the auth folder: htpasswd, password, nginx.conf, run/registry.sock, writes-paused
+    folder: Path  # the auth folder: password, nginx.conf, the pid files (read by root only)
     storage: Path
     registry_config: Path
+    front: Path | None = None  # what the proxy's workers reach: htpasswd, run/registry.sock, writes-paused
+
+    @property
+    def worker_folder(self) -> Path:
+        """The folder the proxy's workers read at every request (``front``, else the auth folder)."""
+        return self.front or self.folder
 
     @property
     def htpasswd(self) -> Path:
-        return self.folder / "htpasswd"
+        return self.worker_folder / "htpasswd"
 
     @property
     def password_file(self) -> Path:
@@ -48,15 +54,17 @@ class RegistryFiles:
 
     @property
     def socket(self) -> Path:
-        return self.folder / "run" / "registry.sock"
+        return self.worker_folder / "run" / "registry.sock"
 
     @property
     def paused(self) -> Path:
-        return self.folder / "writes-paused"
+        return self.worker_folder / "writes-paused"
 
 
 def files_for(settings) -> RegistryFiles:
-    return RegistryFiles(settings.registry_auth_dir, settings.registry_storage_dir, settings.registry_config_file)
+    """The registry files of ``settings`` (the worker folder apart when ``registry_front_dir`` is set)."""
+    return RegistryFiles(settings.registry_auth_dir, settings.registry_storage_dir, settings.registry_config_file,
+                         settings.registry_front_dir)
 
 
 def _render(template: str, **values) -> str:
@@ -79,6 +87,8 @@ def ensure_credentials(files: RegistryFiles, user: str, group: str | None = None
     it. ``group``: the proxy's worker group, which must read the htpasswd. Returns the password."""
     files.folder.mkdir(parents=True, exist_ok=True)
     os.chmod(files.folder, 0o750)
+    files.worker_folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(files.worker_folder, 0o750)
     if files.password_file.is_file():
         password = files.password_file.read_text().strip()
     else:
@@ -92,6 +102,7 @@ def ensure_credentials(files: RegistryFiles, user: str, group: str | None = None
         tmp.replace(files.htpasswd)
     gid = grp.getgrnam(group).gr_gid if group else -1
     os.chown(files.folder, -1, gid)
+    os.chown(files.worker_folder, -1, gid)
     os.chown(files.htpasswd, -1, gid)
     os.chmod(files.htpasswd, 0o640)
     return password
@@ -111,7 +122,7 @@ def write_configs(files: RegistryFiles, listen: str, push_listen: str = "", user
     credentials on ``listen``, every request with credentials on ``push_listen`` (Docker's pushes).
     ``backend``: where the registry listens (default: the Unix socket ``files.socket``; a compose stack
     gives ``0.0.0.0:5000`` and renders the proxy with ``registry:5000``)."""
-    (files.folder / "tmp").mkdir(parents=True, exist_ok=True)
+    (files.worker_folder / "tmp").mkdir(parents=True, exist_ok=True)
     run = files.socket.parent
     run.mkdir(parents=True, exist_ok=True)
     gid = grp.getgrnam(user).gr_gid if user else -1
@@ -122,6 +133,7 @@ def write_configs(files: RegistryFiles, listen: str, push_listen: str = "", user
     upstream = f"unix:{files.socket}" if not backend else backend.replace("0.0.0.0", "registry")
     files.registry_config.write_text(_render("registry-config.yml.j2", storage=files.storage, socket=listen_at))
     files.nginx_config.write_text(_render("registry-nginx.conf.j2", folder=files.folder, upstream=upstream,
+                                          temp=files.worker_folder / "tmp",
                                           htpasswd=files.htpasswd, paused=files.paused, listen=listen,
                                           push_listen=push_listen, user=user))
 

@@ -8,6 +8,8 @@ command asks both and hands the builder the protected ``(environment, version)``
 
 from __future__ import annotations
 
+import os
+
 import click
 from sqlalchemy import select
 
@@ -51,17 +53,28 @@ def gc(ctx: AsciContext, dry_run: bool, keep_days: int | None) -> None:
 @click.option("--push-listen", default=None, help="host:port of the push endpoint (default: ASCI_REGISTRY_PUSH).")
 @click.option("--nginx-user", default="www-data", show_default=True,
               help="The proxy's worker user (it reads the htpasswd and reaches the registry's socket); '' for none.")
+@click.option("--front-dir", default=None, type=click.Path(file_okay=False),
+              help="A folder the proxy's workers can reach, for the htpasswd, the registry's socket and the "
+              "writes-paused flag, when the data directory is not theirs to traverse (saved for this data "
+              "directory; default: ASCI_REGISTRY_FRONT_DIR, else registry-auth/).")
 @click.option("--backend", default="", help="Where the registry listens (default: a Unix socket under the data "
               "directory; a compose stack: 0.0.0.0:5000, reached by the proxy as registry:5000).")
 @pass_ctx
-def setup(ctx: AsciContext, listen: str | None, push_listen: str | None, nginx_user: str, backend: str) -> None:
+def setup(ctx: AsciContext, listen: str | None, push_listen: str | None, nginx_user: str, front_dir: str | None,
+          backend: str) -> None:
     """Write the registry's config, the proxy's config and the builder's credentials (generated once)
     under the data directory; prints the files to start the two servers with."""
     from asci.config import save_local_settings
 
-    files = builder.setup_registry(ctx.settings, listen or "", push_listen or "", user=nginx_user or None,
+    chosen = {}
+    if push_listen:
+        chosen["registry_push"] = push_listen
+    if front_dir:
+        chosen["registry_front_dir"] = os.path.abspath(front_dir)
+    settings = ctx.settings.replace(**chosen) if chosen else ctx.settings
+    files = builder.setup_registry(settings, listen or "", push_listen or "", user=nginx_user or None,
                                    backend=backend)
-    if push_listen:  # for every asci command of this data directory
-        save_local_settings(ctx.settings, registry_push=push_listen)
+    if chosen:  # for every asci command of this data directory (garbage collection pauses writes there)
+        save_local_settings(ctx.settings, **chosen)
     click.echo(f"registry config {files.registry_config}\nnginx config {files.nginx_config}\n"
-               f"password {files.password_file}")
+               f"password {files.password_file}\nsocket {files.socket}")

@@ -721,12 +721,13 @@ class PrivateRegistry:
     """A docker-registry of our own behind the authenticating proxy (nginx), as ``asci registry setup``
     writes them: own port, storage, credentials; started and stopped by the test that made it."""
 
-    def __init__(self, root: Path, port: int, push_port: int, nginx_user: str = "www-data"):
+    def __init__(self, root: Path, port: int, push_port: int, nginx_user: str = "www-data",
+                 front: Path | None = None):
         from builder.registry_setup import RegistryFiles, ensure_credentials, write_configs
 
         self.root, self.port = root, port
         self.host, self.push_host = f"127.0.0.1:{port}", f"127.0.0.1:{push_port}"
-        self.files = RegistryFiles(root / "auth", root / "storage", root / "registry-config.yml")
+        self.files = RegistryFiles(root / "auth", root / "storage", root / "registry-config.yml", front)
         self.user = "asci-builder"
         self.password = ensure_credentials(self.files, self.user, group=nginx_user)
         write_configs(self.files, self.host, self.push_host, user=nginx_user)

@@ -82,16 +82,54 @@ def main_job(tmp_path_factory):
                 os.killpg(process.pid, signal.SIGKILL)
         print(log.read_text(errors="replace")[-5000:])
         _remove_desktops(environment["ASCI_BROKER_INSTANCE"])
-        _stop_registry(data_dir / "registry-auth")
+        _stop_registry(data_dir)
 
 
-def _stop_registry(auth: Path) -> None:
-    """End the registry and its proxy that set-up started for this data directory (by their pid files)."""
+def _registry_front(data_dir: Path) -> Path | None:
+    """The registry proxy's front folder that set-up chose for ``data_dir`` (saved in its settings)."""
+    import tomllib
+
+    try:
+        saved = tomllib.loads((data_dir / "settings.toml").read_text())
+    except FileNotFoundError:
+        return None
+    return Path(saved["registry_front_dir"]) if saved.get("registry_front_dir") else None
+
+
+def _stop_registry(data_dir: Path) -> None:
+    """End the registry and its proxy that set-up started for this data directory (by their pid files)
+    and remove the proxy's front folder."""
+    import shutil
+
     for name in ("nginx.pid", "registry.pid"):
         try:
-            os.kill(int((auth / name).read_text().strip()), signal.SIGTERM)
+            os.kill(int((data_dir / "registry-auth" / name).read_text().strip()), signal.SIGTERM)
         except (FileNotFoundError, ValueError, ProcessLookupError):
             pass
+    front = _registry_front(data_dir)
+    if front is not None and front.parent == Path("/run/asci-registry"):
+        time.sleep(1)  # the registry removes its socket as it stops
+        shutil.rmtree(front, ignore_errors=True)
+
+
+def test_the_registry_proxy_workers_are_unprivileged(main_job):
+    """Set-up's nginx workers run as www-data, not root, and still serve the builder's pushes (the demo
+    was pushed through them); the files they read live outside the root-only data directory."""
+    import pwd
+
+    master = int((main_job["data_dir"] / "registry-auth" / "nginx.pid").read_text().strip())
+    workers = [int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+    assert workers, "the proxy has no worker processes"
+    www = pwd.getpwnam("www-data").pw_uid
+    for pid in workers:
+        uids = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:"))
+        assert set(uids.split()[1:]) == {str(www)}, f"nginx worker {pid}: {uids}"
+    front = _registry_front(main_job["data_dir"])
+    assert front is not None and not str(front).startswith(str(main_job["home"]))
+    assert (front / "run" / "registry.sock").is_socket() and (front / "htpasswd").is_file()
+    assert not (main_job["data_dir"] / "registry-auth" / "htpasswd").exists()
+    tags = requests.get(f"http://{main_job['environment']['ASCI_REGISTRY']}/v2/demo/tags/list", timeout=10)
+    assert tags.status_code == 200 and tags.json()["tags"], tags.text
 
 
 def _answers(url: str) -> bool:

@@ -92,3 +92,49 @@ def test_credentials_are_generated_once_private_and_in_the_htpasswd(private_regi
     before = files.htpasswd.read_text()
     assert ensure_credentials(files, "asci-builder", group="www-data") == private_registry.password
     assert files.htpasswd.read_text() == before  # nothing rewritten when it already holds the password
+
+
+def test_workers_reach_a_front_folder_outside_a_private_data_directory(docker_client, tmp_path):
+    """As set-up runs it as root: the auth folder sits in a 0700 tree the proxy's www-data workers cannot
+    traverse; with the htpasswd, the socket and the writes-paused flag in a front folder of their own,
+    the workers (www-data, not root) still check credentials, reach the registry and see the pause."""
+    import os
+    import pwd
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from tests.support import PrivateRegistry, free_port, require_programs
+
+    require_programs("docker-registry", "nginx", "htpasswd")
+    private = tmp_path / "data"
+    private.mkdir(mode=0o700)
+    outer = Path(tempfile.mkdtemp(prefix="asci-front-"))
+    outer.chmod(0o711)
+    server = PrivateRegistry(private, free_port(32000, 36000), free_port(36000, 40000), front=outer / "front")
+    try:
+        server.start()
+        files = server.files
+        assert files.socket.parent.parent == outer / "front" and files.htpasswd.parent == outer / "front"
+        assert not (private / "auth" / "htpasswd").exists()  # the password stays in the private folder
+        master = next(p.pid for p in server.processes if p.args[0] == "nginx")
+        workers = [int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+        www = str(pwd.getpwnam("www-data").pw_uid)
+        for pid in workers:
+            status = Path(f"/proc/{pid}/status").read_text()
+            assert f"Uid:\t{www}\t{www}\t{www}\t{www}" in status
+        data = b"through the front\n"
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        builder = registry.Registry(server.host, server.auth)
+        with pytest.raises(DockerError, match="401"):
+            registry.upload_blob(registry.Registry(server.host), "front-test", digest, data, len(data))
+        files.paused.touch()
+        with pytest.raises(DockerError, match="503"):  # the worker sees the flag in the front folder
+            registry.upload_blob(builder, "front-test", digest, data, len(data))
+        files.paused.unlink()
+        registry.upload_blob(builder, "front-test", digest, data, len(data))
+        assert requests.head(f"http://{server.host}/v2/front-test/blobs/{digest}", timeout=5).status_code == 200
+        assert os.stat(private).st_mode & 0o777 == 0o700
+    finally:
+        server.stop()
+        shutil.rmtree(outer, ignore_errors=True)
