@@ -220,8 +220,21 @@ def ended_desktops(client, settings) -> list[dict]:
 
 
 # ------------------------------------------------------------------ one phase
-async def open_viewer(settings, world, session, url_base: str) -> tuple[Viewer, asyncio.Task, object]:
-    token = vnc_tokens.make_token(settings, world["ids"]["alice"], session["id"])
+def viewer_token(settings, user_id: int, session_id: int, kind: str) -> str:
+    """A token the proxy under test accepts: this checkout's (single-use, with a nonce), or for the
+    websockify plugin of before issue 21 the format it reads (``user.session.share``, same signer)."""
+    if kind == "new":
+        return vnc_tokens.make_token(settings, user_id, session_id)
+    from itsdangerous import TimestampSigner
+
+    from asci.http import secret_key
+
+    return TimestampSigner(secret_key(settings), salt=vnc_tokens.SALT).sign(f"{user_id}.{session_id}.0".encode()).decode()
+
+
+async def open_viewer(settings, world, session, url_base: str, kind: str = "new"
+                      ) -> tuple[Viewer, asyncio.Task, object]:
+    token = viewer_token(settings, world["ids"]["alice"], session["id"], kind)
     websocket = await ws_connect(url_base + token, subprotocols=["binary"], compression=None, max_size=None,
                                  open_timeout=60, ping_interval=None)
     viewer = Viewer(WebSocketStream(websocket), session["password"])
@@ -242,14 +255,15 @@ async def direct_round_trips(session, samples: int) -> list[float]:
     return times
 
 
-async def phase(settings, world, sessions, count: int, spread: bool, hold: float, pid: int) -> dict:
+async def phase(settings, world, sessions, count: int, spread: bool, hold: float, pid: int, kind: str = "new"
+                ) -> dict:
     url_base = f"ws://127.0.0.1:{settings.websockify_port}/websockify?token="
     pss_before, _ = proxy_tree_pss_and_cpu(pid)
     targets = [sessions[i % len(sessions)] if spread else sessions[0] for i in range(count)]
     opened, failed, reasons = [], 0, {}
     began = time.monotonic()
     for batch in range(0, count, 50):
-        results = await asyncio.gather(*(open_viewer(settings, world, s, url_base) for s in targets[batch:batch + 50]),
+        results = await asyncio.gather(*(open_viewer(settings, world, s, url_base, kind) for s in targets[batch:batch + 50]),
                                        return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
@@ -354,7 +368,7 @@ def main() -> None:
             proxy = start_proxy(settings, args.proxy, args.before, tmp / "proxy.log")  # a fresh one each phase
             time.sleep(2)
             try:
-                outcome = asyncio.run(phase(settings, world, sessions, count, spread, args.hold, proxy.pid))
+                outcome = asyncio.run(phase(settings, world, sessions, count, spread, args.hold, proxy.pid, args.proxy))
             finally:
                 stop_proxy(proxy)
                 proxy = None

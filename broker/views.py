@@ -6,9 +6,10 @@ Every page, API route and command uses these, so a session or a node reads the s
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Integer, bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
 from asci.accounts import User
@@ -54,18 +55,33 @@ class SessionPage:
     next: int | None
 
 
-def _listed(db: Session, user: User, everyone: bool, include_ended: bool, limit: int, after: int | None):
+@functools.cache
+def _list_statement(of_everyone: bool, include_ended: bool, paged: bool):
+    """The list query of one shape, built once: its values are bound parameters (``user_id``, ``limit``,
+    ``after``), so a request neither builds a statement nor computes its cache key again (about half the
+    query's Python time, see ``bench/bench_session_list_http.py``)."""
     statement = (select(*_LISTED).join(User, User.id == DesktopSession.user_id)
                  .join(Experiment, Experiment.id == DesktopSession.experiment_id)
                  .outerjoin(Node, Node.id == DesktopSession.node_id)
-                 .order_by(DesktopSession.id.desc()).limit(limit))
-    if not (everyone and user.is_admin):
-        statement = statement.where(DesktopSession.user_id == user.id)
+                 .order_by(DesktopSession.id.desc()).limit(bindparam("limit", type_=Integer)))
+    if not of_everyone:
+        statement = statement.where(DesktopSession.user_id == bindparam("user_id", type_=Integer))
     if not include_ended:
         statement = statement.where(DesktopSession.state.in_(ACTIVE_STATES))
+    if paged:
+        statement = statement.where(DesktopSession.id < bindparam("after", type_=Integer))
+    return statement
+
+
+def _listed(db: Session, user: User, everyone: bool, include_ended: bool, limit: int, after: int | None):
+    of_everyone = bool(everyone and user.is_admin)
+    statement = _list_statement(of_everyone, bool(include_ended), after is not None)
+    values = {"limit": int(limit)}
+    if not of_everyone:
+        values["user_id"] = user.id
     if after is not None:
-        statement = statement.where(DesktopSession.id < after)
-    return db.execute(statement).all()
+        values["after"] = int(after)
+    return db.execute(statement, values).all()
 
 
 def session_page(db: Session, user: User, everyone: bool = False, include_ended: bool = True, limit: int = 100,

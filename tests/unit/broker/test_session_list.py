@@ -118,3 +118,29 @@ def test_my_sessions_and_the_admin_list_paginate(listing):
     listing_page = admin.get("/admin/sessions").get_data(as_text=True)
     assert listing_page.count("data-session=") == 50 and 'id="older-page"' in listing_page
     assert browser.get("/admin/sessions").status_code == 403
+
+
+def test_a_request_builds_no_statement_once_warm(listing, monkeypatch):
+    """The token look-up and the list query of each shape are built once (their values are bound
+    parameters): once warm, ``GET /api/sessions`` answers with statement building switched off, and
+    still gives each caller their own rows."""
+    import asci.accounts
+    import broker.views
+
+    settings, world, client = listing
+    for who, query in (("alice", ""), ("bob", ""), ("alice", "?after=1000000"), ("root", "?all=1")):
+        assert client.get(f"/api/sessions{query}", headers=_auth(world, who)).status_code == 200
+
+    def no_building(*args, **kwargs):
+        raise AssertionError("a statement was built for a request")
+
+    monkeypatch.setattr(broker.views, "select", no_building)
+    monkeypatch.setattr(asci.accounts, "select", no_building)
+    bob = client.get("/api/sessions", headers=_auth(world, "bob")).json
+    assert len(bob["sessions"]) == 20 and {row["user"] for row in bob["sessions"]} == {world["names"]["bob"]}
+    alice = client.get("/api/sessions?limit=7", headers=_auth(world, "alice")).json
+    assert len(alice["sessions"]) == 7 and {row["user"] for row in alice["sessions"]} == {world["names"]["alice"]}
+    older = client.get(f"/api/sessions?after={alice['next']}&limit=3", headers=_auth(world, "alice")).json
+    assert [row["id"] for row in older["sessions"]] == sorted((row["id"] for row in older["sessions"]), reverse=True)
+    assert max(row["id"] for row in older["sessions"]) < int(alice["next"])
+    assert len(client.get("/api/sessions?all=1&limit=1000", headers=_auth(world, "root")).json["sessions"]) == 270
