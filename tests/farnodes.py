@@ -13,6 +13,13 @@ killed by its PID, seen from here) and start it again (:meth:`start_agent`). Sto
 TERM to the namespace's first process (its trap ends every process of the node); nothing is
 unmounted by hand outside: the node's mounts live and die with its namespace. The engine's data root
 is a tmpfs of the namespace (removing a pulled desktop image's layers from disk took 150 s here).
+
+A far node may join a swarm as a worker (:meth:`FarNode.join_swarm`, ``docker swarm join`` through its
+engine's TLS API with a manager's worker token): it advertises its own loopback address (the gossip
+port 7946 is fixed per address, so a swarm far node needs an address no other swarm daemon uses) and
+gets a ``docker_gwbridge`` with an interface name of its own first. The far nodes share this host's
+network namespace, so that interface is the host's: :meth:`FarNode.stop` deletes it if the node's
+engine left it behind.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from pathlib import Path
 import docker
 
 from broker import certs
-from tests.daemons import API_VERSION, DOCKERD, free_port_on
+from tests.daemons import API_VERSION, DOCKERD, create_gateway_bridge, free_port_on, gateway_subnet
 
 
 class FarNode:
@@ -42,6 +49,8 @@ class FarNode:
         self.docker_port = free_port_on(address)
         self.agent_port = free_port_on(address)
         self.process: subprocess.Popen | None = None
+        self.swarm_bridge = ""  # host interface of its swarm gateway bridge, once it joined a swarm
+        self.swarm_node_id = ""
 
     # ------------------------------------------------------------ addresses
     @property
@@ -172,6 +181,62 @@ wait
                 raise RuntimeError(f"the agent of {self.name} did not come back:\n{self.log_tail()}")
             time.sleep(0.1)
 
+    # ------------------------------------------------------------ swarm
+    def join_swarm(self, manager: docker.DockerClient, timeout: float = 60) -> str:
+        """Join the swarm ``manager`` (a client of one of its managers) leads, as a worker: ``docker swarm
+        join`` through this node's engine over TLS, advertising its own address; returns its swarm node
+        id once the manager sees it ready."""
+        swarm = manager.info()["Swarm"]
+        remote = swarm["RemoteManagers"][0]["Addr"]
+        manager.swarm.reload()
+        token = manager.swarm.attrs["JoinTokens"]["Worker"]
+        client = self.client()
+        try:
+            self.swarm_bridge = f"ascigw{uuid.uuid4().hex[:6]}"
+            create_gateway_bridge(client, self.swarm_bridge, gateway_subnet(self.address))
+            client.swarm.join(remote_addrs=[remote], join_token=token, advertise_addr=self.address,
+                              listen_addr=f"{self.address}:{free_port_on(self.address)}")
+            self.swarm_node_id = client.info()["Swarm"]["NodeID"]
+        finally:
+            client.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                state = manager.nodes.get(self.swarm_node_id).attrs["Status"]["State"]
+            except docker.errors.NotFound:
+                state = "unknown"
+            if state == "ready":
+                return self.swarm_node_id
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"far node {self.name} joined but is {state} after {timeout} s:\n{self.log_tail()}")
+            time.sleep(0.2)
+
+    def leave_swarm(self, manager: docker.DockerClient | None = None) -> None:
+        """Leave the swarm (its tasks end) and remove the gateway bridge; ``manager`` forgets the node."""
+        if not self.swarm_node_id:
+            return
+        try:
+            client = self.client(timeout=30)
+            try:
+                if client.info()["Swarm"]["LocalNodeState"] != "inactive":
+                    client.swarm.leave(force=True)
+                for network in client.networks.list(names=["docker_gwbridge"]):
+                    network.remove()
+            finally:
+                client.close()
+        except docker.errors.DockerException as exc:
+            print(f"far node {self.name}: leaving the swarm: {exc}")
+        if manager is not None:
+            try:
+                manager.nodes.get(self.swarm_node_id).remove(force=True)
+            except docker.errors.DockerException:
+                pass
+        self.swarm_node_id = ""
+
+    def _delete_swarm_bridge(self) -> None:
+        if self.swarm_bridge and Path(f"/sys/class/net/{self.swarm_bridge}").exists():
+            subprocess.run(["ip", "link", "delete", self.swarm_bridge], check=False)
+
     def log_tail(self, chars: int = 3000) -> str:
         parts = []
         for name in ("node.out", "dockerd.log", "agent.log"):
@@ -207,6 +272,7 @@ wait
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=30)
+        self._delete_swarm_bridge()
         shutil.rmtree(self.root, ignore_errors=True)
         shutil.rmtree(self.pki / self.name, ignore_errors=True)
 
@@ -235,9 +301,13 @@ class FarCluster:
         os.chmod(self.pki, 0o700)
         certs.init(self.pki, name="asci-test")
         for number in range(count):
-            name = f"far{number + 1}"
-            self.nodes[name] = FarNode(name, f"127.0.0.{number + 2}", self.pki, self.hidden).start()
+            self.add(f"far{number + 1}", f"127.0.0.{number + 2}")
         return self
+
+    def add(self, name: str, address: str) -> FarNode:
+        """Start one more far node ``name`` on ``address`` (certificates from the cluster's CA)."""
+        self.nodes[name] = FarNode(name, address, self.pki, self.hidden)
+        return self.nodes[name].start()
 
     def stop(self) -> None:
         for node in self.nodes.values():
