@@ -8,9 +8,11 @@ session run folder are its own, and it listens with TLS only, on a loopback addr
 (127.0.0.2, 127.0.0.3 ...). What it shares with the platform is what shared storage would share: a
 folder outside those (experiment data and the home root).
 
-The agent runs in a loop inside the namespace, so a test can stop it (:meth:`FarNode.stop_agent`:
-killed by its PID, seen from here) and start it again (:meth:`start_agent`). Stopping the node sends
-TERM to the namespace's first process (its trap ends every process of the node); nothing is
+The agent and the engine each run in a loop inside the namespace, so a test can stop either
+(:meth:`FarNode.stop_agent`, :meth:`stop_engine`: killed by its PID, seen from here) and start it
+again (:meth:`start_agent`, :meth:`start_engine`; the engine keeps its data root). Stopping the node
+sends TERM to the namespace's first process (its trap ends the engine cleanly and every process of
+the node with the namespace); nothing is
 unmounted by hand outside: the node's mounts live and die with its namespace. The engine's data root
 is a tmpfs of the namespace (removing a pulled desktop image's layers from disk took 150 s here).
 
@@ -81,20 +83,26 @@ class FarNode:
         python, pythonpath = sys.executable, os.environ.get("PYTHONPATH", "")
         root = self.root
         return f"""set -e
-trap 'touch {root}/stop; kill $(jobs -p) 2>/dev/null; wait; exit 0' TERM
+# TERM: no restarts; the engine ends cleanly (its loop with it), the agent's loop is killed
+trap 'touch {root}/stop; kill $(cat {root}/dockerd.pid 2>/dev/null) 2>/dev/null || true; \\
+  kill $agent_loop 2>/dev/null || true; wait; exit 0' TERM
 mount --make-rprivate /
 {hide}
 mkdir -p {root}/docker-root
 mount -t tmpfs -o size=6g,mode=0710 tmpfs {root}/docker-root   # the node's disk: gone with the namespace
-{DOCKERD} --data-root {root}/docker-root --exec-root {root}/x --pidfile {root}/dockerd.pid \\
-  --bridge=none --iptables=false --ip6tables=false -H unix://{root}/docker.sock \\
-  -H tcp://{self.docker_url[6:]} --tlsverify --tlscacert {self.tls_dir}/ca.pem \\
-  --tlscert {self.tls_dir}/server-cert.pem --tlskey {self.tls_dir}/server-key.pem >{root}/dockerd.log 2>&1 &
+(while [ ! -e {root}/stop ]; do
+   if [ -e {root}/engine-off ]; then sleep 0.1; continue; fi
+   {DOCKERD} --data-root {root}/docker-root --exec-root {root}/x --pidfile {root}/dockerd.pid \\
+     --bridge=none --iptables=false --ip6tables=false -H unix://{root}/docker.sock \\
+     -H tcp://{self.docker_url[6:]} --tlsverify --tlscacert {self.tls_dir}/ca.pem \\
+     --tlscert {self.tls_dir}/server-cert.pem --tlskey {self.tls_dir}/server-key.pem >>{root}/dockerd.log 2>&1 || true
+ done) &
 (while [ ! -e {root}/stop ]; do
    if [ -e {root}/agent-off ]; then sleep 0.1; continue; fi
    PYTHONPATH={pythonpath} {python} -m asci node agent --listen {self.agent} --tls-dir {self.tls_dir} \\
      --docker unix://{root}/docker.sock --run-dir {self.run_dir} >>{root}/agent.log 2>&1 || true
  done) &
+agent_loop=$!
 wait
 """
 
@@ -147,8 +155,9 @@ wait
         except Exception:  # noqa: BLE001 - not up (yet)
             return False
 
-    def agent_pids(self) -> list[int]:
-        """PIDs (seen from here) of the node's agent processes."""
+    @staticmethod
+    def _pids(match) -> list[int]:
+        """PIDs (seen from here) of the processes whose argv ``match`` accepts."""
         found = []
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
@@ -157,9 +166,18 @@ wait
                 argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"agent" in argv and b"--listen" in argv and self.agent.encode() in argv:
+            if match(argv):
                 found.append(int(entry))
         return found
+
+    def agent_pids(self) -> list[int]:
+        """PIDs (seen from here) of the node's agent processes."""
+        return self._pids(lambda argv: b"agent" in argv and b"--listen" in argv and self.agent.encode() in argv)
+
+    def engine_pids(self) -> list[int]:
+        """PIDs (seen from here) of the node's dockerd."""
+        data_root = str(self.root / "docker-root").encode()
+        return self._pids(lambda argv: argv[0] == DOCKERD.encode() and data_root in argv)
 
     def stop_agent(self) -> None:
         """Kill the agent by its PID and keep it stopped."""
@@ -236,6 +254,28 @@ wait
     def _delete_swarm_bridge(self) -> None:
         if self.swarm_bridge and Path(f"/sys/class/net/{self.swarm_bridge}").exists():
             subprocess.run(["ip", "link", "delete", self.swarm_bridge], check=False)
+
+    def stop_engine(self) -> None:
+        """Kill the node's dockerd (SIGKILL, by its PID: a machine that fails) and keep it stopped; its
+        containers' processes are left as they are, as a crashed engine leaves them."""
+        (self.root / "engine-off").touch()
+        for pid in self.engine_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        while self.engine_pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def start_engine(self, timeout: float = 60) -> None:
+        """Start the node's dockerd again (its data root, and so its images and swarm state, kept)."""
+        (self.root / "engine-off").unlink(missing_ok=True)
+        deadline = time.monotonic() + timeout
+        while not self.engine_answers():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the engine of {self.name} did not come back:\n{self.log_tail()}")
+            time.sleep(0.2)
 
     def log_tail(self, chars: int = 3000) -> str:
         parts = []

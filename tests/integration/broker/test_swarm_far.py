@@ -196,3 +196,49 @@ def test_the_smoke_gate_probe_runs_on_the_swarm_worker(swarm, two_machines, desk
         assert [name for name in worker.agent_node().held() if name.startswith("probe-")]
     assert manager.services.list(filters={"label": "asci.probe=1"}) == []
     assert not [name for name in worker.agent_node().held() if name.startswith("probe-")]
+
+
+def _swarm_state(manager, node_id) -> str:
+    return manager.nodes.get(node_id).attrs["Status"]["State"]
+
+
+def test_a_worker_that_fails_while_the_manager_stays_up_loses_its_session_and_comes_back(swarm, two_machines):
+    settings, world, broker, api = swarm
+    _cluster, worker, manager = two_machines
+    manager.swarm.reload()
+    spec = manager.swarm.attrs["Spec"]
+    spec["Dispatcher"]["HeartbeatPeriod"] = 1_000_000_000  # the manager notices a silent worker in seconds
+    manager.api.update_swarm(version=manager.swarm.attrs["Version"]["Index"], swarm_spec=spec)
+    session = api.post("/api/sessions", json={"environment": world["env"], "experiment": world["e1"], "cpus": 1,
+                                              "memory": "1g"}, headers=_auth(world)).json
+    assert session["node"] == WORKER and session["state"] == "running", session
+    row = _row(settings, session["id"])
+    _node_name, key = parse_socket_uri(row.vnc_socket)
+    service_id = row.backend_state["service_id"]
+    # the worker's engine dies (its agent stays): the broker marks the node down, the session lost, and the
+    # session's folder goes on the worker through its agent; the manager, still up, sees the worker down
+    worker.stop_engine()
+    with session_scope(settings) as db:
+        assert reconcile(broker, db)["nodes_down"] == 1
+        node_row = db.scalar(select(Node).where(Node.name == WORKER))
+        assert node_row.state == "down" and WORKER in node_row.last_error
+        lost = db.get(DesktopSession, session["id"])
+        assert lost.state == "lost" and "stopped answering" in lost.message
+    assert key not in worker.agent_node().held()
+    _wait_for(lambda: _swarm_state(manager, worker.swarm_node_id) == "down", timeout=20)
+    # the engine comes back: the worker rejoins the swarm by itself; its task ended and none replaced it
+    worker.start_engine()
+    _wait_for(lambda: _swarm_state(manager, worker.swarm_node_id) == "ready", timeout=30)
+    svc = manager.services.get(service_id)
+    _wait_for(lambda: [task["Status"]["State"] for task in svc.tasks()] not in (["running"], []), timeout=30)
+    assert len(svc.tasks()) == 1  # restart policy none: no fresh desktop behind the user's back
+    # the broker marks the node up and removes the lost session's service through the manager
+    with session_scope(settings) as db:
+        summary = reconcile(broker, db)
+        assert summary["nodes_up"] == 1 and summary["removed"] == 1, summary
+        assert db.scalar(select(Node).where(Node.name == WORKER)).state == "up"
+    _wait_for(lambda: not manager.services.list(filters={"id": service_id}), timeout=30)
+    engine = worker.client()
+    _wait_for(lambda: not engine.containers.list(
+        all=True, filters={"label": f"asci.broker={settings.broker_instance}"}), timeout=30)
+    engine.close()
