@@ -225,13 +225,16 @@ def test_a_worker_that_fails_while_the_manager_stays_up_loses_its_session_and_co
         lost = db.get(DesktopSession, session["id"])
         assert lost.state == "lost" and "stopped answering" in lost.message
     assert key not in worker.agent_node().held()
-    _wait_for(lambda: _swarm_state(manager, worker.swarm_node_id) == "down", timeout=20)
+    began = time.monotonic()
+    _wait_for(lambda: _swarm_state(manager, worker.swarm_node_id) == "down", timeout=30)
+    print(f"the manager saw the worker down {time.monotonic() - began:.1f} s after the broker did")
     # the engine comes back: the worker rejoins the swarm by itself; its task ended and none replaced it
     worker.start_engine()
     _wait_for(lambda: _swarm_state(manager, worker.swarm_node_id) == "ready", timeout=30)
     svc = manager.services.get(service_id)
     _wait_for(lambda: [task["Status"]["State"] for task in svc.tasks()] not in (["running"], []), timeout=30)
-    assert len(svc.tasks()) == 1  # restart policy none: no fresh desktop behind the user's back
+    [task] = svc.tasks()  # restart policy none: no fresh desktop behind the user's back
+    print(f"the task after the worker's engine came back: {task['Status']['State']} ({task['Status'].get('Err', '')})")
     # the broker marks the node up and removes the lost session's service through the manager
     with session_scope(settings) as db:
         summary = reconcile(broker, db)
