@@ -228,6 +228,40 @@ def _mounts_under(prefix: str) -> list[str]:
     return sorted(points, key=len, reverse=True)  # deepest first
 
 
+GOSSIP_PORT = 7946  # a swarm daemon's gossip (TCP and UDP) on its advertise address; not configurable
+
+
+def gossip_free_address(candidates: tuple[str, ...]) -> str | None:
+    """The first loopback address of ``candidates`` where no swarm daemon's gossip holds port 7946 (None: all taken)."""
+    for address in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind((address, GOSSIP_PORT))
+                return address
+            except OSError:
+                continue
+    return None
+
+
+def gateway_subnet(address: str) -> str:
+    """The small subnet of the swarm gateway bridge of the daemon advertising on loopback ``address``."""
+    return f"172.31.{200 + int(address.rsplit('.', 1)[1]) % 50}.0/24"
+
+
+def create_gateway_bridge(client: docker.DockerClient, bridge_name: str, subnet: str) -> None:
+    """Make ``docker_gwbridge`` before the daemon enters a swarm, with a host interface name of its own
+    (``bridge_name``, at most 15 characters) and ``subnet``: otherwise the swarm makes it with the
+    interface literally named ``docker_gwbridge``, which two daemons of one host cannot both have."""
+    from docker.types import IPAMConfig, IPAMPool
+
+    client.networks.create(
+        "docker_gwbridge", driver="bridge",
+        options={"com.docker.network.bridge.name": bridge_name,
+                 "com.docker.network.bridge.enable_icc": "false",
+                 "com.docker.network.bridge.enable_ip_masquerade": "false"},
+        ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=subnet)]))
+
+
 class SwarmNode:
     """A dockerd of its own made a one-node swarm manager on ``address`` (a loopback address of its own)."""
 
@@ -235,7 +269,7 @@ class SwarmNode:
         self.daemon = Dockerd(root, name=f"swarm-{address}")
         self.address = address
         self.bridge_name = f"ascigw{uuid.uuid4().hex[:6]}"  # host interface name, at most 15 characters
-        self.gw_subnet = f"172.31.{200 + int(address.rsplit('.', 1)[1]) % 50}.0/24"
+        self.gw_subnet = gateway_subnet(address)
         self.node_id: str | None = None
 
     @property
@@ -243,17 +277,10 @@ class SwarmNode:
         return self.daemon.url
 
     def start(self) -> "SwarmNode":
-        from docker.types import IPAMConfig, IPAMPool
-
         self.daemon.start()
         client = self.daemon.client()
         try:
-            client.networks.create(
-                "docker_gwbridge", driver="bridge",
-                options={"com.docker.network.bridge.name": self.bridge_name,
-                         "com.docker.network.bridge.enable_icc": "false",
-                         "com.docker.network.bridge.enable_ip_masquerade": "false"},
-                ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=self.gw_subnet)]))
+            create_gateway_bridge(client, self.bridge_name, self.gw_subnet)
             self.node_id = client.swarm.init(advertise_addr=self.address,
                                              listen_addr=f"{self.address}:{free_port_on(self.address)}")
             _remove_ingress(client)

@@ -8,11 +8,20 @@ session run folder are its own, and it listens with TLS only, on a loopback addr
 (127.0.0.2, 127.0.0.3 ...). What it shares with the platform is what shared storage would share: a
 folder outside those (experiment data and the home root).
 
-The agent runs in a loop inside the namespace, so a test can stop it (:meth:`FarNode.stop_agent`:
-killed by its PID, seen from here) and start it again (:meth:`start_agent`). Stopping the node sends
-TERM to the namespace's first process (its trap ends every process of the node); nothing is
+The agent and the engine each run in a loop inside the namespace, so a test can stop either
+(:meth:`FarNode.stop_agent`, :meth:`stop_engine`: killed by its PID, seen from here) and start it
+again (:meth:`start_agent`, :meth:`start_engine`; the engine keeps its data root). Stopping the node
+sends TERM to the namespace's first process (its trap ends the engine cleanly and every process of
+the node with the namespace); nothing is
 unmounted by hand outside: the node's mounts live and die with its namespace. The engine's data root
 is a tmpfs of the namespace (removing a pulled desktop image's layers from disk took 150 s here).
+
+A far node may join a swarm as a worker (:meth:`FarNode.join_swarm`, ``docker swarm join`` through its
+engine's TLS API with a manager's worker token): it advertises its own loopback address (the gossip
+port 7946 is fixed per address, so a swarm far node needs an address no other swarm daemon uses) and
+gets a ``docker_gwbridge`` with an interface name of its own first. The far nodes share this host's
+network namespace, so that interface is the host's: :meth:`FarNode.stop` deletes it if the node's
+engine left it behind.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from pathlib import Path
 import docker
 
 from broker import certs
-from tests.daemons import API_VERSION, DOCKERD, free_port_on
+from tests.daemons import API_VERSION, DOCKERD, create_gateway_bridge, free_port_on, gateway_subnet
 
 
 class FarNode:
@@ -42,6 +51,8 @@ class FarNode:
         self.docker_port = free_port_on(address)
         self.agent_port = free_port_on(address)
         self.process: subprocess.Popen | None = None
+        self.swarm_bridge = ""  # host interface of its swarm gateway bridge, once it joined a swarm
+        self.swarm_node_id = ""
 
     # ------------------------------------------------------------ addresses
     @property
@@ -72,20 +83,26 @@ class FarNode:
         python, pythonpath = sys.executable, os.environ.get("PYTHONPATH", "")
         root = self.root
         return f"""set -e
-trap 'touch {root}/stop; kill $(jobs -p) 2>/dev/null; wait; exit 0' TERM
+# TERM: no restarts; the engine ends cleanly (its loop with it), the agent's loop is killed
+trap 'touch {root}/stop; kill $(cat {root}/dockerd.pid 2>/dev/null) 2>/dev/null || true; \\
+  kill $agent_loop 2>/dev/null || true; wait; exit 0' TERM
 mount --make-rprivate /
 {hide}
 mkdir -p {root}/docker-root
 mount -t tmpfs -o size=6g,mode=0710 tmpfs {root}/docker-root   # the node's disk: gone with the namespace
-{DOCKERD} --data-root {root}/docker-root --exec-root {root}/x --pidfile {root}/dockerd.pid \\
-  --bridge=none --iptables=false --ip6tables=false -H unix://{root}/docker.sock \\
-  -H tcp://{self.docker_url[6:]} --tlsverify --tlscacert {self.tls_dir}/ca.pem \\
-  --tlscert {self.tls_dir}/server-cert.pem --tlskey {self.tls_dir}/server-key.pem >{root}/dockerd.log 2>&1 &
+(while [ ! -e {root}/stop ]; do
+   if [ -e {root}/engine-off ]; then sleep 0.1; continue; fi
+   {DOCKERD} --data-root {root}/docker-root --exec-root {root}/x --pidfile {root}/dockerd.pid \\
+     --bridge=none --iptables=false --ip6tables=false -H unix://{root}/docker.sock \\
+     -H tcp://{self.docker_url[6:]} --tlsverify --tlscacert {self.tls_dir}/ca.pem \\
+     --tlscert {self.tls_dir}/server-cert.pem --tlskey {self.tls_dir}/server-key.pem >>{root}/dockerd.log 2>&1 || true
+ done) &
 (while [ ! -e {root}/stop ]; do
    if [ -e {root}/agent-off ]; then sleep 0.1; continue; fi
    PYTHONPATH={pythonpath} {python} -m asci node agent --listen {self.agent} --tls-dir {self.tls_dir} \\
      --docker unix://{root}/docker.sock --run-dir {self.run_dir} >>{root}/agent.log 2>&1 || true
  done) &
+agent_loop=$!
 wait
 """
 
@@ -138,8 +155,9 @@ wait
         except Exception:  # noqa: BLE001 - not up (yet)
             return False
 
-    def agent_pids(self) -> list[int]:
-        """PIDs (seen from here) of the node's agent processes."""
+    @staticmethod
+    def _pids(match) -> list[int]:
+        """PIDs (seen from here) of the processes whose argv ``match`` accepts."""
         found = []
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
@@ -148,9 +166,18 @@ wait
                 argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"agent" in argv and b"--listen" in argv and self.agent.encode() in argv:
+            if match(argv):
                 found.append(int(entry))
         return found
+
+    def agent_pids(self) -> list[int]:
+        """PIDs (seen from here) of the node's agent processes."""
+        return self._pids(lambda argv: b"agent" in argv and b"--listen" in argv and self.agent.encode() in argv)
+
+    def engine_pids(self) -> list[int]:
+        """PIDs (seen from here) of the node's dockerd."""
+        data_root = str(self.root / "docker-root").encode()
+        return self._pids(lambda argv: argv[0] == DOCKERD.encode() and data_root in argv)
 
     def stop_agent(self) -> None:
         """Kill the agent by its PID and keep it stopped."""
@@ -171,6 +198,84 @@ wait
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the agent of {self.name} did not come back:\n{self.log_tail()}")
             time.sleep(0.1)
+
+    # ------------------------------------------------------------ swarm
+    def join_swarm(self, manager: docker.DockerClient, timeout: float = 60) -> str:
+        """Join the swarm ``manager`` (a client of one of its managers) leads, as a worker: ``docker swarm
+        join`` through this node's engine over TLS, advertising its own address; returns its swarm node
+        id once the manager sees it ready."""
+        swarm = manager.info()["Swarm"]
+        remote = swarm["RemoteManagers"][0]["Addr"]
+        manager.swarm.reload()
+        token = manager.swarm.attrs["JoinTokens"]["Worker"]
+        client = self.client()
+        try:
+            self.swarm_bridge = f"ascigw{uuid.uuid4().hex[:6]}"
+            create_gateway_bridge(client, self.swarm_bridge, gateway_subnet(self.address))
+            client.swarm.join(remote_addrs=[remote], join_token=token, advertise_addr=self.address,
+                              listen_addr=f"{self.address}:{free_port_on(self.address)}")
+            self.swarm_node_id = client.info()["Swarm"]["NodeID"]
+        finally:
+            client.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                state = manager.nodes.get(self.swarm_node_id).attrs["Status"]["State"]
+            except docker.errors.NotFound:
+                state = "unknown"
+            if state == "ready":
+                return self.swarm_node_id
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"far node {self.name} joined but is {state} after {timeout} s:\n{self.log_tail()}")
+            time.sleep(0.2)
+
+    def leave_swarm(self, manager: docker.DockerClient | None = None) -> None:
+        """Leave the swarm (its tasks end) and remove the gateway bridge; ``manager`` forgets the node."""
+        if not self.swarm_node_id:
+            return
+        try:
+            client = self.client(timeout=30)
+            try:
+                if client.info()["Swarm"]["LocalNodeState"] != "inactive":
+                    client.swarm.leave(force=True)
+                for network in client.networks.list(names=["docker_gwbridge"]):
+                    network.remove()
+            finally:
+                client.close()
+        except docker.errors.DockerException as exc:
+            print(f"far node {self.name}: leaving the swarm: {exc}")
+        if manager is not None:
+            try:
+                manager.nodes.get(self.swarm_node_id).remove(force=True)
+            except docker.errors.DockerException:
+                pass
+        self.swarm_node_id = ""
+
+    def _delete_swarm_bridge(self) -> None:
+        if self.swarm_bridge and Path(f"/sys/class/net/{self.swarm_bridge}").exists():
+            subprocess.run(["ip", "link", "delete", self.swarm_bridge], check=False)
+
+    def stop_engine(self) -> None:
+        """Kill the node's dockerd (SIGKILL, by its PID: a machine that fails) and keep it stopped; its
+        containers' processes are left as they are, as a crashed engine leaves them."""
+        (self.root / "engine-off").touch()
+        for pid in self.engine_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        while self.engine_pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def start_engine(self, timeout: float = 60) -> None:
+        """Start the node's dockerd again (its data root, and so its images and swarm state, kept)."""
+        (self.root / "engine-off").unlink(missing_ok=True)
+        deadline = time.monotonic() + timeout
+        while not self.engine_answers():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the engine of {self.name} did not come back:\n{self.log_tail()}")
+            time.sleep(0.2)
 
     def log_tail(self, chars: int = 3000) -> str:
         parts = []
@@ -207,6 +312,7 @@ wait
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=30)
+        self._delete_swarm_bridge()
         shutil.rmtree(self.root, ignore_errors=True)
         shutil.rmtree(self.pki / self.name, ignore_errors=True)
 
@@ -235,9 +341,13 @@ class FarCluster:
         os.chmod(self.pki, 0o700)
         certs.init(self.pki, name="asci-test")
         for number in range(count):
-            name = f"far{number + 1}"
-            self.nodes[name] = FarNode(name, f"127.0.0.{number + 2}", self.pki, self.hidden).start()
+            self.add(f"far{number + 1}", f"127.0.0.{number + 2}")
         return self
+
+    def add(self, name: str, address: str) -> FarNode:
+        """Start one more far node ``name`` on ``address`` (certificates from the cluster's CA)."""
+        self.nodes[name] = FarNode(name, address, self.pki, self.hidden)
+        return self.nodes[name].start()
 
     def stop(self) -> None:
         for node in self.nodes.values():

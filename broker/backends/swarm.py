@@ -20,9 +20,12 @@ mounts (home, ``/data``, the session folder's ``vnc/`` and read-only ``secret/``
 the user's uid:gid, every capability dropped, init, CPU, memory and pids limits (``Limits.Pids``),
 ``/dev/shm`` as a tmpfs of the Docker backend's size, and the same readiness proof (the broker locks
 the socket folder and proves the server by ``SO_PEERCRED`` against the task's container id). The
-session folder must exist on the node at the same path (the platform shares the nodes' filesystem,
-as with the Docker backend). What the service API (Engine API 1.41, docker-py 7.1) cannot express,
-and how each holds anyway:
+session folder is the node side's (``broker.node_side``), as with the Docker backend: a node without
+an agent shares this machine's filesystem, so its folder is here; a node registered with ``--agent``
+(a worker on another machine) gets its folder from its agent, on the worker, and the service's mounts
+name the worker's paths the agent returned (``LaunchSpec.run_dir``, the home under the home root); the
+agent proves the task's server there and relays its VNC bytes. What the service API (Engine API 1.41,
+docker-py 7.1) cannot express, and how each holds anyway:
 
 * no-new-privileges: no ContainerSpec field. The desktop entrypoint sets ``no_new_privs`` on itself
   before it starts anything (``setpriv --no-new-privs``), so Xvnc, the session and everything they
@@ -38,8 +41,10 @@ and how each holds anyway:
   the kernel accounts swap). This is the one piece of the hardening that does not hold on Swarm: see
   the README's known limits.
 
-Tested against a real one-node swarm (``tests/integration/broker/test_swarm_live.py``) and a fake
-manager (``tests/unit/broker/test_swarm_backend.py``).
+Tested against a real one-node swarm (``tests/integration/broker/test_swarm_live.py``), a swarm of
+two machines whose worker is a far node reached through its agent
+(``tests/integration/broker/test_swarm_far.py``) and a fake manager
+(``tests/unit/broker/test_swarm_backend.py``).
 """
 
 from __future__ import annotations

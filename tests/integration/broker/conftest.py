@@ -9,13 +9,12 @@ daemon's log tail printed. The second daemon lives for the whole session (a test
 from __future__ import annotations
 
 import re
-import socket
 
 import pytest
 
 from broker.backends.base import NodeRef
 from broker.backends.docker import DockerBackend
-from tests.daemons import Dockerd, SwarmNode, free_port_on, make_pki
+from tests.daemons import Dockerd, SwarmNode, free_port_on, gossip_free_address, make_pki
 from tests.support import require_programs
 
 
@@ -96,14 +95,10 @@ def node2_image(node2_daemon, desktop_image, pki):
 
 def _swarm_address() -> str:
     """127.0.0.1 unless another swarm's gossip holds its port 7946 there; then a loopback address of our own."""
-    for address in ("127.0.0.1", "127.0.0.13", "127.0.0.113", "127.0.0.213"):
-        with socket.socket() as sock:
-            try:
-                sock.bind((address, 7946))
-                return address
-            except OSError:
-                continue
-    pytest.fail("port 7946 is taken on every loopback address tried")
+    address = gossip_free_address(("127.0.0.1", "127.0.0.13", "127.0.0.113", "127.0.0.213"))
+    if address is None:
+        pytest.fail("port 7946 is taken on every loopback address tried")
+    return address
 
 
 @pytest.fixture(scope="module")
@@ -119,18 +114,24 @@ def swarm_node(tmp_path_factory, docker_client):
     node.cleanup()
 
 
-@pytest.fixture(scope="session")
-def far_cluster(tmp_path_factory, desktop_image):
-    """Two far nodes (``tests/farnodes.py``): own namespaces, own engines and agents on 127.0.0.2 and
-    127.0.0.3, TLS only, the platform's data hidden from them; the desktop image pulled into each."""
+def far_hidden(tmp_path_factory) -> list:
+    """What far nodes must not see of this machine: the pytest base temp folder (every test's data
+    directory and run folder) and ``ASCI_DATA_DIR``."""
     import os
-
-    from tests.farnodes import FarCluster
 
     hidden = [tmp_path_factory.getbasetemp()]
     if os.environ.get("ASCI_DATA_DIR"):
         hidden.append(os.environ["ASCI_DATA_DIR"])
-    cluster = FarCluster(hidden)
+    return hidden
+
+
+@pytest.fixture(scope="session")
+def far_cluster(tmp_path_factory, desktop_image):
+    """Two far nodes (``tests/farnodes.py``): own namespaces, own engines and agents on 127.0.0.2 and
+    127.0.0.3, TLS only, the platform's data hidden from them; the desktop image pulled into each."""
+    from tests.farnodes import FarCluster
+
+    cluster = FarCluster(far_hidden(tmp_path_factory))
     try:
         cluster.start()
         backend = DockerBackend()

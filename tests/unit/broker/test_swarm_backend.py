@@ -1,7 +1,9 @@
 """The broker on the Swarm backend (a fake Swarm manager): a desktop is a service with the session's
 folder (socket and password file), which goes when the session ends; the backend's state is opaque to
 the core, so a re-adopted session can be stopped and an orphaned service is removed; the swarm node is
-found by its engine's node id and labelled once. (A real swarm: tests/integration/broker/test_swarm_live.py.)"""
+found by its engine's node id and labelled once; a node whose folders are on the worker (its agent) gets a
+service whose mounts name the worker's paths. (Real swarms: tests/integration/broker/test_swarm_live.py,
+and with a far worker through its agent, test_swarm_far.py.)"""
 
 from __future__ import annotations
 
@@ -13,10 +15,12 @@ from sqlalchemy import select
 
 from asci.db import session_scope
 from broker import service
+from broker.agent_client import socket_uri
 from broker.backends.base import Capacity, NodeRef
 from broker.backends.swarm import SwarmBackend
 from broker.errors import BackendError, NodeUnreachable
 from broker.models import DesktopSession
+from broker.node_side import LocalNodeSide
 from broker.reconcile import reconcile
 from tests.support import always_ready, make_world
 from tests.support import user_of as user
@@ -189,3 +193,38 @@ def test_the_swarm_node_is_labelled_once_and_reports_its_capacity(swarm):
         broker.backend.ping(ref)
     with pytest.raises(BackendError, match="is ASCI node swarm-node already"):
         broker.backend.ping(NodeRef("other", "unix:///other.sock"))  # the same engine under another name
+
+
+class WorkerSide(LocalNodeSide):
+    """A node side whose folders are on the worker (``run_dir`` stands for the worker's run folder), as an
+    agent's are: the session records ``agent://node/key``, and releasing removes the folder there."""
+
+    def socket_of(self, node, key, folder):
+        return socket_uri(node.name, key)
+
+    def release(self, node, socket):
+        import shutil
+
+        shutil.rmtree(self.run_dir / socket.rsplit("/", 1)[1], ignore_errors=True)
+
+
+def test_a_service_on_a_node_with_an_agent_mounts_the_folder_the_node_side_made_on_the_worker(settings, tmp_path):
+    manager = FakeManager()
+    world = make_world(settings, NODES)
+    worker_run = tmp_path / "worker-run"
+    side = WorkerSide(worker_run, ready=always_ready)
+    broker = service.Broker(settings, SwarmBackend(client=manager.client, engines=FakeEngines()),
+                            node_sides=lambda node: side)
+    with session_scope(settings) as db:
+        desktop = broker.launch(db, db.merge(user(settings, world, "alice")), world["env"], "current", world["e1"])
+        session_id, key = desktop.id, f"{settings.broker_instance}-s{desktop.id}"
+        assert desktop.vnc_socket == f"agent://swarm-node/{key}"
+        params = manager.services[desktop.backend_state["service_id"]].params
+    sources = {m["Target"]: m["Source"] for m in params["mounts"]}
+    assert sources["/run/asci/vnc"] == str(worker_run / key / "vnc")
+    assert sources["/run/asci/secret"] == str(worker_run / key / "secret")
+    assert sources["/etc/hosts"] == str(worker_run / key / "hosts")
+    assert not (settings.run_dir / key).exists()
+    with session_scope(settings) as db:
+        broker.stop(db, session_id, user(settings, world, "alice"))
+    assert manager.services == {} and not (worker_run / key).exists()
