@@ -1,5 +1,6 @@
 """Shared fixtures: settings on a fresh data directory (SQLite and PostgreSQL), the Docker daemon,
-the base image in the registry, the fixture RPMs, a recipes git repository, a swapped broker.
+the base image in the registry, the far nodes (``tests/farnodes.py``, one cluster a session), the
+fixture RPMs, a recipes git repository, a swapped broker.
 
 Helpers that are not fixtures live in ``tests/support.py``. Markers (registered here):
 ``integration`` real services, ``docker`` a Docker daemon, ``postgres`` the PostgreSQL server
@@ -118,6 +119,41 @@ def pushed_image(docker_client, base_image):
     digest = shared_push(docker_client, repository, "v1")
     yield f"{repository}:v1", digest
     docker_client.images.remove(f"{repository}:v1", noprune=True)
+
+
+@pytest.fixture(scope="session")
+def desktop_image(pushed_image):
+    """``registry/name@sha256:...`` of the desktop image pushed for this test session."""
+    reference, digest = pushed_image
+    return f"{reference.rsplit(':', 1)[0]}@{digest}"
+
+
+@pytest.fixture(scope="session")
+def far_cluster(tmp_path_factory, desktop_image):
+    """Two far nodes (``tests/farnodes.py``): own namespaces, own engines and agents on 127.0.0.2 and
+    127.0.0.3, TLS only, the platform's data hidden from them; the desktop image pulled into each.
+
+    Here (not in a folder's conftest) so that integration and browser tests share one cluster a session."""
+    from broker.backends.base import NodeRef
+    from broker.backends.docker import DockerBackend
+    from tests.farnodes import FarCluster, far_hidden
+
+    cluster = FarCluster(far_hidden(tmp_path_factory))
+    try:
+        cluster.start()
+        backend = DockerBackend()
+        for node in cluster.nodes.values():
+            tls = node.tls()
+            backend.ensure_image(NodeRef(node.name, node.docker_url, tls["tls_ca"], tls["tls_cert"], tls["tls_key"]),
+                                 desktop_image)
+        backend.close()
+    except Exception:
+        for node in cluster.nodes.values():
+            print(node.log_tail())
+        cluster.stop()
+        raise
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture

@@ -353,3 +353,12 @@ class FarCluster:
         for node in self.nodes.values():
             node.stop()
         shutil.rmtree(self.shared, ignore_errors=True)
+
+
+def far_hidden(tmp_path_factory) -> list:
+    """What far nodes must not see of this machine: the pytest base temp folder (every test's data
+    directory and run folder) and ``ASCI_DATA_DIR``."""
+    hidden = [tmp_path_factory.getbasetemp()]
+    if os.environ.get("ASCI_DATA_DIR"):
+        hidden.append(os.environ["ASCI_DATA_DIR"])
+    return hidden

@@ -72,13 +72,6 @@ def tls_ref(daemon: Dockerd, pki, name: str = "node2") -> NodeRef:
 
 
 @pytest.fixture(scope="session")
-def desktop_image(pushed_image):
-    """``registry/name@sha256:...`` of the desktop image pushed for this test session."""
-    reference, digest = pushed_image
-    return f"{reference.rsplit(':', 1)[0]}@{digest}"
-
-
-@pytest.fixture(scope="session")
 def node2_image(node2_daemon, desktop_image, pki):
     """The second node pulls the desktop image by digest over TLS (the node-lacks-it path), once."""
     backend = DockerBackend()
@@ -112,38 +105,3 @@ def swarm_node(tmp_path_factory, docker_client):
         raise
     yield node
     node.cleanup()
-
-
-def far_hidden(tmp_path_factory) -> list:
-    """What far nodes must not see of this machine: the pytest base temp folder (every test's data
-    directory and run folder) and ``ASCI_DATA_DIR``."""
-    import os
-
-    hidden = [tmp_path_factory.getbasetemp()]
-    if os.environ.get("ASCI_DATA_DIR"):
-        hidden.append(os.environ["ASCI_DATA_DIR"])
-    return hidden
-
-
-@pytest.fixture(scope="session")
-def far_cluster(tmp_path_factory, desktop_image):
-    """Two far nodes (``tests/farnodes.py``): own namespaces, own engines and agents on 127.0.0.2 and
-    127.0.0.3, TLS only, the platform's data hidden from them; the desktop image pulled into each."""
-    from tests.farnodes import FarCluster
-
-    cluster = FarCluster(far_hidden(tmp_path_factory))
-    try:
-        cluster.start()
-        backend = DockerBackend()
-        for node in cluster.nodes.values():
-            tls = node.tls()
-            backend.ensure_image(NodeRef(node.name, node.docker_url, tls["tls_ca"], tls["tls_cert"], tls["tls_key"]),
-                                 desktop_image)
-        backend.close()
-    except Exception:
-        for node in cluster.nodes.values():
-            print(node.log_tail())
-        cluster.stop()
-        raise
-    yield cluster
-    cluster.stop()

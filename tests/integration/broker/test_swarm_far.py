@@ -26,7 +26,7 @@ from broker.backends.swarm import NODE_LABEL
 from broker.models import DesktopSession, Node
 from broker.reconcile import reconcile
 from tests.daemons import gossip_free_address
-from tests.integration.broker.conftest import far_hidden
+from tests.farnodes import far_hidden
 from tests.support import make_world
 from web import create_app
 from web.vnc_tokens import make_token, resolve
