@@ -15,6 +15,8 @@ base image of this checkout is pushed to 127.0.0.1:5000 and pulled by both. Meas
   desktop: a full (non-incremental) update requested and read on an open connection, through a bridge
   and directly from the node's socket (root here can open the far node's run folder by path: only
   the bench does), and the same with the connection's set-up (connect, ticket, TLS, RFB handshake);
+  the same full update in ZRLE (zlib-compressed, what a real viewer negotiates instead of Raw), relay
+  and direct alternating, each the best of two updates on a fresh connection;
 * **agent memory**: the agent's resident set (``VmRSS``) idle, with ``--desktops`` desktops running on
   the far node, and with one relay open to each of them.
 
@@ -27,6 +29,7 @@ import argparse
 import json
 import os
 import statistics
+import struct
 import sys
 import tempfile
 import time
@@ -107,6 +110,43 @@ def frame_times(path_of, password: str, count: int) -> tuple[list[float], list[f
     return on_open, with_setup
 
 
+ZRLE_ENCODING = 16
+
+
+def zrle_frame_times(path: str, password: str, count: int) -> tuple[list[float], list[int]]:
+    """Full (non-incremental) updates in ZRLE, the zlib encoding noVNC also offers, on an open connection:
+    the seconds until the whole update has arrived and its size in bytes (the rectangles are read, not
+    decoded: what is timed is the server's encoding and the path's bytes, as a viewer receives them)."""
+    sock, width, height, _name = rfb._open(path, password, 10)
+    times, sizes = [], []
+    with sock:
+        sock.sendall(struct.pack("!BxHi", 2, 1, ZRLE_ENCODING))
+        for _ in range(count):
+            began = time.monotonic()
+            rfb._request(sock, width, height, False)
+            size = 0
+            while True:
+                (kind,) = struct.unpack("!B", rfb._recv_exact(sock, 1))
+                if kind == 0:
+                    break
+                if kind != 2:  # bell; anything else is not expected here
+                    raise SystemExit(f"unexpected server message {kind}")
+            _pad, rectangles = struct.unpack("!BH", rfb._recv_exact(sock, 3))
+            for _ in range(rectangles):
+                _x, _y, w, h, encoding = struct.unpack("!HHHHi", rfb._recv_exact(sock, 12))
+                if encoding == ZRLE_ENCODING:
+                    (length,) = struct.unpack("!I", rfb._recv_exact(sock, 4))
+                elif encoding == rfb.RAW_ENCODING:
+                    length = w * h * 4
+                else:
+                    raise SystemExit(f"server sent encoding {encoding}")
+                rfb._recv_exact(sock, length)
+                size += length
+            times.append(time.monotonic() - began)
+            sizes.append(size)
+    return times, sizes
+
+
 def rss_kib(pids: list[int]) -> int:
     total = 0
     for pid in pids:
@@ -183,6 +223,18 @@ def main() -> None:
             "relay_open_connection": summary(relay_open), "direct_open_connection": summary(direct_open),
             "relay_over_direct_p50": round(statistics.median(relay_open) / statistics.median(direct_open), 3),
             "relay_with_setup": summary(relay_setup), "direct_with_setup": summary(direct_setup)}
+        relay_zrle, direct_zrle, zrle_bytes = [], [], []
+        for _ in range(args.frames):  # alternating, one frame each way per round
+            with LocalBridge(agent, key, parent=settings.run_dir / "bridges", once=True) as bridge:
+                times, sizes = zrle_frame_times(bridge.path, password, 3)
+            relay_zrle.append(min(times[1:]))  # the first update of a connection also warms the encoder
+            times, sizes = zrle_frame_times(direct, password, 3)
+            direct_zrle.append(min(times[1:]))
+            zrle_bytes.append(sizes[-1])
+        result["full_frame_zrle_s"] = {
+            "relay_open_connection": summary(relay_zrle), "direct_open_connection": summary(direct_zrle),
+            "relay_over_direct_p50": round(statistics.median(relay_zrle) / statistics.median(direct_zrle), 3),
+            "update_bytes_p50": int(statistics.median(zrle_bytes))}
         stop(broker, settings, session_id)
         # agent memory with many desktops
         idle = rss_kib(far.agent_pids())
