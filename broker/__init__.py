@@ -12,6 +12,7 @@ The public face, for ``ci`` and ``web`` (nothing else of this package is theirs 
     NodeSide, LocalNodeSide                 # the node's part of a launch: prepare / ready / release
     checked_socket(path)                  # a locked session socket, or None (what websockify may open)
     open_viewer(settings, vnc_socket, viewer="owner")   # a path reaching it: the socket, or a bridge to a node's agent
+    agent_relay(settings, vnc_socket, viewer="owner")   # or, for an event loop, the agent's relay request (no bridge)
     get_session(db, session_id, user);  list_sessions(db, user, everyone=False, include_ended=True, limit, after)
     session_page(db, user, ..., limit=100, after=None) -> SessionPage(sessions, next)   # keyset pages
     versions_in_use(db)                   # (environment, version) of every session on record (registry gc)
@@ -50,7 +51,7 @@ from broker.probe import Probe, probe_desktop
 from broker.loops import cull_loop, reconcile_loop
 from broker.metrics import BrokerCollector, node_capacity
 from broker.reconcile import reconcile
-from broker.node_paths import open_viewer
+from broker.node_paths import agent_relay, open_viewer
 from broker.rundir import checked_socket
 from broker.handle import attach, cli_broker, current_broker
 from broker.launch import LaunchRequest
@@ -63,7 +64,7 @@ from broker.views import (ExperimentView, SessionPage, all_experiments, experime
 
 __all__ = [
     "Broker", "LaunchRequest", "VncTarget", "attach", "current_broker", "cli_broker", "NodeSide", "LocalNodeSide",
-    "checked_socket", "open_viewer", "get_session", "list_sessions",
+    "checked_socket", "open_viewer", "agent_relay", "get_session", "list_sessions",
     "session_page", "SessionPage", "session_dict", "versions_in_use", "experiment_timeline", "Timeline",
     "node_views", "experiments_of", "all_experiments", "ExperimentView", "register_node", "has_nodes",
     "import_rows", "import_file", "data_path_problem", "root_problem", "claim_memberships", "reconcile",

@@ -26,6 +26,7 @@ import socket
 import ssl
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -83,6 +84,27 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+@dataclass(frozen=True)
+class RelayRequest:
+    """Everything an event loop needs to open one viewer's relay through a node's agent without a thread:
+    where the agent listens, the TLS context that verifies it (and presents the platform's certificate),
+    the name its certificate must carry and the request line, holding a fresh single-use ticket."""
+
+    node: str
+    host: str
+    port: int
+    context: ssl.SSLContext
+    request: bytes
+
+    def refusal(self, line: bytes) -> str:
+        """Why the agent's answer line opens nothing ('' when it opens the relay)."""
+        try:
+            answer = protocol.decode(line)
+        except protocol.ProtocolError as exc:
+            return f"node {self.node}: its agent's answer is not a protocol line: {exc}"
+        return "" if answer.get("ok") else f"node {self.node}: {answer.get('error') or 'refused'}"
+
+
 class AgentNode:
     """A node's agent as the platform uses it (thread-safe; a TLS connection per request)."""
 
@@ -110,6 +132,7 @@ class AgentNode:
             raise NodeUnreachable(f"node {self.name}: cannot load its TLS files: {exc}") from None
         try:
             raw = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # a viewer's input, sent at once
         except OSError as exc:
             raise NodeUnreachable(f"node {self.name}: its agent {self.address} does not answer: {exc}") from None
         try:
@@ -206,6 +229,16 @@ class AgentNode:
         except (OSError, ValueError) as exc:
             raise BackendError(f"node {self.name}: cannot sign a relay ticket: {exc}") from None
         return tickets.mint(private, key, self.name, viewer, ttl_s)
+
+    def relay_request(self, key: str, viewer: str = "owner") -> RelayRequest:
+        """What an event loop sends to open session folder ``key``'s relay for ``viewer`` (a fresh ticket;
+        :meth:`open_stream` is the blocking equivalent)."""
+        try:
+            context = client_context(self.ca, self.cert, self.key)
+        except (OSError, ssl.SSLError) as exc:
+            raise NodeUnreachable(f"node {self.name}: cannot load its TLS files: {exc}") from None
+        return RelayRequest(self.name, self.host, self.port, context,
+                            protocol.encode({"op": "relay", "ticket": self.ticket(key, viewer)}))
 
     def open_stream(self, key: str, viewer: str = "owner", ticket: str | None = None) -> ssl.SSLSocket:
         """A connection carrying the session's VNC bytes (through the agent's relay)."""

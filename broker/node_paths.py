@@ -13,7 +13,7 @@ from asci.config import Settings
 from asci.db import session_scope
 from broker import logs, rundir
 from broker.agent.server import make_home
-from broker.agent_client import AgentNode, LocalBridge, parse_socket_uri
+from broker.agent_client import AgentNode, LocalBridge, RelayRequest, parse_socket_uri
 from broker.backends.base import LaunchSpec, NodeRef
 from broker.errors import BackendError
 from broker.models import Node, NodeState
@@ -59,6 +59,16 @@ def agent_of(settings: Settings, node_name: str) -> AgentNode | None:
     with session_scope(settings) as db:
         node = db.scalar(select(Node).where(Node.name == node_name))
         return AgentNode.of(NodeRef.of(node)) if node is not None else None
+
+
+def agent_relay(settings: Settings, vnc_socket: str, viewer: str = "owner") -> RelayRequest | None:
+    """For a session on a node with an agent, the request that opens ``viewer``'s relay there from an
+    event loop (no bridge, no thread); None for a socket on this machine or a node without its agent."""
+    remote = parse_socket_uri(vnc_socket)
+    if remote is None:
+        return None
+    agent = agent_of(settings, remote[0])
+    return agent.relay_request(remote[1], viewer) if agent is not None else None
 
 
 def open_viewer(settings: Settings, vnc_socket: str, viewer: str = "owner", once: bool = True) -> str | None:

@@ -5,6 +5,9 @@ each). The rules of what a token opens live in ``web.vnc_tokens``; this module o
 runs the clocks:
 
 - the handshake is refused (HTTP 403) unless ``vnc_tokens.admit`` admits the ``?token=``;
+- a session on this machine is reached on its locked Unix socket; one on a node with an agent through
+  that agent's relay, opened from the loop itself (TLS verified both ways, a single-use ticket per
+  viewer): no bridge socket and no thread per viewer;
 - the relay reads at most ``CHUNK`` bytes from the VNC socket at a time and sends each chunk before
   reading the next, so a slow viewer slows its VNC server down instead of filling the proxy's memory;
   a viewer whose send has not drained within ``send_timeout_s`` is closed with a reason (1013) and its
@@ -106,7 +109,7 @@ class ViewerProxy:
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         token = parse_qs(urlsplit(request.path).query).get("token", [""])[0]
         try:
-            admission = await self._db(vnc_tokens.admit, self.settings, self.broker, token)
+            admission = await self._db(vnc_tokens.admit, self.settings, self.broker, token, True)
         except Exception:  # never let a lookup error open anything
             log.exception("VNC token lookup failed")
             admission = None
@@ -120,7 +123,10 @@ class ViewerProxy:
     async def _handle(self, websocket: ServerConnection) -> None:
         admission = self._admitted.pop(id(websocket))
         try:
-            reader, writer = await _connect_unix(admission.socket)
+            if admission.relay is not None:
+                reader, writer = await _connect_agent(admission.relay)
+            else:
+                reader, writer = await _connect_unix(admission.socket)
         except OSError as exc:
             log.warning("session %s: VNC socket unreachable: %s", admission.claim.session_id, exc)
             await websocket.close(1011, "the desktop's VNC server is not answering")
@@ -230,6 +236,30 @@ async def _connect_unix(path: str, tries: int = 6) -> tuple[asyncio.StreamReader
                 raise
             await asyncio.sleep(0.05 * 2 ** attempt)
     raise AssertionError("unreachable")
+
+
+async def _connect_agent(relay, timeout_s: float = 10.0) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Open a session's relay through its node's agent from the event loop: TLS with the agent's certificate
+    verified (and the platform's presented), the request line with its single-use ticket, the agent's one-line
+    answer; then the stream carries the VNC bytes (OSError with the agent's reason when it refuses)."""
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(relay.host, relay.port, ssl=relay.context, server_hostname=relay.host, limit=CHUNK),
+        timeout_s)
+    try:
+        writer.write(relay.request)
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readuntil(b"\n"), timeout_s)
+        refusal = relay.refusal(line)
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError) as exc:
+        writer.close()
+        raise OSError(f"node {relay.node}: its agent did not open the relay: {exc!r}") from None
+    except BaseException:
+        writer.close()
+        raise
+    if refusal:
+        writer.close()
+        raise OSError(refusal)
+    return reader, writer
 
 
 def _binary_if_offered(connection: ServerConnection, offered) -> str | None:

@@ -84,6 +84,7 @@ class Admission:
     claim: TokenClaim
     socket: str
     mode: str | None = None
+    relay: object | None = None  # broker's RelayRequest: a node agent's relay opened from the event loop
 
 
 def _target_of(db, claim: TokenClaim, user: accounts.User, desktops: broker.Broker) -> tuple[str, str | None] | None:
@@ -106,9 +107,10 @@ def _target_of(db, claim: TokenClaim, user: accounts.User, desktops: broker.Brok
         return None
 
 
-def admit(settings: Settings, desktops: broker.Broker, token: str) -> Admission | None:
+def admit(settings: Settings, desktops: broker.Broker, token: str, native_relay: bool = False) -> Admission | None:
     """What ``token`` opens now (restarting the session's idle clock; ``desktops``: the broker asked), or
-    None when it opens nothing."""
+    None when it opens nothing. ``native_relay``: a session on a node with an agent is admitted with the
+    agent's relay request (for a caller that speaks TLS to the agent itself) instead of a local bridge."""
     claim = read_token(settings, token)
     if claim is None:
         return None
@@ -123,7 +125,9 @@ def admit(settings: Settings, desktops: broker.Broker, token: str) -> Admission 
             log.warning("session %s: a viewer token was used a second time; refused", claim.session_id)
             return None
     viewer = f"share:{claim.share_id}" if claim.share_id else "owner"
-    path = broker.open_viewer(settings, target[0], viewer)  # a node with an agent: a bridge to its relay
+    relay = broker.agent_relay(settings, target[0], viewer) if native_relay else None
+    # a node with an agent: its relay request, or a bridge to its relay
+    path = "" if relay is not None else broker.open_viewer(settings, target[0], viewer)
     if path is None:
         log.warning("session %s: socket %s is not a locked session socket; refused", claim.session_id, target[0])
         return None
@@ -131,7 +135,7 @@ def admit(settings: Settings, desktops: broker.Broker, token: str) -> Admission 
         desktops.touch(claim.session_id)
     except broker.BrokerError as exc:
         log.warning("touch of session %s failed: %s", claim.session_id, exc)
-    return Admission(claim, path, target[1])
+    return Admission(claim, path, target[1], relay)
 
 
 def resolve(settings: Settings, desktops: broker.Broker, token: str) -> tuple[str, str] | None:

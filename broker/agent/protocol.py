@@ -50,8 +50,15 @@ def read_line(sock) -> dict:
         data += chunk
         if len(data) > MAX_LINE:
             raise ProtocolError("line too long")
+    return decode(bytes(data))
+
+
+def decode(line: bytes) -> dict:
+    """One protocol line (its newline optional) as the JSON object it must be."""
+    if len(line) > MAX_LINE + 1:
+        raise ProtocolError("line too long")
     try:
-        message = json.loads(data)
+        message = json.loads(line)
     except ValueError:
         raise ProtocolError("not JSON") from None
     if not isinstance(message, dict):

@@ -2,8 +2,8 @@
 their own on 127.0.0.2, TLS only, the platform's data hidden from it): launched from the home page, drawn
 through the viewer proxy and the agent's relay, following the window (remote resize), viewed by a share
 guest who shows as connected, its idle clock restarted by the viewers; nothing of the session is in the
-platform's run folder (only the viewer proxy's one-connection bridges); stopped from the page, its folder
-on the node is gone."""
+platform's run folder and no bridge socket either (the viewer proxy opens the agent's relay over TLS from
+its event loop); stopped from the page, its folder on the node is gone."""
 
 from __future__ import annotations
 
@@ -82,6 +82,11 @@ def assert_only_bridges(run_dir: Path, key: str) -> None:
     assert not [entry for entry in entries if key in entry], entries
 
 
+def no_open_bridge(run_dir: Path) -> bool:
+    """No bridge socket is open in the platform's run folder (other uses, e.g. a thumbnail, leave none behind)."""
+    return not [entry for entry in platform_run_entries(run_dir) if entry.endswith("vnc.sock")]
+
+
 def last_activity(settings, session_id: int):
     with session_scope(settings) as dbs:
         return dbs.get(DesktopSession, session_id).last_activity
@@ -112,7 +117,7 @@ def test_a_desktop_on_a_far_node_in_the_browser(far_stack, browser, artifacts_di
         # the session's folder is on the node, held by its agent; here only the bridges
         assert key in node.agent_node().held() and (node.run_dir / key / "vnc").is_dir()
         assert_only_bridges(settings.run_dir, key)
-        assert "bridges" in platform_run_entries(settings.run_dir)  # the viewer did come through a bridge
+        assert no_open_bridge(settings.run_dir)  # the viewer proxy speaks TLS to the agent itself: no bridge
 
         # remote resize: the far desktop follows the window
         first = fills_the_window(owner)
@@ -148,6 +153,7 @@ def test_a_desktop_on_a_far_node_in_the_browser(far_stack, browser, artifacts_di
         guest.screenshot(path=str(artifacts_dir / "far-desktop-guest.png"))
         owner.screenshot(path=str(artifacts_dir / "far-desktop-owner-sharing.png"))
         assert_only_bridges(settings.run_dir, key)
+        assert no_open_bridge(settings.run_dir)
         with session_scope(settings) as dbs:
             share_id = dbs.scalar(select(SessionShare.id).where(SessionShare.session_id == session_id))
         relays = [line for line in (node.root / "agent.log").read_text(errors="replace").splitlines()

@@ -245,3 +245,64 @@ def test_socket_uris():
     assert socket_uri("far1", "i-s3") == "agent://far1/i-s3"
     assert parse_socket_uri("agent://far1/i-s3") == ("far1", "i-s3")
     assert parse_socket_uri("/root/run/i-s3/vnc/vnc.sock") is None and parse_socket_uri("agent://x") is None
+
+
+def test_relay_connections_send_small_pieces_at_once(pki, agent):
+    """Both ends of an agent connection set TCP_NODELAY: a VNC update is written in pieces, and with
+    Nagle's algorithm each piece after the first waited for the viewer's delayed ACK (40 ms a frame)."""
+    server = agent[0]
+    seen = []
+    accept = server.get_request
+
+    def spying():
+        conn, address = accept()
+        seen.append(conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        return conn, address
+
+    server.get_request = spying
+    try:
+        node = _client(pki, agent)
+        folder = node.prepare("t5-s1", 70001, 70001, "a", "b", "h")
+        vnc = FakeVnc(folder)
+        try:
+            with node.open_stream("t5-s1") as stream:
+                assert stream.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+                assert _roundtrip(stream, b"ping") == b"ping"
+        finally:
+            vnc.listener.close()
+            node.remove("t5-s1")
+    finally:
+        del server.get_request
+    assert seen and all(seen), seen
+
+
+def test_the_viewer_proxy_opens_a_relay_from_its_event_loop(pki, agent):
+    """``web.viewer_proxy`` speaks TLS to the agent itself (no bridge, no thread): the request with its
+    ticket opens the session's bytes; a used ticket is refused with the agent's reason."""
+    import asyncio
+
+    from web.viewer_proxy import _connect_agent
+
+    node = _client(pki, agent)
+    folder = node.prepare("t6-s1", 70001, 70001, "a", "b", "h")
+    vnc = FakeVnc(folder)
+    relay = node.relay_request("t6-s1", "share:6")
+    payload = os.urandom(200_000)
+
+    async def through() -> bytes:
+        reader, writer = await _connect_agent(relay)
+        try:
+            assert await reader.readexactly(12) == b"RFB 003.008\n"
+            writer.write(payload)
+            await writer.drain()
+            return await reader.readexactly(len(payload))
+        finally:
+            writer.close()
+
+    try:
+        assert asyncio.run(through()) == payload
+        with pytest.raises(OSError, match="already used"):
+            asyncio.run(through())  # the same request line: its ticket is single-use
+    finally:
+        vnc.listener.close()
+        node.remove("t6-s1")
