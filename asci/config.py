@@ -447,7 +447,8 @@ class Settings:
     web_port: int = setting(8080, port(), "the browser UI's port on web_host")
     web_processes: int = setting(1, integer(1, 64), "server processes sharing web_port (SO_REUSEPORT): "
                                  "more than one uses more CPU cores")
-    web_threads: int = setting(16, integer(1, 256), "request threads of each server process")
+    web_threads: int = setting(8, integer(1, 256), "request threads of each server process (each file "
+                               "transfer holds one while it runs)")
     public_url: str = setting("http://127.0.0.1:8080", text(), "the URL users open (https: secure cookies)")
     oidc_issuer: str = setting("", text(), "OpenID Connect issuer URL; empty: OIDC login off")
     oidc_client_id: str = setting("", text(), "this platform's OpenID Connect client id")
