@@ -100,6 +100,9 @@ def ensure_credentials(files: RegistryFiles, user: str, group: str | None = None
         tmp = files.htpasswd.with_suffix(".tmp")
         tmp.write_text(bcrypt_line(user, password) + "\n")
         tmp.replace(files.htpasswd)
+    stale = files.folder / "htpasswd"
+    if files.front is not None and stale != files.htpasswd and stale.exists():
+        stale.unlink()  # from before the front folder: the proxy no longer reads it
     gid = grp.getgrnam(group).gr_gid if group else -1
     os.chown(files.folder, -1, gid)
     os.chown(files.worker_folder, -1, gid)

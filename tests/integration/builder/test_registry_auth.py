@@ -109,6 +109,8 @@ def test_workers_reach_a_front_folder_outside_a_private_data_directory(docker_cl
     require_programs("docker-registry", "nginx", "htpasswd")
     private = tmp_path / "data"
     private.mkdir(mode=0o700)
+    (private / "auth").mkdir()
+    (private / "auth" / "htpasswd").write_text("asci-builder:$2y$10$stale\n")  # from a set-up before the front
     outer = Path(tempfile.mkdtemp(prefix="asci-front-"))
     outer.chmod(0o711)
     server = PrivateRegistry(private, free_port(32000, 36000), free_port(36000, 40000), front=outer / "front")
@@ -116,7 +118,7 @@ def test_workers_reach_a_front_folder_outside_a_private_data_directory(docker_cl
         server.start()
         files = server.files
         assert files.socket.parent.parent == outer / "front" and files.htpasswd.parent == outer / "front"
-        assert not (private / "auth" / "htpasswd").exists()  # the password stays in the private folder
+        assert not (private / "auth" / "htpasswd").exists()  # moved to the front; the password stays here
         master = next(p.pid for p in server.processes if p.args[0] == "nginx")
         workers = [int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
         www = str(pwd.getpwnam("www-data").pw_uid)
