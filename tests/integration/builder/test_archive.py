@@ -24,7 +24,7 @@ from builder.build import build_environment
 from builder.errors import ArchiveError
 from builder.reproduce import reproduce
 from tests.conftest import _sqlite_settings
-from tests.support import TEST_LABEL, RecipesRepo, recipe_text, require_programs
+from tests.support import TEST_LABEL, RecipesRepo, extract_all, recipe_text, require_programs
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
 
@@ -80,7 +80,7 @@ def test_export_verify_and_import_into_this_and_an_empty_platform(settings, reci
     assert inspected["Labels"]["org.opencontainers.image.version"] == first.version
     unpacked = tmp_path / "layout"
     with tarfile.open(archive) as tar:
-        tar.extractall(unpacked, filter="data")
+        extract_all(tar, unpacked, "data")
         names = set(tar.getnames())
     copied = tmp_path / "copied"  # skopeo reads every blob back (and checks each digest) from the unpacked layout
     subprocess.run(["skopeo", "copy", f"oci:{unpacked}", f"dir:{copied}"], capture_output=True,
