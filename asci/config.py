@@ -524,11 +524,6 @@ class Settings:
         return self.data_dir / "registry-auth"
 
     @property
-    def registry_front(self) -> Path:
-        """What the registry's proxy workers read and reach: ``registry_front_dir`` or the auth folder."""
-        return self.registry_front_dir or self.registry_auth_dir
-
-    @property
     def registry_credentials(self) -> tuple[str, str] | None:
         """``(user, password)`` the builder writes to the registry with, or None (anonymous)."""
         password = self.registry_password

@@ -102,7 +102,12 @@ class RelayRequest:
             answer = protocol.decode(line)
         except protocol.ProtocolError as exc:
             return f"node {self.node}: its agent's answer is not a protocol line: {exc}"
-        return "" if answer.get("ok") else f"node {self.node}: {answer.get('error') or 'refused'}"
+        return "" if answer.get("ok") else refusal_text(self.node, answer)
+
+
+def refusal_text(node: str, answer: dict) -> str:
+    """The message of an agent's ``ok: false`` answer, naming the node."""
+    return f"node {node}: {answer.get('error') or 'refused'}"
 
 
 class AgentNode:
@@ -124,12 +129,15 @@ class AgentNode:
         return cls(ref.name, address, ref.tls_ca, ref.tls_cert, ref.tls_key)
 
     # ------------------------------------------------------------ transport
-    def connect(self) -> ssl.SSLSocket:
-        """A TLS connection to the agent, its certificate verified (NodeUnreachable otherwise)."""
+    def _context(self) -> ssl.SSLContext:
         try:
-            context = client_context(self.ca, self.cert, self.key)
+            return client_context(self.ca, self.cert, self.key)
         except (OSError, ssl.SSLError) as exc:
             raise NodeUnreachable(f"node {self.name}: cannot load its TLS files: {exc}") from None
+
+    def connect(self) -> ssl.SSLSocket:
+        """A TLS connection to the agent, its certificate verified (NodeUnreachable otherwise)."""
+        context = self._context()
         try:
             raw = socket.create_connection((self.host, self.port), timeout=self.timeout)
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # a viewer's input, sent at once
@@ -156,7 +164,7 @@ class AgentNode:
         if answer.get("ok"):
             return conn, answer
         conn.close()
-        message = f"node {self.name}: {answer.get('error') or 'refused'}"
+        message = refusal_text(self.name, answer)
         kind = answer.get("kind")
         if kind == "foreign":
             raise ForeignServer(message)
@@ -233,11 +241,7 @@ class AgentNode:
     def relay_request(self, key: str, viewer: str = "owner") -> RelayRequest:
         """What an event loop sends to open session folder ``key``'s relay for ``viewer`` (a fresh ticket;
         :meth:`open_stream` is the blocking equivalent)."""
-        try:
-            context = client_context(self.ca, self.cert, self.key)
-        except (OSError, ssl.SSLError) as exc:
-            raise NodeUnreachable(f"node {self.name}: cannot load its TLS files: {exc}") from None
-        return RelayRequest(self.name, self.host, self.port, context,
+        return RelayRequest(self.name, self.host, self.port, self._context(),
                             protocol.encode({"op": "relay", "ticket": self.ticket(key, viewer)}))
 
     def open_stream(self, key: str, viewer: str = "owner", ticket: str | None = None) -> ssl.SSLSocket:

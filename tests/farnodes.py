@@ -179,25 +179,34 @@ wait
         data_root = str(self.root / "docker-root").encode()
         return self._pids(lambda argv: argv[0] == DOCKERD.encode() and data_root in argv)
 
-    def stop_agent(self) -> None:
-        """Kill the agent by its PID and keep it stopped."""
-        (self.root / "agent-off").touch()
-        for pid in self.agent_pids():
+    def _kill_and_hold(self, switch: str, pids) -> None:
+        """Touch ``switch`` (the node's restart loop then keeps the process down), SIGKILL ``pids()`` by PID
+        and wait up to 10 s for them to be gone."""
+        (self.root / switch).touch()
+        for pid in pids():
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + 10
-        while self.agent_pids() and time.monotonic() < deadline:
+        while pids() and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    def start_agent(self, timeout: float = 30) -> None:
-        (self.root / "agent-off").unlink(missing_ok=True)
+    def _release_and_wait(self, switch: str, answers, what: str, timeout: float, pause: float) -> None:
+        """Remove ``switch`` (the restart loop starts the process again) and wait until ``answers()``."""
+        (self.root / switch).unlink(missing_ok=True)
         deadline = time.monotonic() + timeout
-        while not self.agent_answers():
+        while not answers():
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the agent of {self.name} did not come back:\n{self.log_tail()}")
-            time.sleep(0.1)
+                raise RuntimeError(f"the {what} of {self.name} did not come back:\n{self.log_tail()}")
+            time.sleep(pause)
+
+    def stop_agent(self) -> None:
+        """Kill the agent by its PID and keep it stopped."""
+        self._kill_and_hold("agent-off", self.agent_pids)
+
+    def start_agent(self, timeout: float = 30) -> None:
+        self._release_and_wait("agent-off", self.agent_answers, "agent", timeout, 0.1)
 
     # ------------------------------------------------------------ swarm
     def join_swarm(self, manager: docker.DockerClient, timeout: float = 60) -> str:
@@ -258,24 +267,11 @@ wait
     def stop_engine(self) -> None:
         """Kill the node's dockerd (SIGKILL, by its PID: a machine that fails) and keep it stopped; its
         containers' processes are left as they are, as a crashed engine leaves them."""
-        (self.root / "engine-off").touch()
-        for pid in self.engine_pids():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + 10
-        while self.engine_pids() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        self._kill_and_hold("engine-off", self.engine_pids)
 
     def start_engine(self, timeout: float = 60) -> None:
         """Start the node's dockerd again (its data root, and so its images and swarm state, kept)."""
-        (self.root / "engine-off").unlink(missing_ok=True)
-        deadline = time.monotonic() + timeout
-        while not self.engine_answers():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the engine of {self.name} did not come back:\n{self.log_tail()}")
-            time.sleep(0.2)
+        self._release_and_wait("engine-off", self.engine_answers, "engine", timeout, 0.2)
 
     def log_tail(self, chars: int = 3000) -> str:
         parts = []
