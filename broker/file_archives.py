@@ -14,29 +14,9 @@ import time
 import zipfile
 from typing import Iterator
 
+from asci.streams import ChunkReader
+
 COPY = 1 << 20
-
-
-class ChunkReader(io.RawIOBase):
-    """A readable file over an iterator of byte chunks."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = iter(chunks)
-        self._buffer = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target) -> int:
-        while not self._buffer:
-            try:
-                self._buffer = next(self._chunks)
-            except StopIteration:
-                return 0
-        count = min(len(target), len(self._buffer))
-        target[:count] = self._buffer[:count]
-        self._buffer = self._buffer[count:]
-        return count
 
 
 class _Sink(io.RawIOBase):
@@ -86,4 +66,4 @@ def tar_to_zip(chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield sink.take()
 
 
-__all__ = ["tar_to_zip", "ChunkReader"]
+__all__ = ["tar_to_zip"]

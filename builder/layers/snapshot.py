@@ -11,6 +11,7 @@ from pathlib import Path
 
 from docker.errors import APIError, ImageNotFound
 
+from asci.streams import ChunkReader
 from builder.errors import DockerError
 from builder.layers import owners as rpm_owners
 from builder.layers import tree as trees
@@ -71,30 +72,9 @@ def run_script(client, image: str, script: str, outputs: dict[str, Path | None],
         container.remove(force=True)
 
 
-class _IterReader(io.RawIOBase):
-    """A file object over an iterator of byte chunks (the archive stream of the engine)."""
-
-    def __init__(self, chunks):
-        self._chunks, self._buf = iter(chunks), b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while not self._buf:
-            try:
-                self._buf = next(self._chunks)
-            except StopIteration:
-                return 0
-        n = min(len(buffer), len(self._buf))
-        buffer[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
-
-
 def _unwrap(stream, local: Path | None) -> bytes:
     """The single file inside an engine archive stream: into ``local``, or returned."""
-    with tarfile.open(fileobj=io.BufferedReader(_IterReader(stream), CHUNK), mode="r|") as outer:
+    with tarfile.open(fileobj=io.BufferedReader(ChunkReader(stream), CHUNK), mode="r|") as outer:
         for member in outer:
             source = outer.extractfile(member)
             if source is None:
