@@ -208,7 +208,12 @@ def _read_update(sock: socket.socket, width: int, height: int, pixels: bytearray
 
 def _open(target, password: str, timeout: float) -> tuple[socket.socket, int, int, str]:
     """Connect, authenticate, share the session and ask for 32-bit Raw pixels: (sock, width, height, name)."""
-    sock = connect(target, timeout)
+    return open_on(connect(target, timeout), password, timeout)
+
+
+def open_on(sock: socket.socket, password: str, timeout: float = 10.0) -> tuple[socket.socket, int, int, str]:
+    """:func:`_open` on a stream that is already connected (a relay through a node's agent, say); the
+    stream is closed when the handshake fails."""
     try:
         sock.settimeout(timeout)
         _handshake(sock, password)
