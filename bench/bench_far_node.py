@@ -11,12 +11,17 @@ base image of this checkout is pushed to 127.0.0.1:5000 and pulled by both. Meas
   the socket path, on the far node through ``broker.open_viewer``'s bridge to the agent's relay (a
   ticket, a TLS connection to the agent, the agent's connection to the socket), exactly what
   websockify's token plugin opens;
-* **full frame** (the desktop's whole framebuffer, 1280x800 by default), ``--frames`` times on one far
-  desktop: a full (non-incremental) update requested and read on an open connection, through a bridge
-  and directly from the node's socket (root here can open the far node's run folder by path: only
-  the bench does), and the same with the connection's set-up (connect, ticket, TLS, RFB handshake);
-  the same full update in ZRLE (zlib-compressed, what a real viewer negotiates instead of Raw), relay
-  and direct alternating, each the best of two updates on a fresh connection;
+* **full frame** (the desktop's whole framebuffer, 1280x800 by default) on one far desktop, through the
+  agent's relay (a TLS stream opened with a ticket: what the viewer proxy opens for a far desktop) and
+  directly from the node's socket (root here can open the far node's run folder by path: only the bench
+  does), alternating, ``--frames`` rounds of a fresh connection each way and the better of its 2nd and
+  3rd full (non-incremental) update, in three encodings: **Raw** (4 bytes a pixel, 4 MB), **ZRLE**, and
+  **what noVNC asks for** (its encodings in its order, quality 6, compression 2: TigerVNC answers in
+  Tight, JPEG where a rectangle has many colours), each on two screens: the desktop as it starts (nearly
+  flat) and a **busy screen** (``busy_screen.py``: a detector-like image of rings and noise drawn over
+  the whole screen by an X client in the desktop); besides, Raw through ``LocalBridge`` (the private
+  Unix socket ``rfb`` and the smoke gate reach a far desktop by), on an open connection and with the
+  connection's set-up (connect, ticket, TLS, RFB handshake);
 * **agent memory**: the agent's resident set (``VmRSS``) idle, with ``--desktops`` desktops running on
   the far node, and with one relay open to each of them.
 
@@ -111,16 +116,66 @@ def frame_times(path_of, password: str, count: int) -> tuple[list[float], list[f
 
 
 ZRLE_ENCODING = 16
+TIGHT_ENCODING = 7
+LAST_RECT = -224
+# what noVNC 1.6 asks TigerVNC for, in its order (core/rfb.js _sendEncodings), less the cursor and
+# desktop-size pseudo-encodings: Tight, TightPNG, ZRLE, JPEG, Hextile, RRE, Zlib, Raw, quality 6,
+# compression 2, LastRect. TigerVNC picks the first it supports: Tight.
+NOVNC_ENCODINGS = (TIGHT_ENCODING, -260, ZRLE_ENCODING, 21, 5, 2, 6, rfb.RAW_ENCODING, -32 + 6, -256 + 2, LAST_RECT)
+TPIXEL = 3  # Tight's pixel for 32 bpp, depth 24
 
 
-def zrle_frame_times(path: str, password: str, count: int) -> tuple[list[float], list[int]]:
-    """Full (non-incremental) updates in ZRLE, the zlib encoding noVNC also offers, on an open connection:
-    the seconds until the whole update has arrived and its size in bytes (the rectangles are read, not
-    decoded: what is timed is the server's encoding and the path's bytes, as a viewer receives them)."""
-    sock, width, height, _name = rfb._open(path, password, 10)
+def _compact_length(sock) -> int:
+    """Tight's length: 1 to 3 bytes of 7 bits each, the high bit saying another byte follows."""
+    length = 0
+    for shift in (0, 7, 14):
+        (byte,) = rfb._recv_exact(sock, 1)
+        length |= (byte & 0x7F) << shift
+        if not byte & 0x80 or shift == 14:
+            return length
+    return length
+
+
+def _skip_tight(sock, w: int, h: int) -> int:
+    """Read one Tight rectangle (RFC 6143 7.7.4 and the TightVNC extension), its bytes counted."""
+    (control,) = rfb._recv_exact(sock, 1)
+    kind = control >> 4
+    if kind == 0x08:  # fill: one pixel
+        rfb._recv_exact(sock, TPIXEL)
+        return 1 + TPIXEL
+    if kind == 0x09:  # JPEG
+        length = _compact_length(sock)
+        rfb._recv_exact(sock, length)
+        return 1 + length
+    if kind > 0x09:
+        raise SystemExit(f"Tight compression {kind:#x} was not asked for")
+    size, filtered = w * h * TPIXEL, bool(control & 0x40)
+    header = 1
+    if filtered:
+        (filter_id,) = rfb._recv_exact(sock, 1)
+        header += 1
+        if filter_id == 1:  # palette
+            (colours,) = rfb._recv_exact(sock, 1)
+            colours += 1
+            rfb._recv_exact(sock, colours * TPIXEL)
+            header += 1 + colours * TPIXEL
+            size = ((w + 7) // 8) * h if colours == 2 else w * h
+        elif filter_id not in (0, 2):
+            raise SystemExit(f"Tight filter {filter_id} is not defined")
+    if size >= 12:
+        size = _compact_length(sock)
+    rfb._recv_exact(sock, size)
+    return header + size
+
+
+def encoded_frame_times(opened, count: int, encodings=(ZRLE_ENCODING,)) -> tuple[list[float], list[int]]:
+    """Full (non-incremental) updates in ``encodings`` on the open RFB connection ``opened`` (``rfb._open``'s
+    tuple): the seconds until the whole update has arrived and its size in bytes. The rectangles are read,
+    not decoded: what is timed is the server's encoding and the path's bytes, as a viewer receives them."""
+    sock, width, height, _name = opened
     times, sizes = [], []
     with sock:
-        sock.sendall(struct.pack("!BxHi", 2, 1, ZRLE_ENCODING))
+        sock.sendall(struct.pack(f"!BxH{len(encodings)}i", 2, len(encodings), *encodings))
         for _ in range(count):
             began = time.monotonic()
             rfb._request(sock, width, height, False)
@@ -134,6 +189,11 @@ def zrle_frame_times(path: str, password: str, count: int) -> tuple[list[float],
             _pad, rectangles = struct.unpack("!BH", rfb._recv_exact(sock, 3))
             for _ in range(rectangles):
                 _x, _y, w, h, encoding = struct.unpack("!HHHHi", rfb._recv_exact(sock, 12))
+                if encoding == LAST_RECT:
+                    break
+                if encoding == TIGHT_ENCODING:
+                    size += _skip_tight(sock, w, h)
+                    continue
                 if encoding == ZRLE_ENCODING:
                     (length,) = struct.unpack("!I", rfb._recv_exact(sock, 4))
                 elif encoding == rfb.RAW_ENCODING:
@@ -145,6 +205,59 @@ def zrle_frame_times(path: str, password: str, count: int) -> tuple[list[float],
             times.append(time.monotonic() - began)
             sizes.append(size)
     return times, sizes
+
+
+ENCODINGS = {"raw": (rfb.RAW_ENCODING,), "zrle": (ZRLE_ENCODING,), "novnc_tight": NOVNC_ENCODINGS}
+
+
+def full_frames(agent, key: str, direct: str, password: str, rounds: int) -> dict:
+    """Full updates in each of :data:`ENCODINGS`, through the agent's relay (a TLS stream opened with a
+    ticket, what the viewer proxy opens for a far desktop) and on the node's socket directly, alternating:
+    per round a fresh connection each way and the better of its 2nd and 3rd update (the first also warms
+    the server's encoder). p50 over ``rounds``."""
+    figures = {}
+    for name, encodings in ENCODINGS.items():
+        relay, direct_times, sizes = [], [], []
+        for _ in range(rounds):
+            times, _sizes = encoded_frame_times(rfb.open_on(agent.open_stream(key), password), 3, encodings)
+            relay.append(min(times[1:]))
+            times, update_sizes = encoded_frame_times(rfb._open(direct, password, 10), 3, encodings)
+            direct_times.append(min(times[1:]))
+            sizes.append(update_sizes[-1])
+        figures[name] = {"relay": summary(relay), "direct": summary(direct_times),
+                         "relay_over_direct_p50": round(statistics.median(relay) / statistics.median(direct_times), 3),
+                         "update_bytes_p50": int(statistics.median(sizes))}
+        print(f"full frame {name}: relay {figures[name]['relay']['p50'] * 1000:.1f} ms, direct "
+              f"{figures[name]['direct']['p50'] * 1000:.1f} ms, {figures[name]['update_bytes_p50']} bytes",
+              file=sys.stderr)
+    return figures
+
+
+def container_of(far, settings) -> str:
+    """The name of the one desktop container of this run on ``far``."""
+    (container,) = far.client().containers.list(filters={"label": f"asci.broker={settings.broker_instance}"})
+    return container.name
+
+
+PAINTER = Path(__file__).with_name("busy_screen.py")
+
+
+def paint_busy_screen(node_client, container_name: str, direct: str, password: str, timeout: float = 60) -> int:
+    """Cover the desktop with a detector-like image (rings and noise, false colour: ``busy_screen.py``)
+    from an X client run in the container as the display's owner, and wait until the screen shows it: a
+    frame with the detail of a scientist's data, not the nearly flat desktop background. Returns the
+    distinct colours on the screen."""
+    container = node_client.containers.get(container_name)
+    _code, owner = container.exec_run(["stat", "-c", "%u", "/tmp/.X11-unix/X1"])
+    container.exec_run(["python3", "-c", PAINTER.read_text()], user=owner.decode().strip(),
+                       environment={"DISPLAY": ":1"}, detach=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        colours = rfb.capture(direct, password).distinct_colours(limit=100_000)
+        if colours > 5_000:
+            return colours
+        time.sleep(0.5)
+    raise RuntimeError(f"the busy screen did not appear within {timeout:.0f} s")
 
 
 def rss_kib(pids: list[int]) -> int:
@@ -215,26 +328,18 @@ def main() -> None:
         agent = far.agent_node()
         frame = rfb.capture(open_viewer(settings, target), password)
         result["frame"] = {"width": frame.width, "height": frame.height}
-        with LocalBridge(agent, key, parent=settings.run_dir / "bridges") as bridge:
-            relay_open, relay_setup = frame_times(lambda: bridge.path, password, args.frames)
         direct = str(far.run_dir / key / "vnc" / "vnc.sock")
+        with LocalBridge(agent, key, parent=settings.run_dir / "bridges") as bridge:
+            bridge_open, bridge_setup = frame_times(lambda: bridge.path, password, args.frames)
         direct_open, direct_setup = frame_times(lambda: direct, password, args.frames)
-        result["full_frame_s"] = {
-            "relay_open_connection": summary(relay_open), "direct_open_connection": summary(direct_open),
-            "relay_over_direct_p50": round(statistics.median(relay_open) / statistics.median(direct_open), 3),
-            "relay_with_setup": summary(relay_setup), "direct_with_setup": summary(direct_setup)}
-        relay_zrle, direct_zrle, zrle_bytes = [], [], []
-        for _ in range(args.frames):  # alternating, one frame each way per round
-            with LocalBridge(agent, key, parent=settings.run_dir / "bridges", once=True) as bridge:
-                times, sizes = zrle_frame_times(bridge.path, password, 3)
-            relay_zrle.append(min(times[1:]))  # the first update of a connection also warms the encoder
-            times, sizes = zrle_frame_times(direct, password, 3)
-            direct_zrle.append(min(times[1:]))
-            zrle_bytes.append(sizes[-1])
-        result["full_frame_zrle_s"] = {
-            "relay_open_connection": summary(relay_zrle), "direct_open_connection": summary(direct_zrle),
-            "relay_over_direct_p50": round(statistics.median(relay_zrle) / statistics.median(direct_zrle), 3),
-            "update_bytes_p50": int(statistics.median(zrle_bytes))}
+        result["raw_frame_through_bridge_s"] = {
+            "bridge_open_connection": summary(bridge_open), "direct_open_connection": summary(direct_open),
+            "bridge_over_direct_p50": round(statistics.median(bridge_open) / statistics.median(direct_open), 3),
+            "bridge_with_setup": summary(bridge_setup), "direct_with_setup": summary(direct_setup)}
+        result["full_frame_s"] = {"desktop": full_frames(agent, key, direct, password, args.frames)}
+        colours = paint_busy_screen(far.client(), container_of(far, settings), direct, password)
+        result["full_frame_s"]["busy_screen"] = {"distinct_colours": colours,
+                                                 **full_frames(agent, key, direct, password, args.frames)}
         stop(broker, settings, session_id)
         # agent memory with many desktops
         idle = rss_kib(far.agent_pids())
