@@ -126,14 +126,16 @@ TPIXEL = 3  # Tight's pixel for 32 bpp, depth 24
 
 
 def _compact_length(sock) -> int:
-    """Tight's length: 1 to 3 bytes of 7 bits each, the high bit saying another byte follows."""
+    """Tight's length: 1 to 3 bytes, 7 bits in each of the first two (the high bit saying another byte
+    follows) and 8 in the third."""
     length = 0
-    for shift in (0, 7, 14):
+    for shift in (0, 7):
         (byte,) = rfb._recv_exact(sock, 1)
         length |= (byte & 0x7F) << shift
-        if not byte & 0x80 or shift == 14:
+        if not byte & 0x80:
             return length
-    return length
+    (byte,) = rfb._recv_exact(sock, 1)
+    return length | byte << 14
 
 
 def _skip_tight(sock, w: int, h: int) -> int:
