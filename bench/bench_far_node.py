@@ -235,22 +235,18 @@ def full_frames(agent, key: str, direct: str, password: str, rounds: int) -> dic
     return figures
 
 
-def container_of(far, settings) -> str:
-    """The name of the one desktop container of this run on ``far``."""
-    (container,) = far.client().containers.list(filters={"label": f"asci.broker={settings.broker_instance}"})
-    return container.name
-
-
 PAINTER = Path(__file__).with_name("busy_screen.py")
 
 
-def paint_busy_screen(node_client, container_name: str, direct: str, password: str, timeout: float = 60) -> int:
+def paint_busy_screen(node_client, broker_instance: str, direct: str, password: str, timeout: float = 60) -> int:
     """Cover the desktop with a detector-like image (rings and noise, false colour: ``busy_screen.py``)
     from an X client run in the container as the display's owner, and wait until the screen shows it: a
     frame with the detail of a scientist's data, not the nearly flat desktop background. Returns the
-    distinct colours on the screen."""
-    container = node_client.containers.get(container_name)
-    _code, owner = container.exec_run(["stat", "-c", "%u", "/tmp/.X11-unix/X1"])
+    distinct colours on the screen. The run's one desktop is found by its broker label."""
+    (container,) = node_client.containers.list(filters={"label": f"asci.broker={broker_instance}"})
+    code, owner = container.exec_run(["stat", "-c", "%u", "/tmp/.X11-unix/X1"])
+    if code != 0:
+        raise RuntimeError(f"the desktop has no X display socket: {owner.decode(errors='replace')}")
     container.exec_run(["python3", "-c", PAINTER.read_text()], user=owner.decode().strip(),
                        environment={"DISPLAY": ":1"}, detach=True)
     deadline = time.monotonic() + timeout
@@ -339,7 +335,7 @@ def main() -> None:
             "bridge_over_direct_p50": round(statistics.median(bridge_open) / statistics.median(direct_open), 3),
             "bridge_with_setup": summary(bridge_setup), "direct_with_setup": summary(direct_setup)}
         result["full_frame_s"] = {"desktop": full_frames(agent, key, direct, password, args.frames)}
-        colours = paint_busy_screen(far.client(), container_of(far, settings), direct, password)
+        colours = paint_busy_screen(far.client(), settings.broker_instance, direct, password)
         result["full_frame_s"]["busy_screen"] = {"distinct_colours": colours,
                                                  **full_frames(agent, key, direct, password, args.frames)}
         stop(broker, settings, session_id)
