@@ -81,7 +81,7 @@ def main_job(tmp_path_factory):
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
         print(log.read_text(errors="replace")[-5000:])
-        _remove_desktops(environment["ASCI_BROKER_INSTANCE"])
+        _remove_desktops_and_images(environment["ASCI_BROKER_INSTANCE"], environment["ASCI_REGISTRY"])
         _stop_registry(data_dir)
 
 
@@ -139,10 +139,15 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _remove_desktops(instance: str) -> None:
+def _remove_desktops_and_images(instance: str, registry: str) -> None:
+    """The run's desktops, then every image tagged for its own registry (the demo's versions)."""
     client = docker.from_env()
     for container in client.containers.list(all=True, filters={"label": f"asci.broker={instance}"}):
         container.remove(force=True)
+    for image in client.images.list():
+        for tag in image.tags:
+            if tag.startswith(f"{registry}/"):
+                client.images.remove(tag)
     client.close()
 
 
